@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "SwitchboardProtocol", targets: ["SwitchboardProtocol"]),
+        .library(name: "SwitchboardStore", targets: ["SwitchboardStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -26,6 +27,16 @@ let package = Package(
     targets: [
         // Wire types and their JSON codec. Depends on nothing but the standard library and Foundation.
         .target(name: "SwitchboardProtocol"),
+        // Durable storage: users, tokens, rooms, members, messages, reactions. SQLite today.
+        .target(
+            name: "SwitchboardStore",
+            dependencies: [
+                "SwitchboardProtocol",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+            ]
+        ),
         .testTarget(name: "SwitchboardProtocolTests", dependencies: ["SwitchboardProtocol"]),
+        .testTarget(name: "SwitchboardStoreTests", dependencies: ["SwitchboardStore"]),
     ]
 )

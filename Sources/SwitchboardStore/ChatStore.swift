@@ -1,0 +1,282 @@
+import SwitchboardProtocol
+
+/// Durable storage of everything the server knows: users, tokens, rooms, members, messages, reactions.
+///
+/// The server talks only to this protocol, so that SQLite (the default) and PostgreSQL (for several
+/// nodes) can stand behind it alike. Every method is safe to call from many tasks at once.
+/// Writes that return have been committed: an ack built from their result means stored.
+public protocol ChatStore: Sendable {
+    // MARK: Users
+
+    /// Creates a user. Throws `StoreError` with code `.conflict` when the username is taken
+    /// (compared without regard to case).
+    func createUser(_ user: NewUser) async throws -> User
+    /// The user with this id.
+    func user(id: String) async throws -> User?
+    /// The users with these ids that exist, in no particular order.
+    func users(ids: [String]) async throws -> [User]
+    /// The user with this username (without regard to case) and their bcrypt password hash.
+    func credentials(username: String) async throws -> Credentials?
+    /// Users whose username or display name contains `query`, without regard to case, by username.
+    func searchUsers(query: String, limit: Int) async throws -> [User]
+
+    // MARK: Tokens
+
+    /// Stores a token's SHA-256 hash; the token itself is never stored.
+    func createToken(_ token: NewToken) async throws -> TokenRecord
+    /// The token with this hash and its user, when it is neither revoked nor expired at `now`.
+    func activeToken(hash: [UInt8], now: Int) async throws -> (token: TokenRecord, user: User)?
+    /// Revokes a token. With `ownerId`, only a token of that user. Returns nil when there is no such
+    /// (unrevoked) token.
+    func revokeToken(id: String, ownerId: String?, now: Int) async throws -> TokenRecord?
+    /// Tokens of one user, or of everybody, newest first.
+    func tokens(userId: String?) async throws -> [TokenRecord]
+    /// Ids of tokens revoked at or after `since`: how a server learns of revocations made by another
+    /// process (the admin command) or another node.
+    func tokensRevoked(since: Int) async throws -> [String]
+
+    // MARK: Rooms and members
+
+    /// Creates a group room; the creator and `memberIds` become members.
+    func createRoom(_ room: NewRoom) async throws -> Room
+    /// The room with this id, with its members.
+    func room(id: String) async throws -> Room?
+    /// The group room with this name (without regard to case), the oldest when several share it.
+    func room(named name: String) async throws -> Room?
+    /// Every room, for administrators.
+    func allRooms() async throws -> [Room]
+    /// The rooms `userId` is a member of, each with its newest message and the member's unread count.
+    func rooms(memberId userId: String) async throws -> [RoomSummary]
+    /// The rooms `userId` is a member of, without counting anything: what a connection needs.
+    func memberRooms(userId: String) async throws -> [Room]
+    /// Adds a member; adding an existing member changes nothing. Returns the room after the change.
+    func addMember(roomId: String, userId: String, now: Int) async throws -> Room
+    /// Removes a member. Returns nil when the user was not a member.
+    func removeMember(roomId: String, userId: String) async throws -> Room?
+    /// The direct room of two users, created on first use, the same one every time.
+    func directRoom(between first: String, and second: String, now: Int) async throws -> Room
+    /// Moves a member's read marker up to `seq` (never down).
+    func markRead(roomId: String, userId: String, seq: Int) async throws
+    /// The id of the user who created the room, nil for direct rooms and unknown rooms.
+    func creator(roomId: String) async throws -> String?
+
+    // MARK: Messages
+
+    /// Stores messages, assigning each the next `seq` of its room, in the order given.
+    ///
+    /// A message whose user, room and `clientId` match a stored one stores nothing and returns
+    /// the stored one as a duplicate. Concurrent callers are committed together in one transaction
+    /// (group commit); the call returns once its messages are durable. The sender's read marker
+    /// moves to the room's `lastSeq`.
+    ///
+    /// `onCommit` runs right after the transaction commits, with this call's results. The
+    /// `onCommit`s of all callers run one after another in commit order, so a server that
+    /// publishes from it shows every room in `seq` order.
+    func append(_ messages: [NewMessage], onCommit: (@Sendable ([AppendResult]) -> Void)?) async throws -> [AppendResult]
+    /// The message with this id.
+    func message(id: String) async throws -> Message?
+    /// A page of a room's history, ascending by `seq`, by the contract's paging rules.
+    func history(roomId: String, after: Int?, before: Int?, limit: Int) async throws -> MessagesResponse
+    /// The messages of a room with `seq > since`, read in one snapshot with the room's `lastSeq`.
+    /// When more than `cap` are missed, returns none and `truncated`.
+    func replay(roomId: String, since: Int, cap: Int) async throws -> Replay
+    /// Adds or removes a user's reaction to a message; returns the message's new counts and
+    /// whether they changed. Adding one already given, or removing one not given, changes nothing.
+    func react(messageId: String, userId: String, reaction: String, action: ReactionAction, now: Int) async throws -> ReactionOutcome
+
+    /// Finishes writes in flight and closes the store.
+    func close() async throws
+}
+
+extension ChatStore {
+    /// Stores messages; see ``append(_:onCommit:)``.
+    public func append(_ messages: [NewMessage]) async throws -> [AppendResult] {
+        try await append(messages, onCommit: nil)
+    }
+
+    /// Stores one message; see ``append(_:onCommit:)``.
+    public func append(_ message: NewMessage) async throws -> AppendResult {
+        try await append([message], onCommit: nil)[0]
+    }
+}
+
+/// A user to create.
+public struct NewUser: Sendable, Hashable {
+    public var username: String
+    public var displayName: String
+    /// bcrypt hash; nil for a bot that logs in with tokens only.
+    public var passwordHash: String?
+    public var isBot: Bool
+    public var now: Int
+    public init(username: String, displayName: String, passwordHash: String?, isBot: Bool, now: Int) {
+        self.username = username
+        self.displayName = displayName
+        self.passwordHash = passwordHash
+        self.isBot = isBot
+        self.now = now
+    }
+}
+
+/// A user and their password hash, for logging in.
+public struct Credentials: Sendable, Hashable {
+    public var user: User
+    public var passwordHash: String?
+    public init(user: User, passwordHash: String?) {
+        self.user = user
+        self.passwordHash = passwordHash
+    }
+}
+
+/// Why a token exists.
+public enum TokenKind: String, Sendable, Hashable, Codable {
+    /// Made by `register` or `login`.
+    case session
+    /// Made by `POST /api/tokens` or `users add --bot`, for a bot or a script.
+    case api
+}
+
+/// A token to store.
+public struct NewToken: Sendable, Hashable {
+    public var userId: String
+    /// SHA-256 of the token.
+    public var hash: [UInt8]
+    public var name: String
+    public var kind: TokenKind
+    public var now: Int
+    public var expiresAt: Int?
+    public init(userId: String, hash: [UInt8], name: String, kind: TokenKind, now: Int, expiresAt: Int?) {
+        self.userId = userId
+        self.hash = hash
+        self.name = name
+        self.kind = kind
+        self.now = now
+        self.expiresAt = expiresAt
+    }
+}
+
+/// A stored token, without the token itself.
+public struct TokenRecord: Sendable, Hashable, Codable {
+    public var id: String
+    public var userId: String
+    public var name: String
+    public var kind: TokenKind
+    public var createdAt: Int
+    public var expiresAt: Int?
+    public var revokedAt: Int?
+    public init(id: String, userId: String, name: String, kind: TokenKind, createdAt: Int, expiresAt: Int?, revokedAt: Int?) {
+        self.id = id
+        self.userId = userId
+        self.name = name
+        self.kind = kind
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.revokedAt = revokedAt
+    }
+}
+
+/// A group room to create.
+public struct NewRoom: Sendable, Hashable {
+    public var name: String
+    public var isPublic: Bool
+    /// Becomes a member; nil for a room made by an administrator with no creator.
+    public var creatorId: String?
+    /// Other members; unknown ids are refused with `StoreError` `.notFound`.
+    public var memberIds: [String]
+    public var now: Int
+    public init(name: String, isPublic: Bool, creatorId: String?, memberIds: [String], now: Int) {
+        self.name = name
+        self.isPublic = isPublic
+        self.creatorId = creatorId
+        self.memberIds = memberIds
+        self.now = now
+    }
+}
+
+/// A message to store; its content is already checked and trimmed.
+public struct NewMessage: Sendable, Hashable {
+    public var roomId: String
+    public var userId: String
+    public var content: String
+    public var clientId: String?
+    public var replyTo: String?
+    public var meta: JSONValue?
+    public var now: Int
+    public init(roomId: String, userId: String, content: String, clientId: String?, replyTo: String?, meta: JSONValue?, now: Int) {
+        self.roomId = roomId
+        self.userId = userId
+        self.content = content
+        self.clientId = clientId
+        self.replyTo = replyTo
+        self.meta = meta
+        self.now = now
+    }
+}
+
+/// What `append` did with one message.
+public struct AppendResult: Sendable, Hashable {
+    /// The stored message (the earlier one, for a duplicate).
+    public var message: Message
+    /// True when the `clientId` was seen before and nothing was stored.
+    public var duplicate: Bool
+    public init(message: Message, duplicate: Bool) {
+        self.message = message
+        self.duplicate = duplicate
+    }
+}
+
+/// What a reaction request did.
+public struct ReactionOutcome: Sendable, Hashable {
+    /// The message's counts after the request.
+    public var reactions: [String: Int]
+    /// False when the user had already given (or had not given) the reaction.
+    public var changed: Bool
+    public init(reactions: [String: Int], changed: Bool) {
+        self.reactions = reactions
+        self.changed = changed
+    }
+}
+
+/// The answer of `replay`.
+public struct Replay: Sendable, Hashable {
+    /// Messages with `seq > since`, ascending; empty when truncated.
+    public var messages: [Message]
+    /// The room's newest `seq` in the same snapshot.
+    public var lastSeq: Int
+    /// More than the cap were missed.
+    public var truncated: Bool
+    public init(messages: [Message], lastSeq: Int, truncated: Bool) {
+        self.messages = messages
+        self.lastSeq = lastSeq
+        self.truncated = truncated
+    }
+}
+
+/// An error of the store: a code, a message, and the underlying cause.
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    /// What kind of failure.
+    public enum Code: String, Sendable {
+        /// Unique key taken (username).
+        case conflict
+        /// A referenced row does not exist.
+        case notFound
+        /// The database cannot be opened or used.
+        case unavailable
+        /// The operation is not allowed (a third member in a direct room).
+        case forbidden
+    }
+
+    public var code: Code
+    public var message: String
+    public var cause: (any Error)?
+
+    public init(_ code: Code, _ message: String, cause: (any Error)? = nil) {
+        self.code = code
+        self.message = message
+        self.cause = cause
+    }
+
+    public var description: String {
+        if let cause { return "\(message) (\(cause))" }
+        return message
+    }
+}

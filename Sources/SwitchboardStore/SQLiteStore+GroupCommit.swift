@@ -1,0 +1,293 @@
+import SQLiteNIO
+import Synchronization
+import SwitchboardProtocol
+
+/// One `append` call waiting for its group commit.
+struct PendingAppend: Sendable {
+    let messages: [NewMessage]
+    let onCommit: (@Sendable ([AppendResult]) -> Void)?
+    let continuation: CheckedContinuation<[AppendResult], any Error>
+}
+
+/// Any other write waiting for the writer connection; it resumes its own caller.
+struct PendingOperation: Sendable {
+    let run: @Sendable (SQLiteConnection) async -> Void
+}
+
+/// The writes waiting for the writer connection. A single drain task empties it, so writes never
+/// interleave and the cached `seq`s stay right.
+struct WriteQueue {
+    enum Job: Sendable {
+        case append(PendingAppend)
+        case operation(PendingOperation)
+    }
+
+    enum Turn: Sendable {
+        case work(appends: [PendingAppend], operations: [PendingOperation])
+        case idle(closeWaiters: [CheckedContinuation<Void, Never>])
+    }
+
+    var appends: [PendingAppend] = []
+    var operations: [PendingOperation] = []
+    var isDraining = false
+    var isClosed = false
+    var closeWaiters: [CheckedContinuation<Void, Never>] = []
+
+    /// The next work for the drain task: appends worth up to `maxBatchSize` messages (at least one
+    /// call, however big), plus every other write waiting, so that those never starve behind a
+    /// stream of messages. Reordering writes that are all still pending is safe: none of their
+    /// callers has been answered, so any order is one they could have observed.
+    mutating func nextTurn(maxBatchSize: Int) -> Turn {
+        if appends.isEmpty && operations.isEmpty {
+            isDraining = false
+            defer { closeWaiters = [] }
+            return .idle(closeWaiters: closeWaiters)
+        }
+        var messageCount = 0
+        var takenCount = 0
+        for pending in appends {
+            if takenCount > 0 && messageCount + pending.messages.count > maxBatchSize { break }
+            messageCount += pending.messages.count
+            takenCount += 1
+        }
+        let batch = Array(appends.prefix(takenCount))
+        appends.removeFirst(takenCount)
+        defer { operations = [] }
+        return .work(appends: batch, operations: operations)
+    }
+}
+
+/// A message's idempotency key: the same `clientId` from the same user in the same room.
+private struct ClientKey: Hashable {
+    var roomId: String
+    var userId: String
+    var clientId: String
+}
+
+extension NewMessage {
+    fileprivate var clientKey: ClientKey? {
+        clientId.map { ClientKey(roomId: roomId, userId: userId, clientId: $0) }
+    }
+}
+
+extension Message {
+    fileprivate var clientKey: ClientKey? {
+        clientId.map { ClientKey(roomId: roomId, userId: userId, clientId: $0) }
+    }
+}
+
+/// What a batch stored, to be published only once it is committed.
+private struct BatchOutcome {
+    var results: [Result<[AppendResult], any Error>]
+    var lastSeqs: [String: Int]
+}
+
+extension SQLiteStore {
+    /// Stores messages; see ``ChatStore/append(_:onCommit:)``. Throws `.notFound` when one of
+    /// the rooms does not exist, and then stores none of this call's messages.
+    public func append(_ messages: [NewMessage], onCommit: (@Sendable ([AppendResult]) -> Void)?) async throws -> [AppendResult] {
+        guard !messages.isEmpty else { return [] }
+        return try await withCheckedThrowingContinuation { continuation in
+            if !submit(.append(PendingAppend(messages: messages, onCommit: onCommit, continuation: continuation))) {
+                continuation.resume(throwing: Self.closedError)
+            }
+        }
+    }
+
+    /// Queues a write, starting the drain task when none runs. False once the store is closed.
+    func submit(_ job: WriteQueue.Job) -> Bool {
+        let (accepted, startsDrain) = writeQueue.withLock { queue in
+            guard !queue.isClosed else { return (false, false) }
+            switch job {
+            case .append(let pending): queue.appends.append(pending)
+            case .operation(let pending): queue.operations.append(pending)
+            }
+            defer { queue.isDraining = true }
+            return (true, !queue.isDraining)
+        }
+        if startsDrain {
+            Task { await self.drainWriteQueue() }
+        }
+        return accepted
+    }
+
+    /// Returns once the drain task has emptied the queue; the queue must already refuse new writes.
+    func waitUntilWritesDrained() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let isDrained = writeQueue.withLock { queue in
+                guard queue.isDraining else { return true }
+                queue.closeWaiters.append(continuation)
+                return false
+            }
+            if isDrained { continuation.resume() }
+        }
+    }
+
+    /// The writer's loop: while writes wait, commit them. Each batch collects whatever arrived
+    /// during the previous commit's fsync, which is what makes group commit pay off.
+    private func drainWriteQueue() async {
+        while true {
+            switch writeQueue.withLock({ $0.nextTurn(maxBatchSize: configuration.maxBatchSize) }) {
+            case .idle(let closeWaiters):
+                for waiter in closeWaiters { waiter.resume() }
+                return
+            case .work(let appends, let operations):
+                if !appends.isEmpty { await commitBatch(appends) }
+                for operation in operations { await operation.run(writer) }
+            }
+        }
+    }
+
+    /// Stores a batch in one transaction and answers its callers only after COMMIT.
+    private func commitBatch(_ batch: [PendingAppend]) async {
+        do {
+            let outcome = try await Self.transaction(on: writer) { connection in
+                try await storeBatch(batch, on: connection)
+            }
+            lastSeqCache.withLock { cache in cache.merge(outcome.lastSeqs) { _, committed in committed } }
+            committedBatches.add(1, ordering: .relaxed)
+            // Still on the single writer task: the callers' `onCommit`s run in commit order.
+            for (pending, result) in zip(batch, outcome.results) {
+                if case .success(let results) = result { pending.onCommit?(results) }
+                pending.continuation.resume(with: result)
+            }
+        } catch {
+            // Another process may have written to these rooms; reload their seqs next time.
+            let roomIds = Set(batch.flatMap { $0.messages.map(\.roomId) })
+            lastSeqCache.withLock { cache in
+                for roomId in roomIds { cache[roomId] = nil }
+            }
+            let failure = Self.storeError(error)
+            logger.error("group commit failed", metadata: ["messages": "\(batch.reduce(0) { $0 + $1.messages.count })", "error": "\(failure)"])
+            for pending in batch { pending.continuation.resume(throwing: failure) }
+        }
+    }
+
+    /// The statements of one group commit: a fixed handful whatever the batch size, because each
+    /// statement costs a thread hop and a prepare.
+    private func storeBatch(_ batch: [PendingAppend], on connection: SQLiteConnection) async throws -> BatchOutcome {
+        var lastSeqs = try await loadLastSeqs(of: Set(batch.flatMap { $0.messages.map(\.roomId) }), on: connection)
+        let acceptedBatch = batch.filter { pending in pending.messages.allSatisfy { lastSeqs[$0.roomId] != nil } }
+        let clientKeys = Set(acceptedBatch.flatMap { $0.messages.compactMap(\.clientKey) })
+        var storedByClientKey = try await storedMessages(clientKeys: clientKeys, on: connection)
+
+        var results: [Result<[AppendResult], any Error>] = []
+        var newMessages: [Message] = []
+        for pending in batch {
+            if let unknown = pending.messages.first(where: { lastSeqs[$0.roomId] == nil }) {
+                results.append(.failure(StoreError(.notFound, "no room with id \(unknown.roomId)")))
+                continue
+            }
+            var appended: [AppendResult] = []
+            for new in pending.messages {
+                let clientKey = new.clientKey
+                if let clientKey, let stored = storedByClientKey[clientKey] {
+                    appended.append(AppendResult(message: stored, duplicate: true))
+                    continue
+                }
+                let seq = (lastSeqs[new.roomId] ?? 0) + 1
+                lastSeqs[new.roomId] = seq
+                let message = Message(
+                    id: Ids.make("m_"), roomId: new.roomId, seq: seq, userId: new.userId, content: new.content,
+                    createdAt: new.now, clientId: new.clientId, replyTo: new.replyTo, meta: new.meta == .null ? nil : new.meta)
+                // Remembered at once, so that a repeat later in this same batch is caught too.
+                if let clientKey { storedByClientKey[clientKey] = message }
+                newMessages.append(message)
+                appended.append(AppendResult(message: message, duplicate: false))
+            }
+            results.append(.success(appended))
+        }
+
+        try await insert(newMessages, on: connection)
+        try await saveLastSeqs(of: Set(newMessages.map(\.roomId)), lastSeqs: lastSeqs, on: connection)
+        let senders = Set(acceptedBatch.flatMap { $0.messages.map { RoomMember(roomId: $0.roomId, userId: $0.userId) } })
+        try await moveReadMarkers(of: senders, to: lastSeqs, on: connection)
+        return BatchOutcome(results: results, lastSeqs: lastSeqs)
+    }
+
+    /// The newest `seq` of each existing room among `roomIds`: from the cache, else from the
+    /// database in one query. Unknown rooms are absent from the answer.
+    private func loadLastSeqs(of roomIds: Set<String>, on connection: SQLiteConnection) async throws -> [String: Int] {
+        var lastSeqs: [String: Int] = [:]
+        let uncached: [String] = lastSeqCache.withLock { cache in
+            roomIds.filter { roomId in
+                guard let lastSeq = cache[roomId] else { return true }
+                lastSeqs[roomId] = lastSeq
+                return false
+            }
+        }
+        for chunk in uncached.chunks(ofCount: SQL.maxVariables) {
+            let rows = try await connection.query(
+                "SELECT id, last_seq FROM rooms WHERE id IN (\(SQL.list(chunk.count)))", chunk.map { .text($0) })
+            for row in rows { lastSeqs[try row.text("id")] = try row.integer("last_seq") }
+        }
+        return lastSeqs
+    }
+
+    /// The stored messages with these idempotency keys. Matched on the whole key, so that clients
+    /// whose ids repeat across users and rooms (say, counters) do not make the lookup read them all.
+    private func storedMessages(clientKeys: Set<ClientKey>, on connection: SQLiteConnection) async throws -> [ClientKey: Message] {
+        var stored: [ClientKey: Message] = [:]
+        for chunk in Array(clientKeys).chunks(ofCount: SQL.maxVariables / 3) {
+            let rows = try await connection.query(
+                """
+                SELECT \(Columns.message("m")) FROM (VALUES \(SQL.rows(chunk.count, columns: 3))) AS wanted
+                JOIN messages m ON m.client_id = wanted.column1 AND m.room_id = wanted.column2 AND m.user_id = wanted.column3
+                WHERE m.client_id IS NOT NULL
+                """, chunk.flatMap { key in [.text(key.clientId), .text(key.roomId), .text(key.userId)] })
+            for row in rows {
+                let message = try Decode.message(row)
+                if let clientKey = message.clientKey { stored[clientKey] = message }
+            }
+        }
+        return stored
+    }
+
+    private func insert(_ messages: [Message], on connection: SQLiteConnection) async throws {
+        let columnCount = 9
+        for chunk in messages.chunks(ofCount: SQL.maxVariables / columnCount) {
+            var binds: [SQLiteData] = []
+            binds.reserveCapacity(chunk.count * columnCount)
+            for message in chunk {
+                binds += [
+                    .text(message.roomId), .integer(message.seq), .text(message.id), .text(message.userId),
+                    .text(message.content), .integer(message.createdAt), .optionalText(message.clientId),
+                    .optionalText(message.replyTo), .optionalText(try message.meta.map { try Wire.encodeString($0) }),
+                ]
+            }
+            _ = try await connection.query(
+                """
+                INSERT INTO messages (room_id, seq, id, user_id, content, created_at, client_id, reply_to, meta)
+                VALUES \(SQL.rows(chunk.count, columns: columnCount))
+                """, binds)
+        }
+    }
+
+    private func saveLastSeqs(of roomIds: Set<String>, lastSeqs: [String: Int], on connection: SQLiteConnection) async throws {
+        for chunk in Array(roomIds).chunks(ofCount: SQL.maxVariables / 2) {
+            _ = try await connection.query(
+                """
+                UPDATE rooms SET last_seq = changed.column2
+                FROM (VALUES \(SQL.rows(chunk.count, columns: 2))) AS changed
+                WHERE rooms.id = changed.column1
+                """, chunk.flatMap { roomId in [.text(roomId), .integer(lastSeqs[roomId] ?? 0)] })
+        }
+    }
+
+    /// Sending a message means having read the room up to it.
+    private func moveReadMarkers(of senders: Set<RoomMember>, to lastSeqs: [String: Int], on connection: SQLiteConnection) async throws {
+        for chunk in Array(senders).chunks(ofCount: SQL.maxVariables / 3) {
+            _ = try await connection.query(
+                """
+                UPDATE members SET read_seq = max(read_seq, sent.column3)
+                FROM (VALUES \(SQL.rows(chunk.count, columns: 3))) AS sent
+                WHERE members.room_id = sent.column1 AND members.user_id = sent.column2
+                """, chunk.flatMap { sender in [.text(sender.roomId), .text(sender.userId), .integer(lastSeqs[sender.roomId] ?? 0)] })
+        }
+    }
+}
+
+private struct RoomMember: Hashable {
+    var roomId: String
+    var userId: String
+}

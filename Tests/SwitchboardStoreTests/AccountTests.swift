@@ -1,0 +1,119 @@
+import SwitchboardProtocol
+import Testing
+
+@testable import SwitchboardStore
+
+@Suite("Users", .timeLimit(.minutes(1)))
+struct UserTests {
+    @Test func createdUserCanBeReadBackByIdAndUsernameInAnyCase() async throws {
+        try await withStore { store in
+            let ana = try await store.makeUser("Ana", displayName: "Ana Lovelace")
+            #expect(ana.id.hasPrefix("u_"))
+            #expect(try await store.user(id: ana.id) == ana)
+            let credentials = try #require(try await store.credentials(username: "ANA"))
+            #expect(credentials.user == ana)
+            #expect(credentials.passwordHash == "hash-Ana")
+            #expect(try await store.credentials(username: "nobody") == nil)
+            #expect(try await store.user(id: "u_missing") == nil)
+        }
+    }
+
+    @Test func usernameTakenInAnotherCaseIsAConflict() async throws {
+        try await withStore { store in
+            _ = try await store.makeUser("ana")
+            #expect(await storeErrorCode { try await store.makeUser("ANA") } == .conflict)
+            #expect(try await store.searchUsers(query: "ana", limit: 10).count == 1)
+        }
+    }
+
+    @Test func usersByIdsSkipsUnknownIds() async throws {
+        try await withStore { store in
+            let ana = try await store.makeUser("ana")
+            let bob = try await store.makeUser("bob")
+            let found = try await store.users(ids: [bob.id, "u_missing", ana.id])
+            #expect(Set(found) == [ana, bob])
+        }
+    }
+
+    @Test func searchMatchesSubstringsOfUsernameOrDisplayNameInAnyCase() async throws {
+        try await withStore { store in
+            let ana = try await store.makeUser("ana", displayName: "Ana Lovelace")
+            let bob = try await store.makeUser("bob", displayName: "Robert LOVE")
+            _ = try await store.makeUser("carol", displayName: "Carol")
+            #expect(try await store.searchUsers(query: "LOVE", limit: 10) == [ana, bob])
+            #expect(try await store.searchUsers(query: "OB", limit: 10) == [bob])
+            #expect(try await store.searchUsers(query: "love", limit: 1) == [ana])
+        }
+    }
+
+    @Test func searchTreatsLikeWildcardsAsPlainCharacters() async throws {
+        try await withStore { store in
+            let underscore = try await store.makeUser("a_b")
+            _ = try await store.makeUser("axb")
+            let percent = try await store.makeUser("pct", displayName: "100% bot")
+            _ = try await store.makeUser("other", displayName: "1000 bots")
+            #expect(try await store.searchUsers(query: "a_b", limit: 10) == [underscore])
+            #expect(try await store.searchUsers(query: "0%", limit: 10) == [percent])
+        }
+    }
+}
+
+@Suite("Tokens", .timeLimit(.minutes(1)))
+struct TokenTests {
+    func token(_ user: User, _ hashByte: UInt8, now: Int = 100, expiresAt: Int? = nil) -> NewToken {
+        NewToken(userId: user.id, hash: Array(repeating: hashByte, count: 32), name: "token \(hashByte)", kind: .api, now: now, expiresAt: expiresAt)
+    }
+
+    @Test func activeTokenIsFoundByHashWithItsUser() async throws {
+        try await withStore { store in
+            let ana = try await store.makeUser("ana")
+            let record = try await store.createToken(token(ana, 1))
+            #expect(record.id.hasPrefix("t_"))
+            let active = try #require(try await store.activeToken(hash: Array(repeating: 1, count: 32), now: 200))
+            #expect(active.token == record)
+            #expect(active.user == ana)
+            #expect(try await store.activeToken(hash: Array(repeating: 2, count: 32), now: 200) == nil)
+        }
+    }
+
+    @Test func expiredTokenIsNotActive() async throws {
+        try await withStore { store in
+            let ana = try await store.makeUser("ana")
+            _ = try await store.createToken(token(ana, 1, expiresAt: 500))
+            #expect(try await store.activeToken(hash: Array(repeating: 1, count: 32), now: 499) != nil)
+            #expect(try await store.activeToken(hash: Array(repeating: 1, count: 32), now: 500) == nil)
+        }
+    }
+
+    @Test func revokedTokenIsNotActiveAndOnlyItsOwnerMayRevokeIt() async throws {
+        try await withStore { store in
+            let ana = try await store.makeUser("ana")
+            let bob = try await store.makeUser("bob")
+            let record = try await store.createToken(token(ana, 1))
+            let hash: [UInt8] = Array(repeating: 1, count: 32)
+
+            #expect(try await store.revokeToken(id: record.id, ownerId: bob.id, now: 300) == nil)
+            #expect(try await store.activeToken(hash: hash, now: 301) != nil)
+
+            let revoked = try #require(try await store.revokeToken(id: record.id, ownerId: ana.id, now: 300))
+            #expect(revoked.revokedAt == 300)
+            #expect(try await store.activeToken(hash: hash, now: 301) == nil)
+            #expect(try await store.revokeToken(id: record.id, ownerId: nil, now: 400) == nil)
+            #expect(try await store.revokeToken(id: "t_missing", ownerId: nil, now: 400) == nil)
+            #expect(try await store.tokensRevoked(since: 300) == [record.id])
+            #expect(try await store.tokensRevoked(since: 301) == [])
+        }
+    }
+
+    @Test func tokensAreListedNewestFirstPerUserOrForEverybody() async throws {
+        try await withStore { store in
+            let ana = try await store.makeUser("ana")
+            let bob = try await store.makeUser("bob")
+            let older = try await store.createToken(token(ana, 1, now: 100))
+            let newer = try await store.createToken(token(ana, 2, now: 200))
+            let bobs = try await store.createToken(token(bob, 3, now: 150))
+            #expect(try await store.tokens(userId: ana.id) == [newer, older])
+            #expect(try await store.tokens(userId: nil) == [newer, bobs, older])
+        }
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import Logging
+import SwitchboardProtocol
+import Testing
+
+@testable import SwitchboardStore
+
+/// A fresh directory for one test's database files, removed afterwards.
+func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async throws -> T {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("switchboard-store-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    return try await body(directory.path)
+}
+
+/// Quiet, so that expected failures (a batch rolled back on purpose) do not clutter the output.
+let testLogger: Logger = {
+    var logger = Logger(label: "SwitchboardStoreTests")
+    logger.logLevel = .critical
+    return logger
+}()
+
+func openStore(at path: String) async throws -> SQLiteStore {
+    try await SQLiteStore.open(path: path, logger: testLogger)
+}
+
+/// A store on a new file, closed after `body` whether it succeeds or not.
+func withStore<T>(_ body: (SQLiteStore) async throws -> T) async throws -> T {
+    try await withTemporaryDirectory { directory in
+        let store = try await openStore(at: directory + "/chat.db")
+        do {
+            let value = try await body(store)
+            try await store.close()
+            return value
+        } catch {
+            try? await store.close()
+            throw error
+        }
+    }
+}
+
+extension SQLiteStore {
+    func makeUser(_ username: String, displayName: String? = nil) async throws -> User {
+        try await createUser(NewUser(username: username, displayName: displayName ?? username, passwordHash: "hash-\(username)", isBot: false, now: 1))
+    }
+
+    func makeRoom(_ name: String, creator: User?, members: [User] = [], isPublic: Bool = false, now: Int = 1) async throws -> Room {
+        try await createRoom(NewRoom(name: name, isPublic: isPublic, creatorId: creator?.id, memberIds: members.map(\.id), now: now))
+    }
+
+    @discardableResult
+    func send(_ content: String, in room: Room, from user: User, clientId: String? = nil, meta: JSONValue? = nil) async throws -> AppendResult {
+        try await append(NewMessage(roomId: room.id, userId: user.id, content: content, clientId: clientId, replyTo: nil, meta: meta, now: 1_000))
+    }
+
+    /// Keeps the writer busy inside a write until the returned closure is called, so that the appends
+    /// made meanwhile all wait for the same group commit.
+    func holdWriter() async -> @Sendable () -> Void {
+        let (entered, enteredContinuation) = AsyncStream<Void>.makeStream()
+        let (released, releaseContinuation) = AsyncStream<Void>.makeStream()
+        Task {
+            try await self.write { _ in
+                enteredContinuation.yield()
+                for await _ in released { break }
+            }
+        }
+        for await _ in entered { break }
+        return { releaseContinuation.yield() }
+    }
+
+    /// Waits, without a fixed sleep, until `count` append calls are queued.
+    func waitForPendingAppends(_ count: Int) async {
+        while writeQueue.withLock({ $0.appends.count }) < count { await Task.yield() }
+    }
+}
+
+func storeErrorCode(_ body: () async throws -> some Any) async -> StoreError.Code? {
+    do {
+        _ = try await body()
+        return nil
+    } catch {
+        return (error as? StoreError)?.code
+    }
+}
