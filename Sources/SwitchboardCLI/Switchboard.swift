@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import SwitchboardProtocol
+import SwitchboardServer
+import SwitchboardStore
+
+@main
+struct Switchboard: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "switchboard",
+        abstract: "A self-hosted chat server, and the tools around it.",
+        subcommands: [Serve.self, Users.self, Tokens.self, Rooms.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// Options every command that opens the database shares.
+struct DatabaseOptions: ParsableArguments {
+    @Option(name: .long, help: "SQLite file, or a postgres:// URL (env: SWITCHBOARD_DATABASE).")
+    var database: String = ProcessInfo.processInfo.environment["SWITCHBOARD_DATABASE"] ?? "./switchboard.db"
+
+    /// Opens the store, runs `body`, closes the store.
+    func withStore<Result>(logger: Logger, _ body: (any ChatStore) async throws -> Result) async throws -> Result {
+        if database.hasPrefix("postgres://") || database.hasPrefix("postgresql://") {
+            throw ValidationError("PostgreSQL is not supported yet: give --database a SQLite file path, such as ./switchboard.db")
+        }
+        let store = try await SQLiteStore.open(path: database, logger: logger)
+        do {
+            let result = try await body(store)
+            try await store.close()
+            return result
+        } catch {
+            try? await store.close()
+            throw error
+        }
+    }
+}
+
+/// Makes the process's logger: info by default, debug with `DEBUG=websocket:*` or `LOG_LEVEL=debug`.
+func makeLogger(label: String = "switchboard") -> Logger {
+    let environment = ProcessInfo.processInfo.environment
+    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    var logger = Logger(label: label)
+    logger.logLevel = environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+    if debugsWebSocket { logger.logLevel = min(logger.logLevel, .debug) }
+    return logger
+}
+
+/// Whether `DEBUG` asks for WebSocket logging, as in the system this replaces (`DEBUG=websocket:*`).
+var debugsWebSocket: Bool {
+    let patterns = (ProcessInfo.processInfo.environment["DEBUG"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+    return patterns.contains { $0 == "*" || $0.hasPrefix("websocket") }
+}
+
+/// Prints an error the way a person reads it and exits non-zero.
+struct Failure: Error, CustomStringConvertible {
+    var description: String
+}
+
+func describe(_ error: any Error) -> String {
+    switch error {
+    case let error as ProtocolError: return error.message
+    case let error as StoreError: return error.description
+    default: return "\(error)"
+    }
+}

@@ -1,0 +1,154 @@
+import Hummingbird
+import HummingbirdCore
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOWebSocket
+import ServiceLifecycle
+import SwitchboardProtocol
+import SwitchboardStore
+
+/// The bundled chat server: the HTTP API and the WebSocket endpoint of the protocol on one port.
+///
+/// A `Service`: run it in a `ServiceGroup`, which stops it gracefully on SIGINT or SIGTERM:
+/// it stops accepting, closes every WebSocket with 1001, and returns once in-flight requests
+/// (and so in-flight writes) have finished. Close the store after it returns.
+///
+/// ```swift
+/// let store = try await SQLiteStore.open(path: "switchboard.db", logger: logger)
+/// let server = ChatServer(configuration: ServerConfiguration(), store: store, logger: logger)
+/// try await ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+/// try await store.close()
+/// ```
+public struct ChatServer: Service {
+    let configuration: ServerConfiguration
+    let store: any ChatStore
+    let logger: Logger
+    let onListening: @Sendable (Int) async -> Void
+
+    /// - Parameters:
+    ///   - onListening: called with the port once the server accepts connections (useful with port 0).
+    public init(
+        configuration: ServerConfiguration, store: any ChatStore, logger: Logger,
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) {
+        self.configuration = configuration
+        self.store = store
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    public func run() async throws {
+        let metrics = ServerMetrics()
+        let hub = Hub(configuration: configuration, metrics: metrics, logger: logger)
+        let service = ChatService(configuration: configuration, store: store, hub: hub, metrics: metrics, logger: logger)
+        let polls = PollSessions()
+
+        let router = Router(context: ChatRequestContext.self)
+        router.add(middleware: ErrorMiddleware(metrics: metrics))
+        HTTPRoutes(service: service, polls: polls).add(to: router)
+        router.group("ws")
+            .add(middleware: AuthMiddleware(service: service, allowsQueryToken: true))
+            .ws("") { inbound, outbound, context in
+                guard let identity = context.requestContext.identity else { return }
+                try await serveWebSocket(
+                    inbound: inbound, outbound: outbound, identity: identity, channel: context.requestContext.channel,
+                    service: service, logger: context.logger
+                )
+            }
+
+        let webSocketResponder = router.buildResponder()
+        let onListening = self.onListening
+        let logger = self.logger
+        let app = Application(
+            router: router,
+            server: HTTPServerBuilder { responder in
+                GatedWebSocketChannel(
+                    base: HTTP1WebSocketUpgradeChannel(
+                        responder: responder,
+                        webSocketResponder: webSocketResponder,
+                        configuration: .init(ws: .init(maxFrameSize: configuration.limits.maxFrameBytes, autoPing: .disabled))
+                    ),
+                    authenticate: { token in (try? await service.authenticate(token: token)) != nil }
+                )
+            },
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                logger.info("switchboard listening", metadata: ["switchboard.address": "\(configuration.host):\(port)"])
+                await onListening(port)
+            },
+            logger: logger
+        )
+
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await app.run() }
+                group.addTask {
+                    try? await cancelWhenGracefulShutdown {
+                        try await maintain(service: service, polls: polls)
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            hub.closeAll(code: .goingAway, reason: "server shutting down")
+        }
+    }
+
+    /// Serves one WebSocket until it closes.
+    private func serveWebSocket(
+        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, identity: Identity, channel: any Channel,
+        service: ChatService, logger: Logger
+    ) async throws {
+        let sink = try await SocketWriter.install(on: channel, configuration: configuration, logger: logger)
+        let rooms = try await service.storeCall { try await store.memberRooms(userId: identity.user.id) }
+        let connection = service.hub.register(
+            user: identity.user, tokenId: identity.tokenId, tokenExpiresAt: identity.tokenExpiresAt, sink: sink,
+            rooms: rooms, now: Clock.milliseconds()
+        )
+        var logger = logger
+        logger[metadataKey: "switchboard.user"] = "\(identity.user.username)"
+        logger[metadataKey: "switchboard.connection"] = "\(connection)"
+        logger.debug("websocket opened")
+        var session = WebSocketSession(service: service, identity: identity, connection: connection, sink: sink, logger: logger)
+        do {
+            for try await message in inbound.messages(maxSize: configuration.limits.maxFrameBytes) {
+                switch message {
+                case .text(let text): try await session.handle(text: text)
+                case .binary: session.handleBinary()
+                }
+            }
+            service.hub.unregister(connection, now: Clock.milliseconds())
+        } catch let close as WebSocketSession.Close {
+            service.hub.unregister(connection, now: Clock.milliseconds())
+            logger.debug("closing websocket", metadata: ["switchboard.reason": "\(close.reason)"])
+            try await outbound.close(close.code, reason: close.reason)
+        } catch {
+            service.hub.unregister(connection, now: Clock.milliseconds())
+            throw error
+        }
+        logger.debug("websocket closed")
+    }
+
+    /// Closes connections whose tokens were revoked (here, by another process or node) or expired,
+    /// and ends long-polling sessions that stopped polling.
+    private func maintain(service: ChatService, polls: PollSessions) async throws {
+        var checkedUntil = Clock.milliseconds()
+        while true {
+            try await Task.sleep(for: configuration.tokenCheckInterval)
+            let now = Clock.milliseconds()
+            do {
+                // Overlap the windows so that a revocation committed during the last check is not missed.
+                let revoked = try await store.tokensRevoked(since: checkedUntil - 5_000)
+                if !revoked.isEmpty { service.hub.close(tokens: Set(revoked), code: .unknown(4001), reason: "token revoked") }
+                checkedUntil = now
+            } catch {
+                logger.warning("cannot check revoked tokens", metadata: ["switchboard.error": "\(error)"])
+            }
+            service.hub.closeExpired(now: now)
+            for session in polls.removeExpired(now: .now, expiry: configuration.pollSessionExpiry) {
+                service.hub.unregister(session.hubConnection, now: now)
+            }
+        }
+    }
+}

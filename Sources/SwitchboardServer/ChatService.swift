@@ -1,0 +1,305 @@
+import Logging
+import NIOWebSocket
+import SwitchboardProtocol
+import SwitchboardStore
+
+/// The caller of a request: who, and with which token.
+public struct Identity: Sendable {
+    public var user: User
+    public var tokenId: String
+    public var tokenExpiresAt: Int?
+}
+
+/// The rules of the protocol, shared by the HTTP routes and the WebSocket sessions.
+///
+/// Every method checks what the caller may do, talks to the store, and tells the hub what
+/// changed. Failures are `ProtocolError`s with the contract's codes.
+struct ChatService: Sendable {
+    let configuration: ServerConfiguration
+    let store: any ChatStore
+    let hub: Hub
+    let metrics: ServerMetrics
+    let credentials: Credentials
+    let messageLimiter: RateLimiter
+    let typingLimiter: RateLimiter
+    let logger: Logger
+
+    init(configuration: ServerConfiguration, store: any ChatStore, hub: Hub, metrics: ServerMetrics, logger: Logger) {
+        self.configuration = configuration
+        self.store = store
+        self.hub = hub
+        self.metrics = metrics
+        self.credentials = Credentials(bcryptCost: configuration.bcryptCost)
+        self.messageLimiter = RateLimiter(perSecond: configuration.messagesPerSecond, burst: configuration.messageBurst)
+        self.typingLimiter = RateLimiter(perSecond: configuration.typingPerSecond, burst: configuration.typingBurst)
+        self.logger = logger
+    }
+
+    // MARK: Accounts and tokens
+
+    func register(_ request: RegisterRequest) async throws -> AuthResponse {
+        guard configuration.registration == .open else {
+            throw ProtocolError(.forbidden, "registration is closed on this server; ask an administrator for an account")
+        }
+        try Validation.username(request.username)
+        try Validation.password(request.password)
+        let displayName = try request.displayName.map { try Validation.displayName($0, limits: configuration.limits) } ?? request.username
+        let hash = try await credentials.hash(password: request.password)
+        let user = try await storeCall {
+            try await store.createUser(NewUser(username: request.username, displayName: displayName, passwordHash: hash, isBot: false, now: Clock.milliseconds()))
+        }
+        return AuthResponse(user: user, token: try await issueToken(for: user, name: "session", kind: .session, expiresAt: nil).token)
+    }
+
+    func login(_ request: LoginRequest) async throws -> AuthResponse {
+        let refused = ProtocolError(.unauthorized, "wrong username or password")
+        guard let found = try await storeCall({ try await store.credentials(username: request.username) }),
+            let hash = found.passwordHash
+        else { throw refused }
+        guard try await credentials.verify(password: request.password, hash: hash) else { throw refused }
+        return AuthResponse(user: found.user, token: try await issueToken(for: found.user, name: "session", kind: .session, expiresAt: nil).token)
+    }
+
+    /// The identity behind a bearer token; `unauthorized` when it is unknown, revoked or expired.
+    func authenticate(token: String) async throws -> Identity {
+        let now = Clock.milliseconds()
+        guard let found = try await storeCall({ try await store.activeToken(hash: Credentials.hash(token: token), now: now) }) else {
+            throw ProtocolError(.unauthorized, "the token is unknown, revoked or expired")
+        }
+        return Identity(user: found.user, tokenId: found.token.id, tokenExpiresAt: found.token.expiresAt)
+    }
+
+    func createToken(_ identity: Identity, _ request: CreateTokenRequest) async throws -> CreateTokenResponse {
+        let name = try Validation.displayName(request.name, limits: configuration.limits)
+        var expiresAt: Int?
+        if let seconds = request.expiresInSeconds {
+            guard seconds > 0 else { throw ProtocolError(.invalid, "expiresInSeconds must be positive") }
+            expiresAt = Clock.milliseconds() + seconds * 1000
+        }
+        let (id, token) = try await issueToken(for: identity.user, name: name, kind: .api, expiresAt: expiresAt)
+        return CreateTokenResponse(id: id, token: token)
+    }
+
+    func revokeToken(_ identity: Identity, id: String) async throws {
+        guard try await storeCall({ try await store.revokeToken(id: id, ownerId: identity.user.id, now: Clock.milliseconds()) }) != nil else {
+            throw ProtocolError(.notFound, "no token \(id) of yours")
+        }
+        hub.close(tokens: [id], code: .unknown(4001), reason: "token revoked")
+    }
+
+    private func issueToken(for user: User, name: String, kind: TokenKind, expiresAt: Int?) async throws -> (id: String, token: String) {
+        let (token, hash) = Credentials.newToken()
+        let record = try await storeCall {
+            try await store.createToken(NewToken(userId: user.id, hash: hash, name: name, kind: kind, now: Clock.milliseconds(), expiresAt: expiresAt))
+        }
+        return (record.id, token)
+    }
+
+    func searchUsers(_ query: String) async throws -> [User] {
+        try await storeCall { try await store.searchUsers(query: query, limit: 50) }
+    }
+
+    // MARK: Rooms
+
+    func rooms(_ identity: Identity) async throws -> [RoomSummary] {
+        try await storeCall { try await store.rooms(memberId: identity.user.id) }
+    }
+
+    func createRoom(_ identity: Identity, _ request: CreateRoomRequest) async throws -> Room {
+        let name = try Validation.roomName(request.name, limits: configuration.limits)
+        let members = Array(Set(request.members ?? []).subtracting([identity.user.id]))
+        let room = try await storeCall {
+            try await store.createRoom(NewRoom(name: name, isPublic: request.isPublic ?? false, creatorId: identity.user.id, memberIds: members, now: Clock.milliseconds()))
+        }
+        hub.roomCreated(room, now: Clock.milliseconds())
+        return room
+    }
+
+    /// A room the caller may read: a member, or anyone for a public room.
+    func readableRoom(_ identity: Identity, _ roomId: String) async throws -> Hub.RoomState {
+        let room = try await roomState(roomId)
+        guard room.room.isPublic || room.members.contains(identity.user.id) else {
+            throw ProtocolError(.forbidden, "you are not a member of this private room")
+        }
+        return room
+    }
+
+    /// A room the caller is a member of.
+    func memberRoom(_ identity: Identity, _ roomId: String) async throws -> Hub.RoomState {
+        let room = try await roomState(roomId)
+        guard room.members.contains(identity.user.id) else {
+            throw ProtocolError(.forbidden, "you are not a member of this room")
+        }
+        return room
+    }
+
+    private func roomState(_ roomId: String) async throws -> Hub.RoomState {
+        if let known = hub.room(roomId) { return known }
+        guard let room = try await storeCall({ try await store.room(id: roomId) }) else {
+            throw ProtocolError(.notFound, "no room \(roomId)")
+        }
+        hub.remember(room)
+        return hub.room(roomId) ?? Hub.RoomState(room: room, members: Set(room.members))
+    }
+
+    func addMember(_ identity: Identity, roomId: String, userId: String) async throws -> Room {
+        let state = try await roomState(roomId)
+        let isSelf = userId == identity.user.id
+        guard state.members.contains(identity.user.id) || (isSelf && state.room.isPublic) else {
+            throw ProtocolError(.forbidden, isSelf ? "this room is private: a member must add you" : "only members may add others")
+        }
+        if state.room.kind == .direct, !state.members.contains(userId) {
+            throw ProtocolError(.forbidden, "a direct room has exactly two members")
+        }
+        guard try await storeCall({ try await store.user(id: userId) }) != nil else {
+            throw ProtocolError(.notFound, "no user \(userId)")
+        }
+        if state.members.contains(userId) { return state.room }
+        let room = try await storeCall { try await store.addMember(roomId: roomId, userId: userId, now: Clock.milliseconds()) }
+        hub.memberAdded(userId, to: room, now: Clock.milliseconds())
+        return room
+    }
+
+    func removeMember(_ identity: Identity, roomId: String, userId: String) async throws -> Room {
+        let state = try await roomState(roomId)
+        if userId != identity.user.id {
+            let creator = try await storeCall { try await store.creator(roomId: roomId) }
+            guard creator == identity.user.id else {
+                throw ProtocolError(.forbidden, "only the room's creator may remove others")
+            }
+        }
+        if state.room.kind == .direct {
+            throw ProtocolError(.forbidden, "members of a direct room cannot be removed")
+        }
+        guard let room = try await storeCall({ try await store.removeMember(roomId: roomId, userId: userId) }) else {
+            throw ProtocolError(.notFound, "user \(userId) is not a member of this room")
+        }
+        hub.memberRemoved(userId, from: room, now: Clock.milliseconds())
+        return room
+    }
+
+    func directRoom(_ identity: Identity, with userId: String) async throws -> Room {
+        guard userId != identity.user.id else { throw ProtocolError(.invalid, "a direct room needs another user") }
+        guard try await storeCall({ try await store.user(id: userId) }) != nil else {
+            throw ProtocolError(.notFound, "no user \(userId)")
+        }
+        let known = hub.room
+        let room = try await storeCall { try await store.directRoom(between: identity.user.id, and: userId, now: Clock.milliseconds()) }
+        if known(room.id) == nil { hub.roomCreated(room, now: Clock.milliseconds()) }
+        return room
+    }
+
+    // MARK: Messages
+
+    func history(_ identity: Identity, roomId: String, after: Int?, before: Int?, limit: Int) async throws -> MessagesResponse {
+        let state = try await readableRoom(identity, roomId)
+        let page = try await storeCall { try await store.history(roomId: roomId, after: after, before: before, limit: limit) }
+        // Reading the newest page is reading the room.
+        if after == nil, before == nil, state.members.contains(identity.user.id), let newest = page.messages.last {
+            try await storeCall { try await store.markRead(roomId: roomId, userId: identity.user.id, seq: newest.seq) }
+        }
+        return page
+    }
+
+    /// Stores a message and publishes it; the same rules for WebSocket and HTTP.
+    func sendMessage(_ identity: Identity, roomId: String, _ data: SendMessageData, receivedAt: ContinuousClock.Instant) async throws -> MessageAck {
+        _ = try await memberRoom(identity, roomId)
+        if case .limited(let wait) = messageLimiter.take(identity.user.id) {
+            throw ProtocolError(.rateLimited, "too many messages; try again in \(wait.milliseconds) ms", retryAfterMs: wait.milliseconds)
+        }
+        if let replyTo = data.replyTo {
+            guard let original = try await storeCall({ try await store.message(id: replyTo) }), original.roomId == roomId else {
+                throw ProtocolError(.notFound, "replyTo: no message \(replyTo) in this room")
+            }
+        }
+        let new = NewMessage(
+            roomId: roomId, userId: identity.user.id, content: data.content, clientId: data.clientId,
+            replyTo: data.replyTo, meta: data.meta, now: Clock.milliseconds()
+        )
+        let hub = self.hub
+        let metrics = self.metrics
+        let result = try await storeCall {
+            try await store.append([new]) { results in
+                // Runs in commit order, so subscribers see every room in `seq` order.
+                for result in results where !result.duplicate {
+                    metrics.stored.increment()
+                    hub.publish(result.message, now: Clock.milliseconds(), receivedAt: receivedAt)
+                }
+            }[0]
+        }
+        return MessageAck(message: result.message, duplicate: result.duplicate)
+    }
+
+    func typing(_ identity: Identity, roomId: String, isTyping: Bool) async throws {
+        _ = try await memberRoom(identity, roomId)
+        if case .limited(let wait) = typingLimiter.take(identity.user.id) {
+            throw ProtocolError(.rateLimited, "too many typing indicators; try again in \(wait.milliseconds) ms", retryAfterMs: wait.milliseconds)
+        }
+        hub.typing(roomId: roomId, userId: identity.user.id, isTyping: isTyping, now: Clock.milliseconds())
+    }
+
+    func react(_ identity: Identity, roomId: String, _ data: ReactionData) async throws -> ReactionAck {
+        _ = try await memberRoom(identity, roomId)
+        guard let message = try await storeCall({ try await store.message(id: data.messageId) }), message.roomId == roomId else {
+            throw ProtocolError(.notFound, "no message \(data.messageId) in this room")
+        }
+        let outcome = try await storeCall {
+            try await store.react(messageId: data.messageId, userId: identity.user.id, reaction: data.reaction, action: data.action, now: Clock.milliseconds())
+        }
+        if outcome.changed {
+            let event = ReactionEventData(messageId: data.messageId, reaction: data.reaction, action: data.action, reactions: outcome.reactions)
+            hub.reaction(roomId: roomId, userId: identity.user.id, data: event, now: Clock.milliseconds())
+        }
+        return ReactionAck(messageId: data.messageId, reactions: outcome.reactions)
+    }
+
+    // MARK: Joining
+
+    /// Subscribes a connection to a room: replay after `since`, then the ack, then live events.
+    func join(_ identity: Identity, connection: Int, roomId: String, since: Int?, ref: String?) async throws {
+        var state = try await roomState(roomId)
+        if !state.members.contains(identity.user.id) {
+            guard state.room.isPublic else { throw ProtocolError(.forbidden, "you are not a member of this private room") }
+            let room = try await storeCall { try await store.addMember(roomId: roomId, userId: identity.user.id, now: Clock.milliseconds()) }
+            hub.memberAdded(identity.user.id, to: room, now: Clock.milliseconds())
+            state = hub.room(roomId) ?? state
+        }
+        hub.beginJoin(connection, roomId: roomId, now: Clock.milliseconds())
+        let replay: Replay
+        do {
+            replay = try await storeCall { try await store.replay(roomId: roomId, since: since ?? Int.max, cap: configuration.limits.replayCap) }
+            try await storeCall { try await store.markRead(roomId: roomId, userId: identity.user.id, seq: replay.lastSeq) }
+        } catch {
+            hub.leave(connection, roomId: roomId, now: Clock.milliseconds())
+            throw error
+        }
+        let now = Clock.milliseconds()
+        let frames = replay.messages.map { encode(Envelope(type: .message, roomId: roomId, data: $0, timestamp: now, userId: $0.userId)) }
+        var room = hub.room(roomId)?.room ?? state.room
+        room.lastSeq = max(room.lastSeq, replay.lastSeq)
+        let ack = JoinAck(room: room, lastSeq: replay.lastSeq, replayed: replay.messages.count, truncated: replay.truncated)
+        let ackFrame = encode(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: now, ref: ref))
+        hub.completeJoin(connection, roomId: roomId, replay: frames, ack: ackFrame, lastSeq: replay.lastSeq)
+    }
+
+    /// Runs a store call, turning its errors into the protocol's.
+    func storeCall<Value>(_ call: () async throws -> Value) async throws -> Value {
+        do {
+            return try await call()
+        } catch let error as StoreError {
+            switch error.code {
+            case .conflict: throw ProtocolError(.conflict, error.message)
+            case .notFound: throw ProtocolError(.notFound, error.message)
+            case .forbidden: throw ProtocolError(.forbidden, error.message)
+            case .unavailable:
+                logger.error("store unavailable", metadata: ["switchboard.error": "\(error)"])
+                throw ProtocolError(.internal, "the database is unavailable")
+            }
+        } catch let error as ProtocolError {
+            throw error
+        } catch {
+            logger.error("store call failed", metadata: ["switchboard.error": "\(error)"])
+            throw ProtocolError(.internal, "internal error")
+        }
+    }
+}

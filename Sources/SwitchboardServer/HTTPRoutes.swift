@@ -1,0 +1,149 @@
+import Hummingbird
+import NIOCore
+import SwitchboardProtocol
+
+/// The HTTP API of the contract, route by route.
+struct HTTPRoutes {
+    let service: ChatService
+    let polls: PollSessions
+
+    func add(to router: Router<ChatRequestContext>) {
+        router.get("healthz") { _, _ in try json(HealthResponse(status: "ok")) }
+        router.get("metrics") { _, _ in
+            Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: service.metrics.render()))
+            )
+        }
+        router.post("api/register") { request, context in
+            try json(try await service.register(try await body(RegisterRequest.self, request, context)), status: .created)
+        }
+        router.post("api/login") { request, context in
+            try json(try await service.login(try await body(LoginRequest.self, request, context)))
+        }
+
+        let api = router.group("api").add(middleware: AuthMiddleware(service: service, allowsQueryToken: false))
+        api.get("me") { _, context in try json(UserResponse(user: try context.requireIdentity().user)) }
+        api.post("tokens") { request, context in
+            let identity = try context.requireIdentity()
+            return try json(try await service.createToken(identity, try await body(CreateTokenRequest.self, request, context)), status: .created)
+        }
+        api.delete("tokens/:id") { _, context in
+            try await service.revokeToken(try context.requireIdentity(), id: try context.parameters.require("id"))
+            return Response(status: .noContent)
+        }
+        api.get("users") { request, _ in
+            try json(UsersResponse(users: try await service.searchUsers(request.uri.queryParameters.get("query") ?? "")))
+        }
+        api.get("rooms") { _, context in
+            try json(RoomsResponse(rooms: try await service.rooms(try context.requireIdentity())))
+        }
+        api.post("rooms") { request, context in
+            let room = try await service.createRoom(try context.requireIdentity(), try await body(CreateRoomRequest.self, request, context))
+            return try json(RoomResponse(room: room), status: .created)
+        }
+        api.get("rooms/:id") { _, context in
+            let room = try await service.readableRoom(try context.requireIdentity(), try context.parameters.require("id"))
+            return try json(RoomResponse(room: room.room))
+        }
+        api.post("rooms/:id/members") { request, context in
+            let userId = try await body(UserIdRequest.self, request, context).userId
+            let room = try await service.addMember(try context.requireIdentity(), roomId: try context.parameters.require("id"), userId: userId)
+            return try json(RoomResponse(room: room))
+        }
+        api.delete("rooms/:id/members/:userId") { _, context in
+            let room = try await service.removeMember(
+                try context.requireIdentity(), roomId: try context.parameters.require("id"), userId: try context.parameters.require("userId")
+            )
+            return try json(RoomResponse(room: room))
+        }
+        api.post("dms") { request, context in
+            let userId = try await body(UserIdRequest.self, request, context).userId
+            return try json(RoomResponse(room: try await service.directRoom(try context.requireIdentity(), with: userId)))
+        }
+        api.get("rooms/:id/messages") { request, context in
+            let query = request.uri.queryParameters
+            let limit = try integer("limit", query) ?? 50
+            guard limit >= 1 else { throw ProtocolError(.invalid, "limit must be at least 1") }
+            let page = try await service.history(
+                try context.requireIdentity(), roomId: try context.parameters.require("id"),
+                after: try integer("after", query), before: try integer("before", query), limit: min(limit, 200)
+            )
+            return try json(page)
+        }
+        api.post("rooms/:id/messages") { request, context in
+            let receivedAt = ContinuousClock.now
+            let raw = try await body(JSONValue.self, request, context)
+            let data = try SendMessageData(checking: raw, limits: service.configuration.limits)
+            let ack = try await service.sendMessage(try context.requireIdentity(), roomId: try context.parameters.require("id"), data, receivedAt: receivedAt)
+            return try json(ack, status: ack.duplicate ? .ok : .created)
+        }
+        api.get("events") { request, context in
+            try json(try await poll(try context.requireIdentity(), query: request.uri.queryParameters))
+        }
+    }
+
+    /// One long poll: a new session without a cursor, else the events after the cursor.
+    private func poll(_ identity: Identity, query: Parameters) async throws -> EventsResponse {
+        let configuration = service.configuration
+        let requested = try integer("timeoutMs", query).map { Duration.milliseconds(max(0, $0)) } ?? configuration.defaultPollTimeout
+        let timeout = min(requested, configuration.maxPollTimeout)
+        guard let cursor = query.get("cursor") else {
+            let session = PollSession(id: PollSessions.newID(), userId: identity.user.id, maxBacklog: configuration.maxPollBacklog)
+            let rooms = try await service.storeCall { try await service.store.memberRooms(userId: identity.user.id) }
+            session.hubConnection = service.hub.register(
+                user: identity.user, tokenId: identity.tokenId, tokenExpiresAt: identity.tokenExpiresAt, sink: session,
+                rooms: rooms, followsAllRooms: true, now: Clock.milliseconds()
+            )
+            polls.add(session)
+            return EventsResponse(events: [], cursor: "\(session.id).0")
+        }
+        let (session, position) = try polls.find(cursor: cursor, userId: identity.user.id)
+        let (frames, next) = try await session.poll(from: position, timeout: timeout)
+        let events = try frames.map { try Wire.decode(Envelope<JSONValue>.self, from: $0.readableBytesView) }
+        return EventsResponse(events: events, cursor: "\(session.id).\(next)")
+    }
+}
+
+/// A JSON answer.
+func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+    Response(
+        status: status,
+        headers: [.contentType: "application/json; charset=utf-8"],
+        body: ResponseBody(byteBuffer: ByteBuffer(bytes: try Wire.encode(value)))
+    )
+}
+
+/// The request's JSON body, or `invalid` naming what is wrong with it.
+func body<Value: Decodable>(_ type: Value.Type, _ request: Request, _ context: ChatRequestContext) async throws -> Value {
+    let buffer = try await request.body.collect(upTo: context.maxUploadSize)
+    do {
+        return try Wire.decode(type, from: buffer.readableBytesView)
+    } catch let error as DecodingError {
+        throw ProtocolError(.invalid, describe(error))
+    } catch {
+        throw ProtocolError(.invalid, "the body is not valid JSON")
+    }
+}
+
+private func describe(_ error: DecodingError) -> String {
+    func path(_ context: DecodingError.Context, _ last: CodingKey? = nil) -> String {
+        (["body"] + (context.codingPath + (last.map { [$0] } ?? [])).map(\.stringValue)).joined(separator: ".")
+    }
+    switch error {
+    case .keyNotFound(let key, let context): return "\(path(context, key)) is required"
+    case .typeMismatch(let type, let context): return "\(path(context)) must be \(type == String.self ? "a string" : "of type \(type)")"
+    case .valueNotFound(_, let context): return "\(path(context)) must not be null"
+    case .dataCorrupted(let context):
+        return context.codingPath.isEmpty ? "the body is not valid JSON" : "\(path(context)) is not valid"
+    @unknown default: return "the body is not valid"
+    }
+}
+
+/// An integer query parameter, `invalid` when present but not a number.
+private func integer(_ name: String, _ query: Parameters) throws -> Int? {
+    guard let raw = query.get(name) else { return nil }
+    guard let value = Int(raw) else { throw ProtocolError(.invalid, "\(name) must be an integer") }
+    return value
+}

@@ -1,0 +1,406 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOWebSocket
+import Synchronization
+import SwitchboardProtocol
+
+/// Who is connected, to which rooms, and who should see what: the live half of the server.
+///
+/// One lock guards all of it. Everything done under the lock is short and never waits: sinks
+/// only queue frames. Publishing under the lock is what keeps every subscriber's view in one
+/// order, and a joining connection's replay, ack and live messages free of gaps and repeats.
+final class Hub: Sendable {
+    /// A subscription of one connection to one room.
+    private enum Subscription {
+        /// Between `beginJoin` and `completeJoin`: live events wait here until the replay is out.
+        case joining([Pending])
+        /// Live; messages with `seq` at or below `lastSeq` were already delivered by the replay.
+        case live(lastSeq: Int)
+    }
+
+    private struct Pending {
+        var frame: ByteBuffer
+        var seq: Int?
+    }
+
+    private struct Connection {
+        let user: User
+        let tokenId: String?
+        let tokenExpiresAt: Int?
+        let sink: any EventSink
+        /// A long-polling session: subscribed to every room of its user, now and later.
+        let followsAllRooms: Bool
+        var subscriptions: [String: Subscription] = [:]
+    }
+
+    /// What the hub knows of a room: enough to check access and to fill `room` events.
+    struct RoomState: Sendable {
+        var room: Room
+        var members: Set<String>
+        var lastMessage: Message?
+    }
+
+    private struct TypingKey: Hashable {
+        let roomId: String
+        let userId: String
+    }
+
+    private struct State {
+        var nextConnectionID = 0
+        var connections: [Int: Connection] = [:]
+        var subscribers: [String: Set<Int>] = [:]
+        var userConnections: [String: Set<Int>] = [:]
+        var rooms: [String: RoomState] = [:]
+        /// Rooms of users with at least one connection, for presence.
+        var userRooms: [String: Set<String>] = [:]
+        var typing: [TypingKey: Scheduled<Void>] = [:]
+    }
+
+    private let state = Mutex(State())
+    private let metrics: ServerMetrics
+    private let typingExpiry: TimeAmount
+    private let timers: any EventLoop
+    private let logger: Logger
+
+    init(configuration: ServerConfiguration, metrics: ServerMetrics, logger: Logger) {
+        self.metrics = metrics
+        self.typingExpiry = .nanoseconds(Int64(configuration.typingExpiry.seconds * 1e9))
+        self.timers = MultiThreadedEventLoopGroup.singleton.next()
+        self.logger = logger
+    }
+
+    // MARK: Rooms
+
+    /// The hub's view of a room, when it has one.
+    func room(_ roomId: String) -> RoomState? {
+        state.withLock { $0.rooms[roomId] }
+    }
+
+    /// Remembers a room read from the store, unless a fresher view is already there.
+    func remember(_ room: Room) {
+        state.withLock { state in
+            if state.rooms[room.id] == nil {
+                state.rooms[room.id] = RoomState(room: room, members: Set(room.members))
+            }
+        }
+    }
+
+    /// A room was created: tell its members' connections.
+    func roomCreated(_ room: Room, now: Int) {
+        state.withLock { state in
+            state.rooms[room.id] = RoomState(room: room, members: Set(room.members))
+            for member in room.members { addRoom(room.id, toUser: member, now: now, state: &state) }
+            sendRoomEvent(room.id, now: now, state: &state)
+        }
+    }
+
+    /// A user became a member of a room.
+    func memberAdded(_ userId: String, to room: Room, now: Int) {
+        state.withLock { state in
+            let known = state.rooms[room.id]
+            let members = (known?.members ?? []).union(room.members).union([userId])
+            var updated = room
+            updated.members = members.sorted()
+            state.rooms[room.id] = RoomState(room: updated, members: members, lastMessage: known?.lastMessage)
+            addRoom(room.id, toUser: userId, now: now, state: &state)
+            sendRoomEvent(room.id, now: now, state: &state)
+        }
+    }
+
+    /// A user stopped being a member of a room: their connections lose its events.
+    func memberRemoved(_ userId: String, from room: Room, now: Int) {
+        state.withLock { state in
+            let known = state.rooms[room.id]
+            var members = (known?.members ?? Set(room.members))
+            members.remove(userId)
+            var updated = room
+            updated.members = members.sorted()
+            state.rooms[room.id] = RoomState(room: updated, members: members, lastMessage: known?.lastMessage)
+            state.userRooms[userId]?.remove(room.id)
+            for id in state.userConnections[userId] ?? [] where state.connections[id]?.subscriptions[room.id] != nil {
+                unsubscribe(id, from: room.id, now: now, state: &state)
+            }
+            sendRoomEvent(room.id, now: now, state: &state)
+        }
+    }
+
+    private func addRoom(_ roomId: String, toUser userId: String, now: Int, state: inout State) {
+        guard let connections = state.userConnections[userId] else { return }
+        state.userRooms[userId, default: []].insert(roomId)
+        let lastSeq = state.rooms[roomId]?.room.lastSeq ?? 0
+        for id in connections where state.connections[id]?.followsAllRooms == true {
+            subscribe(id, to: roomId, as: .live(lastSeq: lastSeq), now: now, state: &state)
+        }
+    }
+
+    // MARK: Connections
+
+    /// Registers a connection of `user`, member of `rooms`; announces the user online if it is their first.
+    /// - Returns: the connection's id.
+    func register(
+        user: User, tokenId: String?, tokenExpiresAt: Int?, sink: any EventSink, rooms: [Room],
+        followsAllRooms: Bool = false, now: Int
+    ) -> Int {
+        let id = state.withLock { state in
+            state.nextConnectionID += 1
+            let id = state.nextConnectionID
+            for room in rooms where state.rooms[room.id] == nil {
+                state.rooms[room.id] = RoomState(room: room, members: Set(room.members))
+            }
+            state.connections[id] = Connection(
+                user: user, tokenId: tokenId, tokenExpiresAt: tokenExpiresAt, sink: sink, followsAllRooms: followsAllRooms
+            )
+            let first = state.userConnections[user.id]?.isEmpty ?? true
+            state.userConnections[user.id, default: []].insert(id)
+            state.userRooms[user.id] = Set(rooms.map(\.id))
+            if first { sendPresence(of: user.id, .online, now: now, state: &state) }
+            if followsAllRooms {
+                for room in rooms {
+                    subscribe(id, to: room.id, as: .live(lastSeq: state.rooms[room.id]?.room.lastSeq ?? room.lastSeq), now: now, state: &state)
+                }
+            }
+            return id
+        }
+        metrics.connections.increment()
+        return id
+    }
+
+    /// Removes a connection; announces leaves and, after the user's last connection, offline.
+    func unregister(_ id: Int, now: Int) {
+        let removed = state.withLock { state -> Bool in
+            guard let connection = state.connections[id] else { return false }
+            for roomId in connection.subscriptions.keys {
+                unsubscribe(id, from: roomId, now: now, state: &state)
+            }
+            state.connections[id] = nil
+            state.userConnections[connection.user.id]?.remove(id)
+            if state.userConnections[connection.user.id]?.isEmpty ?? true {
+                state.userConnections[connection.user.id] = nil
+                sendPresence(of: connection.user.id, .offline, now: now, state: &state)
+                state.userRooms[connection.user.id] = nil
+            }
+            return true
+        }
+        if removed { metrics.connections.decrement() }
+    }
+
+    /// Closes the connections that use any of these tokens.
+    func close(tokens: Set<String>, code: WebSocketErrorCode, reason: String) {
+        let sinks = state.withLock { state in
+            state.connections.values.filter { $0.tokenId.map(tokens.contains) ?? false }.map(\.sink)
+        }
+        sinks.forEach { $0.close(code: code, reason: reason) }
+    }
+
+    /// Closes the connections whose token has expired at `now`.
+    func closeExpired(now: Int) {
+        let sinks = state.withLock { state in
+            state.connections.values.filter { $0.tokenExpiresAt.map { $0 <= now } ?? false }.map(\.sink)
+        }
+        sinks.forEach { $0.close(code: .unknown(4001), reason: "token expired") }
+    }
+
+    /// Closes every connection, for shutdown.
+    func closeAll(code: WebSocketErrorCode, reason: String) {
+        let sinks = state.withLock { $0.connections.values.map(\.sink) }
+        sinks.forEach { $0.close(code: code, reason: reason) }
+    }
+
+    /// Whether a connection is subscribed to a room (joined or joining).
+    func isSubscribed(_ id: Int, to roomId: String) -> Bool {
+        state.withLock { $0.connections[id]?.subscriptions[roomId] != nil }
+    }
+
+    // MARK: Joining and leaving
+
+    /// Subscribes a connection to a room, holding live events back until `completeJoin`.
+    func beginJoin(_ id: Int, roomId: String, now: Int) {
+        state.withLock { state in
+            subscribe(id, to: roomId, as: .joining([]), now: now, state: &state)
+        }
+    }
+
+    /// Sends the replay and the ack, then the events held back that the replay did not cover.
+    func completeJoin(_ id: Int, roomId: String, replay: [ByteBuffer], ack: ByteBuffer, lastSeq: Int) {
+        state.withLock { state in
+            guard let connection = state.connections[id] else { return }
+            for frame in replay { connection.sink.send(frame) }
+            connection.sink.send(ack)
+            var delivered = lastSeq
+            if case .joining(let pending) = connection.subscriptions[roomId] {
+                for event in pending {
+                    if let seq = event.seq {
+                        guard seq > delivered else { continue }
+                        delivered = seq
+                    }
+                    connection.sink.send(event.frame)
+                }
+            }
+            state.connections[id]?.subscriptions[roomId] = .live(lastSeq: delivered)
+        }
+    }
+
+    /// Unsubscribes a connection from a room.
+    func leave(_ id: Int, roomId: String, now: Int) {
+        state.withLock { state in
+            unsubscribe(id, from: roomId, now: now, state: &state)
+        }
+    }
+
+    private func subscribe(_ id: Int, to roomId: String, as subscription: Subscription, now: Int, state: inout State) {
+        guard let user = state.connections[id]?.user else { return }
+        let wasSubscribed = state.connections[id]?.subscriptions[roomId] != nil
+        state.connections[id]?.subscriptions[roomId] = subscription
+        guard !wasSubscribed else { return }
+        let first = !(state.subscribers[roomId] ?? []).contains { state.connections[$0]?.user.id == user.id }
+        state.subscribers[roomId, default: []].insert(id)
+        if first {
+            let frame = encode(Envelope(type: .join, roomId: roomId, data: MemberData(user: user), timestamp: now, userId: user.id))
+            sendToSubscribers(of: roomId, frame, seq: nil, except: user.id, state: &state)
+        }
+    }
+
+    private func unsubscribe(_ id: Int, from roomId: String, now: Int, state: inout State) {
+        guard let user = state.connections[id]?.user, state.connections[id]?.subscriptions.removeValue(forKey: roomId) != nil else { return }
+        state.subscribers[roomId]?.remove(id)
+        if state.subscribers[roomId]?.isEmpty ?? false { state.subscribers[roomId] = nil }
+        let last = !(state.subscribers[roomId] ?? []).contains { state.connections[$0]?.user.id == user.id }
+        if last {
+            let frame = encode(Envelope(type: .leave, roomId: roomId, data: MemberData(user: user), timestamp: now, userId: user.id))
+            sendToSubscribers(of: roomId, frame, seq: nil, except: user.id, state: &state)
+        }
+    }
+
+    // MARK: Publishing
+
+    /// Delivers a stored message to the room's subscribers, and a `room` event to members who
+    /// are connected but not subscribed. Call in `seq` order.
+    func publish(_ message: Message, now: Int, receivedAt: ContinuousClock.Instant) {
+        let frame = encode(Envelope(type: .message, roomId: message.roomId, data: message, timestamp: now, userId: message.userId))
+        let deliveries = state.withLock { state -> Int in
+            if var room = state.rooms[message.roomId] {
+                room.room.lastSeq = max(room.room.lastSeq, message.seq)
+                room.lastMessage = message
+                state.rooms[message.roomId] = room
+            }
+            let deliveries = sendToSubscribers(of: message.roomId, frame, seq: message.seq, except: nil, state: &state)
+            sendRoomEvent(message.roomId, now: now, state: &state)
+            return deliveries
+        }
+        metrics.delivered.increment(by: Int64(deliveries))
+        metrics.recordDelivery(since: receivedAt)
+    }
+
+    /// Sends `typing` to the room's other users, and schedules the automatic `isTyping: false`.
+    func typing(roomId: String, userId: String, isTyping: Bool, now: Int) {
+        let key = TypingKey(roomId: roomId, userId: userId)
+        state.withLock { state in
+            state.typing.removeValue(forKey: key)?.cancel()
+            let frame = encode(Envelope(type: .typing, roomId: roomId, data: TypingData(isTyping: isTyping), timestamp: now, userId: userId))
+            sendToSubscribers(of: roomId, frame, seq: nil, except: userId, state: &state)
+            if isTyping {
+                state.typing[key] = timers.scheduleTask(in: typingExpiry) { [self] in
+                    self.typingExpired(key)
+                }
+            }
+        }
+    }
+
+    private func typingExpired(_ key: TypingKey) {
+        state.withLock { state in
+            guard state.typing.removeValue(forKey: key) != nil else { return }
+            let frame = encode(Envelope(
+                type: .typing, roomId: key.roomId, data: TypingData(isTyping: false), timestamp: Clock.milliseconds(), userId: key.userId
+            ))
+            sendToSubscribers(of: key.roomId, frame, seq: nil, except: key.userId, state: &state)
+        }
+    }
+
+    /// Sends a `reaction` to every subscriber of the room, the reactor's connections included.
+    func reaction(roomId: String, userId: String, data: ReactionEventData, now: Int) {
+        let frame = encode(Envelope(type: .reaction, roomId: roomId, data: data, timestamp: now, userId: userId))
+        state.withLock { state in
+            _ = sendToSubscribers(of: roomId, frame, seq: nil, except: nil, state: &state)
+        }
+    }
+
+    @discardableResult
+    private func sendToSubscribers(of roomId: String, _ frame: ByteBuffer, seq: Int?, except excludedUser: String?, state: inout State) -> Int {
+        guard let ids = state.subscribers[roomId] else { return 0 }
+        var sent = 0
+        for id in ids {
+            guard let sink = state.connections[id]?.sink, state.connections[id]?.user.id != excludedUser else { continue }
+            switch state.connections[id]?.subscriptions[roomId] {
+            case .live(let lastSeq):
+                if let seq {
+                    guard seq > lastSeq else { continue }
+                    state.connections[id]?.subscriptions[roomId] = .live(lastSeq: seq)
+                }
+                sink.send(frame)
+                sent += 1
+            case .joining(var pending):
+                // Drop the stored copy first so that appending does not copy the buffer.
+                state.connections[id]?.subscriptions[roomId] = .joining([])
+                pending.append(Pending(frame: frame, seq: seq))
+                state.connections[id]?.subscriptions[roomId] = .joining(pending)
+            case nil:
+                break
+            }
+        }
+        return sent
+    }
+
+    private func sendRoomEvent(_ roomId: String, now: Int, state: inout State) {
+        guard let room = state.rooms[roomId] else { return }
+        var frame: ByteBuffer?
+        for member in room.members {
+            for id in state.userConnections[member] ?? [] {
+                guard let connection = state.connections[id], connection.subscriptions[roomId] == nil else { continue }
+                if frame == nil {
+                    frame = encode(Envelope(type: .room, roomId: roomId, data: RoomEventData(room: room.room, lastMessage: room.lastMessage), timestamp: now))
+                }
+                connection.sink.send(frame!)
+            }
+        }
+    }
+
+    private func sendPresence(of userId: String, _ status: PresenceStatus, now: Int, state: inout State) {
+        var audience = Set<String>()
+        for roomId in state.userRooms[userId] ?? [] {
+            audience.formUnion(state.rooms[roomId]?.members ?? [])
+        }
+        audience.remove(userId)
+        guard !audience.isEmpty else { return }
+        let frame = encode(Envelope(type: .presence, data: PresenceData(status: status), timestamp: now, userId: userId))
+        for user in audience {
+            for id in state.userConnections[user] ?? [] {
+                state.connections[id]?.sink.send(frame)
+            }
+        }
+    }
+
+    /// Users with at least one connection, among `userIds`.
+    func online(_ userIds: [String]) -> Set<String> {
+        state.withLock { state in Set(userIds.filter { state.userConnections[$0] != nil }) }
+    }
+}
+
+/// Encodes an outgoing envelope once, into a buffer every recipient shares.
+func encode<Payload>(_ envelope: Envelope<Payload>) -> ByteBuffer {
+    do {
+        return ByteBuffer(bytes: try Wire.encode(envelope))
+    } catch {
+        // Our own types always encode; reaching this is a bug, not bad input.
+        preconditionFailure("cannot encode \(envelope.type): \(error)")
+    }
+}
+
+/// Wall-clock time in the protocol's unit.
+enum Clock {
+    /// Milliseconds since the Unix epoch.
+    static func milliseconds() -> Int {
+        Int(Date().timeIntervalSince1970 * 1000)
+    }
+}

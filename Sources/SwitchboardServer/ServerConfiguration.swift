@@ -1,0 +1,62 @@
+import SwitchboardProtocol
+
+/// Everything `switchboard serve` can be told, with the protocol's defaults.
+///
+/// ```swift
+/// var configuration = ServerConfiguration()
+/// configuration.port = 8080
+/// configuration.limits.maxContentLength = 10_000
+/// ```
+public struct ServerConfiguration: Sendable {
+    /// Address to listen on. Loopback unless told otherwise, so that nothing is exposed by accident.
+    public var host: String = "127.0.0.1"
+    /// Port to listen on; 0 picks a free one.
+    public var port: Int = 3001
+    /// Whether anyone may create an account with `POST /api/register`.
+    public var registration: Registration = .open
+    /// Sizes and lengths accepted from clients.
+    public var limits: Limits = Limits()
+    /// `message` envelopes (WebSocket or HTTP) a user may send each second, sustained.
+    public var messagesPerSecond: Double = 10
+    /// `message` envelopes a user may send at once after a quiet spell.
+    public var messageBurst: Double = 30
+    /// `typing` envelopes a user may send each second.
+    public var typingPerSecond: Double = 5
+    /// `typing` envelopes a user may send at once.
+    public var typingBurst: Double = 5
+    /// Consecutive `rate_limited` answers after which a connection is closed with 1008.
+    public var floodCloseAfter: Int = 50
+    /// How long after the last `isTyping: true` the server sends `isTyping: false` itself.
+    public var typingExpiry: Duration = .seconds(6)
+    /// How often the server pings each WebSocket.
+    public var pingInterval: Duration = .seconds(25)
+    /// How long a ping may go unanswered before the connection is closed.
+    public var pingTimeout: Duration = .seconds(10)
+    /// Bytes that may wait unsent to one connection; past it the connection is closed (1013) and
+    /// recovers with `join` and `since` when it comes back, so a slow client never slows a room.
+    public var maxOutboundBytes: Int = 4 << 20
+    /// Longest a long poll may wait (`timeoutMs` is capped to it).
+    public var maxPollTimeout: Duration = .seconds(60)
+    /// Default wait of a long poll without `timeoutMs`.
+    public var defaultPollTimeout: Duration = .seconds(25)
+    /// How long a long-polling session is kept without a poll before it counts as gone.
+    public var pollSessionExpiry: Duration = .seconds(90)
+    /// Events a long-polling session keeps for its next poll; past it the session is dropped.
+    public var maxPollBacklog: Int = 10_000
+    /// How often the server looks for revoked and expired tokens to close their connections.
+    public var tokenCheckInterval: Duration = .milliseconds(500)
+    /// bcrypt cost of password hashes (4 to 31; each step doubles the work).
+    public var bcryptCost: UInt8 = 10
+    /// Log every frame received and sent at debug level (`DEBUG=websocket:*`).
+    public var logFrames: Bool = false
+
+    /// Who may register.
+    public enum Registration: String, Sendable, CaseIterable {
+        /// Anyone may call `POST /api/register`.
+        case open
+        /// Only an administrator creates accounts (`switchboard users add`).
+        case closed
+    }
+
+    public init() {}
+}

@@ -1,0 +1,98 @@
+import Logging
+import NIOCore
+import NIOWebSocket
+import SwitchboardProtocol
+
+/// One WebSocket's requests, answered one at a time in the order they came.
+///
+/// Every answer goes through the same sink as the hub's events, so that a `join`'s replay,
+/// its ack and the live messages after it reach the client in that order.
+struct WebSocketSession {
+    let service: ChatService
+    let identity: Identity
+    let connection: Int
+    let sink: any EventSink
+    let logger: Logger
+    private var rateLimitedInARow = 0
+
+    init(service: ChatService, identity: Identity, connection: Int, sink: any EventSink, logger: Logger) {
+        self.service = service
+        self.identity = identity
+        self.connection = connection
+        self.sink = sink
+        self.logger = logger
+    }
+
+    /// Why a session must end, as a close code and reason.
+    struct Close: Error {
+        var code: WebSocketErrorCode
+        var reason: String
+    }
+
+    /// Answers one text frame. Throws `Close` when the connection must end.
+    mutating func handle(text: String) async throws(Close) {
+        if service.configuration.logFrames {
+            logger.debug("frame received", metadata: ["switchboard.frame": "\(text)"])
+        }
+        let frame = IncomingFrame(bytes: text.utf8, limits: service.configuration.limits)
+        let receivedAt = ContinuousClock.now
+        do {
+            let request = try frame.request.get()
+            try await answer(request, ref: frame.ref, receivedAt: receivedAt)
+            rateLimitedInARow = 0
+        } catch let error as ProtocolError {
+            sendError(error, ref: frame.ref, roomId: frame.roomId)
+            if error.code == .rateLimited {
+                rateLimitedInARow += 1
+                if rateLimitedInARow >= service.configuration.floodCloseAfter {
+                    throw Close(code: .policyViolation, reason: "too many requests over the rate limit")
+                }
+            } else {
+                rateLimitedInARow = 0
+            }
+        } catch {
+            logger.error("request failed", metadata: ["switchboard.error": "\(error)"])
+            sendError(ProtocolError(.internal, "internal error"), ref: frame.ref, roomId: frame.roomId)
+        }
+    }
+
+    /// Answers a binary frame: the protocol speaks text only.
+    func handleBinary() {
+        sendError(ProtocolError(.invalid, "binary frames are not accepted; send JSON in text frames"), ref: nil, roomId: nil)
+    }
+
+    private func answer(_ request: ClientRequest, ref: String?, receivedAt: ContinuousClock.Instant) async throws {
+        let now = Clock.milliseconds()
+        switch request {
+        case .ping(let data):
+            send(Envelope<JSONValue>(type: .pong, data: data, timestamp: now, ref: ref))
+        case .join(let roomId, let since):
+            try await service.join(identity, connection: connection, roomId: roomId, since: since, ref: ref)
+        case .leave(let roomId):
+            service.hub.leave(connection, roomId: roomId, now: now)
+            send(Envelope(type: .ack, roomId: roomId, data: EmptyData(), timestamp: now, ref: ref))
+        case .message(let roomId, let data):
+            let ack = try await service.sendMessage(identity, roomId: roomId, data, receivedAt: receivedAt)
+            send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: Clock.milliseconds(), ref: ref))
+        case .typing(let roomId, let isTyping):
+            try await service.typing(identity, roomId: roomId, isTyping: isTyping)
+            send(Envelope(type: .ack, roomId: roomId, data: EmptyData(), timestamp: now, ref: ref))
+        case .reaction(let roomId, let data):
+            let ack = try await service.react(identity, roomId: roomId, data)
+            send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: Clock.milliseconds(), ref: ref))
+        }
+    }
+
+    private func sendError(_ error: ProtocolError, ref: String?, roomId: String?) {
+        service.metrics.error(error.code)
+        send(Envelope(type: .error, roomId: roomId, data: error, timestamp: Clock.milliseconds(), ref: ref))
+    }
+
+    private func send<Payload>(_ envelope: Envelope<Payload>) {
+        let frame = encode(envelope)
+        if service.configuration.logFrames {
+            logger.debug("frame sent", metadata: ["switchboard.frame": "\(String(buffer: frame))"])
+        }
+        sink.send(frame)
+    }
+}
