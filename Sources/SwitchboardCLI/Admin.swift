@@ -74,8 +74,9 @@ struct Tokens: AsyncParsableCommand {
                 var userId: String?
                 if let user { userId = try await admin.user(named: user).id }
                 let tokens = try await admin.tokens(userId: userId)
+                let usernames = Dictionary(uniqueKeysWithValues: try await admin.users().map { ($0.id, $0.username) })
                 print(table(["ID", "USER", "NAME", "KIND", "EXPIRES", "REVOKED"], tokens.map {
-                    [$0.id, $0.userId, $0.name, $0.kind.rawValue, $0.expiresAt.map(format) ?? "", $0.revokedAt.map(format) ?? ""]
+                    [$0.id, usernames[$0.userId] ?? $0.userId, $0.name, $0.kind.rawValue, $0.expiresAt.map(format) ?? "", $0.revokedAt.map(format) ?? ""]
                 }))
             }
         }
@@ -155,7 +156,8 @@ func table(_ header: [String], _ rows: [[String]]) -> String {
     let all = [header] + rows
     let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
     return all.map { row in
-        row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+        let line = row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+        return String(line.reversed().drop { $0 == " " }.reversed())
     }.joined(separator: "\n")
 }
 

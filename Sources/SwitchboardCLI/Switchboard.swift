@@ -24,7 +24,7 @@ struct DatabaseOptions: ParsableArguments {
     /// Opens the store, runs `body`, closes the store.
     func withStore<Result>(logger: Logger, _ body: (any ChatStore) async throws -> Result) async throws -> Result {
         if database.hasPrefix("postgres://") || database.hasPrefix("postgresql://") {
-            throw ValidationError("PostgreSQL is not supported yet: give --database a SQLite file path, such as ./switchboard.db")
+            throw Failure(description: "PostgreSQL is not supported yet: give --database a SQLite file path, such as ./switchboard.db")
         }
         let store = try await SQLiteStore.open(path: database, logger: logger)
         do {
@@ -57,12 +57,4 @@ var debugsWebSocket: Bool {
 /// Prints an error the way a person reads it and exits non-zero.
 struct Failure: Error, CustomStringConvertible {
     var description: String
-}
-
-func describe(_ error: any Error) -> String {
-    switch error {
-    case let error as ProtocolError: return error.message
-    case let error as StoreError: return error.description
-    default: return "\(error)"
-    }
 }
