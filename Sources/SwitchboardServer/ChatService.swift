@@ -133,7 +133,8 @@ struct ChatService: Sendable {
         return room
     }
 
-    private func roomState(_ roomId: String) async throws -> Hub.RoomState {
+    /// What the hub knows of a room, loaded from the store on first use; `not_found` when there is none.
+    func roomState(_ roomId: String) async throws -> Hub.RoomState {
         if let known = hub.room(roomId) { return known }
         guard let room = try await storeCall({ try await store.room(id: roomId) }) else {
             throw ProtocolError(.notFound, "no room \(roomId)")

@@ -32,8 +32,9 @@ public struct ServerConfiguration: Sendable {
     public var pingInterval: Duration = .seconds(25)
     /// How long a ping may go unanswered before the connection is closed.
     public var pingTimeout: Duration = .seconds(10)
-    /// Bytes that may wait unsent to one connection; past it the connection is closed (1013) and
-    /// recovers with `join` and `since` when it comes back, so a slow client never slows a room.
+    /// Bytes that may wait unsent to one connection; past it the connection is dropped (no close
+    /// frame could pass its full queue) and recovers with `join` and `since` when it comes back,
+    /// so a slow client never slows a room.
     public var maxOutboundBytes: Int = 4 << 20
     /// Longest a long poll may wait (`timeoutMs` is capped to it).
     public var maxPollTimeout: Duration = .seconds(60)

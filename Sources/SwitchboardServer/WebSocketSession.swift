@@ -69,6 +69,10 @@ struct WebSocketSession {
         case .join(let roomId, let since):
             try await service.join(identity, connection: connection, roomId: roomId, since: since, ref: ref)
         case .leave(let roomId):
+            if !service.hub.isSubscribed(connection, to: roomId) {
+                // Not joined is fine; not existing is `not_found`.
+                _ = try await service.roomState(roomId)
+            }
             service.hub.leave(connection, roomId: roomId, now: now)
             send(Envelope(type: .ack, roomId: roomId, data: EmptyData(), timestamp: now, ref: ref))
         case .message(let roomId, let data):

@@ -235,6 +235,8 @@ struct WebSocketTests {
             try await socket.join(room.id)
             expectAck(try await socket.request("leave", roomId: room.id), roomId: room.id)
             expectAck(try await socket.request("leave", roomId: room.id), roomId: room.id)
+            let unknown = try await socket.request("leave", roomId: "r_missing")
+            #expect(unknown.errorCode == "not_found")
             await socket.close()
         }
     }
