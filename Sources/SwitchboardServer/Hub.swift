@@ -55,6 +55,12 @@ final class Hub: Sendable {
         var rooms: [String: RoomState] = [:]
         /// Rooms of users with at least one connection, for presence.
         var userRooms: [String: Set<String>] = [:]
+        /// Per room, how many of each user's connections are subscribed: `join` and `leave`
+        /// notices go out when it leaves or reaches zero.
+        var subscribedConnections: [String: [String: Int]] = [:]
+        /// Per room, the connections of members that are not subscribed: they get `room` events.
+        /// Kept up to date so that a message to a room everyone joined costs nothing extra.
+        var watchers: [String: Set<Int>] = [:]
         var typing: [TypingKey: Scheduled<Void>] = [:]
     }
 
@@ -119,8 +125,9 @@ final class Hub: Sendable {
             updated.members = members.sorted()
             state.rooms[room.id] = RoomState(room: updated, members: members, lastMessage: known?.lastMessage)
             state.userRooms[userId]?.remove(room.id)
-            for id in state.userConnections[userId] ?? [] where state.connections[id]?.subscriptions[room.id] != nil {
+            for id in state.userConnections[userId] ?? [] {
                 unsubscribe(id, from: room.id, now: now, state: &state)
+                state.watchers[room.id]?.remove(id)
             }
             sendRoomEvent(room.id, now: now, state: &state)
         }
@@ -130,8 +137,11 @@ final class Hub: Sendable {
         guard let connections = state.userConnections[userId] else { return }
         state.userRooms[userId, default: []].insert(roomId)
         let lastSeq = state.rooms[roomId]?.room.lastSeq ?? 0
-        for id in connections where state.connections[id]?.followsAllRooms == true {
-            subscribe(id, to: roomId, as: .live(lastSeq: lastSeq), now: now, state: &state)
+        for id in connections where state.connections[id]?.subscriptions[roomId] == nil {
+            state.watchers[roomId, default: []].insert(id)
+            if state.connections[id]?.followsAllRooms == true {
+                subscribe(id, to: roomId, as: .live(lastSeq: lastSeq), now: now, state: &state)
+            }
         }
     }
 
@@ -155,6 +165,7 @@ final class Hub: Sendable {
             let first = state.userConnections[user.id]?.isEmpty ?? true
             state.userConnections[user.id, default: []].insert(id)
             state.userRooms[user.id] = Set(rooms.map(\.id))
+            for room in rooms { state.watchers[room.id, default: []].insert(id) }
             if first { sendPresence(of: user.id, .online, now: now, state: &state) }
             if followsAllRooms {
                 for room in rooms {
@@ -173,6 +184,10 @@ final class Hub: Sendable {
             guard let connection = state.connections[id] else { return false }
             for roomId in connection.subscriptions.keys {
                 unsubscribe(id, from: roomId, now: now, state: &state)
+            }
+            for roomId in state.userRooms[connection.user.id] ?? [] {
+                state.watchers[roomId]?.remove(id)
+                if state.watchers[roomId]?.isEmpty ?? false { state.watchers[roomId] = nil }
             }
             state.connections[id] = nil
             state.userConnections[connection.user.id]?.remove(id)
@@ -254,9 +269,10 @@ final class Hub: Sendable {
         let wasSubscribed = state.connections[id]?.subscriptions[roomId] != nil
         state.connections[id]?.subscriptions[roomId] = subscription
         guard !wasSubscribed else { return }
-        let first = !(state.subscribers[roomId] ?? []).contains { state.connections[$0]?.user.id == user.id }
         state.subscribers[roomId, default: []].insert(id)
-        if first {
+        state.watchers[roomId]?.remove(id)
+        state.subscribedConnections[roomId, default: [:]][user.id, default: 0] += 1
+        if state.subscribedConnections[roomId]?[user.id] == 1 {
             let frame = encode(Envelope(type: .join, roomId: roomId, data: MemberData(user: user), timestamp: now, userId: user.id))
             sendToSubscribers(of: roomId, frame, seq: nil, except: user.id, state: &state)
         }
@@ -266,8 +282,12 @@ final class Hub: Sendable {
         guard let user = state.connections[id]?.user, state.connections[id]?.subscriptions.removeValue(forKey: roomId) != nil else { return }
         state.subscribers[roomId]?.remove(id)
         if state.subscribers[roomId]?.isEmpty ?? false { state.subscribers[roomId] = nil }
-        let last = !(state.subscribers[roomId] ?? []).contains { state.connections[$0]?.user.id == user.id }
-        if last {
+        if state.rooms[roomId]?.members.contains(user.id) ?? false {
+            state.watchers[roomId, default: []].insert(id)
+        }
+        let remaining = (state.subscribedConnections[roomId]?[user.id] ?? 1) - 1
+        state.subscribedConnections[roomId]?[user.id] = remaining > 0 ? remaining : nil
+        if remaining == 0 {
             let frame = encode(Envelope(type: .leave, roomId: roomId, data: MemberData(user: user), timestamp: now, userId: user.id))
             sendToSubscribers(of: roomId, frame, seq: nil, except: user.id, state: &state)
         }
@@ -329,6 +349,7 @@ final class Hub: Sendable {
     @discardableResult
     private func sendToSubscribers(of roomId: String, _ frame: ByteBuffer, seq: Int?, except excludedUser: String?, state: inout State) -> Int {
         guard let ids = state.subscribers[roomId] else { return 0 }
+        var fanOut = FanOut()
         var sent = 0
         for id in ids {
             guard let sink = state.connections[id]?.sink, state.connections[id]?.user.id != excludedUser else { continue }
@@ -338,7 +359,7 @@ final class Hub: Sendable {
                     guard seq > lastSeq else { continue }
                     state.connections[id]?.subscriptions[roomId] = .live(lastSeq: seq)
                 }
-                sink.send(frame)
+                fanOut.add(sink)
                 sent += 1
             case .joining(var pending):
                 // Drop the stored copy first so that appending does not copy the buffer.
@@ -349,21 +370,17 @@ final class Hub: Sendable {
                 break
             }
         }
+        fanOut.send(frame)
         return sent
     }
 
     private func sendRoomEvent(_ roomId: String, now: Int, state: inout State) {
-        guard let room = state.rooms[roomId] else { return }
-        var frame: ByteBuffer?
-        for member in room.members {
-            for id in state.userConnections[member] ?? [] {
-                guard let connection = state.connections[id], connection.subscriptions[roomId] == nil else { continue }
-                if frame == nil {
-                    frame = encode(Envelope(type: .room, roomId: roomId, data: RoomEventData(room: room.room, lastMessage: room.lastMessage), timestamp: now))
-                }
-                connection.sink.send(frame!)
-            }
+        guard let watchers = state.watchers[roomId], !watchers.isEmpty, let room = state.rooms[roomId] else { return }
+        var fanOut = FanOut()
+        for id in watchers {
+            if let sink = state.connections[id]?.sink { fanOut.add(sink) }
         }
+        fanOut.send(encode(Envelope(type: .room, roomId: roomId, data: RoomEventData(room: room.room, lastMessage: room.lastMessage), timestamp: now)))
     }
 
     private func sendPresence(of userId: String, _ status: PresenceStatus, now: Int, state: inout State) {

@@ -122,8 +122,8 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
 /// The hub's handle on one WebSocket: hops onto the socket's event loop to write.
 final class SocketWriter: EventSink {
-    private let handler: NIOLoopBound<SocketChannelHandler>
-    private let eventLoop: any EventLoop
+    let handler: NIOLoopBound<SocketChannelHandler>
+    let eventLoop: any EventLoop
 
     init(handler: NIOLoopBound<SocketChannelHandler>, eventLoop: any EventLoop) {
         self.handler = handler
@@ -131,12 +131,10 @@ final class SocketWriter: EventSink {
     }
 
     func send(_ frame: ByteBuffer) {
-        if eventLoop.inEventLoop {
-            handler.value.write(frame)
-        } else {
-            let handler = self.handler
-            eventLoop.execute { handler.value.write(frame) }
-        }
+        // Always through the loop's queue, even from the loop itself, so that frames keep the
+        // order in which they were sent from anywhere.
+        let handler = self.handler
+        eventLoop.execute { handler.value.write(frame) }
     }
 
     func close(code: WebSocketErrorCode, reason: String) {
@@ -153,5 +151,34 @@ final class SocketWriter: EventSink {
             return NIOLoopBound(handler, eventLoop: channel.eventLoop)
         }.get()
         return SocketWriter(handler: handler, eventLoop: channel.eventLoop)
+    }
+}
+
+/// One frame for many sinks: the sockets of each event loop are written in one task on that
+/// loop, instead of one task per socket.
+struct FanOut {
+    private var loops: [(loop: any EventLoop, handlers: [NIOLoopBound<SocketChannelHandler>])] = []
+    private var others: [any EventSink] = []
+
+    mutating func add(_ sink: any EventSink) {
+        guard let socket = sink as? SocketWriter else {
+            others.append(sink)
+            return
+        }
+        if let index = loops.firstIndex(where: { $0.loop === socket.eventLoop }) {
+            loops[index].handlers.append(socket.handler)
+        } else {
+            loops.append((socket.eventLoop, [socket.handler]))
+        }
+    }
+
+    /// Queues the frame to every sink added.
+    func send(_ frame: ByteBuffer) {
+        for (loop, handlers) in loops {
+            loop.execute {
+                for handler in handlers { handler.value.write(frame) }
+            }
+        }
+        for sink in others { sink.send(frame) }
     }
 }
