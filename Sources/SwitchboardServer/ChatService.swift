@@ -202,8 +202,9 @@ struct ChatService: Sendable {
         return page
     }
 
-    /// Stores a message and publishes it; the same rules for WebSocket and HTTP.
-    func sendMessage(_ identity: Identity, roomId: String, _ data: SendMessageData, receivedAt: ContinuousClock.Instant) async throws -> MessageAck {
+    /// Checks a message against the room and the sender's rate, before it is stored: the same
+    /// rules for WebSocket and HTTP.
+    func prepareMessage(_ identity: Identity, roomId: String, _ data: SendMessageData) async throws -> NewMessage {
         _ = try await memberRoom(identity, roomId)
         if case .limited(let wait) = messageLimiter.take(identity.user.id) {
             throw ProtocolError(.rateLimited, "too many messages; try again in \(wait.milliseconds) ms", retryAfterMs: wait.milliseconds)
@@ -213,22 +214,41 @@ struct ChatService: Sendable {
                 throw ProtocolError(.notFound, "replyTo: no message \(replyTo) in this room")
             }
         }
-        let new = NewMessage(
+        return NewMessage(
             roomId: roomId, userId: identity.user.id, content: data.content, clientId: data.clientId,
             replyTo: data.replyTo, meta: data.meta, now: Clock.milliseconds()
         )
+    }
+
+    /// Queues a checked message for the next group commit and returns at once, so that a
+    /// connection can send its next message without waiting; `completion` gets the ack once the
+    /// message is durable and published.
+    func submitMessage(_ message: NewMessage, receivedAt: ContinuousClock.Instant, completion: @escaping @Sendable (Result<MessageAck, ProtocolError>) -> Void) {
         let hub = self.hub
         let metrics = self.metrics
-        let result = try await storeCall {
-            try await store.append([new]) { results in
-                // Runs in commit order, so subscribers see every room in `seq` order.
-                for result in results where !result.duplicate {
+        let logger = self.logger
+        store.submitAppend([message]) { result in
+            // Runs in commit order, so subscribers see every room in `seq` order.
+            switch result {
+            case .success(let results):
+                let stored = results[0]
+                if !stored.duplicate {
                     metrics.stored.increment()
-                    hub.publish(result.message, now: Clock.milliseconds(), receivedAt: receivedAt)
+                    hub.publish(stored.message, now: Clock.milliseconds(), receivedAt: receivedAt)
                 }
-            }[0]
+                completion(.success(MessageAck(message: stored.message, duplicate: stored.duplicate)))
+            case .failure(let error):
+                completion(.failure(Self.protocolError(from: error, logger: logger)))
+            }
         }
-        return MessageAck(message: result.message, duplicate: result.duplicate)
+    }
+
+    /// Stores a message, publishes it, and returns its ack: `prepareMessage` then `submitMessage`.
+    func sendMessage(_ identity: Identity, roomId: String, _ data: SendMessageData, receivedAt: ContinuousClock.Instant) async throws -> MessageAck {
+        let message = try await prepareMessage(identity, roomId: roomId, data)
+        return try await withCheckedThrowingContinuation { continuation in
+            submitMessage(message, receivedAt: receivedAt) { continuation.resume(with: $0) }
+        }
     }
 
     func typing(_ identity: Identity, roomId: String, isTyping: Bool) async throws {
@@ -287,20 +307,28 @@ struct ChatService: Sendable {
     func storeCall<Value>(_ call: () async throws -> Value) async throws -> Value {
         do {
             return try await call()
-        } catch let error as StoreError {
+        } catch {
+            throw Self.protocolError(from: error, logger: logger)
+        }
+    }
+
+    /// The protocol's view of a failure: store errors by their code, anything else `internal`.
+    static func protocolError(from error: any Error, logger: Logger) -> ProtocolError {
+        switch error {
+        case let error as ProtocolError:
+            return error
+        case let error as StoreError:
             switch error.code {
-            case .conflict: throw ProtocolError(.conflict, error.message)
-            case .notFound: throw ProtocolError(.notFound, error.message)
-            case .forbidden: throw ProtocolError(.forbidden, error.message)
+            case .conflict: return ProtocolError(.conflict, error.message)
+            case .notFound: return ProtocolError(.notFound, error.message)
+            case .forbidden: return ProtocolError(.forbidden, error.message)
             case .unavailable:
                 logger.error("store unavailable", metadata: ["switchboard.error": "\(error)"])
-                throw ProtocolError(.internal, "the database is unavailable")
+                return ProtocolError(.internal, "the database is unavailable")
             }
-        } catch let error as ProtocolError {
-            throw error
-        } catch {
+        default:
             logger.error("store call failed", metadata: ["switchboard.error": "\(error)"])
-            throw ProtocolError(.internal, "internal error")
+            return ProtocolError(.internal, "internal error")
         }
     }
 }

@@ -76,8 +76,18 @@ struct WebSocketSession {
             service.hub.leave(connection, roomId: roomId, now: now)
             send(Envelope(type: .ack, roomId: roomId, data: EmptyData(), timestamp: now, ref: ref))
         case .message(let roomId, let data):
-            let ack = try await service.sendMessage(identity, roomId: roomId, data, receivedAt: receivedAt)
-            send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: Clock.milliseconds(), ref: ref))
+            // Checked now, answered when durable: the next frame is read without waiting for the
+            // commit, so one connection's messages share group commits and keep their order.
+            let message = try await service.prepareMessage(identity, roomId: roomId, data)
+            let session = self
+            service.submitMessage(message, receivedAt: receivedAt) { result in
+                switch result {
+                case .success(let ack):
+                    session.send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: Clock.milliseconds(), ref: ref))
+                case .failure(let error):
+                    session.sendError(error, ref: ref, roomId: roomId)
+                }
+            }
         case .typing(let roomId, let isTyping):
             try await service.typing(identity, roomId: roomId, isTyping: isTyping)
             send(Envelope(type: .ack, roomId: roomId, data: EmptyData(), timestamp: now, ref: ref))

@@ -62,17 +62,16 @@ public protocol ChatStore: Sendable {
 
     // MARK: Messages
 
-    /// Stores messages, assigning each the next `seq` of its room, in the order given.
+    /// Queues messages to store, assigning each the next `seq` of its room, in the order given,
+    /// and returns at once; `completion` gets the outcome once the transaction has committed.
     ///
-    /// A message whose user, room and `clientId` match a stored one stores nothing and returns
-    /// the stored one as a duplicate. Concurrent callers are committed together in one transaction
-    /// (group commit); the call returns once its messages are durable. The sender's read marker
-    /// moves to the room's `lastSeq`.
-    ///
-    /// `onCommit` runs right after the transaction commits, with this call's results. The
-    /// `onCommit`s of all callers run one after another in commit order, so a server that
-    /// publishes from it shows every room in `seq` order.
-    func append(_ messages: [NewMessage], onCommit: (@Sendable ([AppendResult]) -> Void)?) async throws -> [AppendResult]
+    /// Calls are stored in the order they were made, so one sender's messages keep their order
+    /// without waiting for each other. A message whose user, room and `clientId` match a stored
+    /// one stores nothing and comes back as a duplicate. Concurrent callers are committed together
+    /// in one transaction (group commit). The sender's read marker moves to the room's `lastSeq`.
+    /// The `completion`s of all callers run one after another in commit order, so a server that
+    /// publishes from them shows every room in `seq` order; they must not block.
+    func submitAppend(_ messages: [NewMessage], completion: @escaping @Sendable (Result<[AppendResult], any Error>) -> Void)
     /// The message with this id.
     func message(id: String) async throws -> Message?
     /// A page of a room's history, ascending by `seq`, by the contract's paging rules.
@@ -89,14 +88,20 @@ public protocol ChatStore: Sendable {
 }
 
 extension ChatStore {
-    /// Stores messages; see ``append(_:onCommit:)``.
-    public func append(_ messages: [NewMessage]) async throws -> [AppendResult] {
-        try await append(messages, onCommit: nil)
+    /// Stores messages and returns once they are durable; see ``submitAppend(_:completion:)``.
+    /// `onCommit` runs in commit order, before this call returns.
+    public func append(_ messages: [NewMessage], onCommit: (@Sendable ([AppendResult]) -> Void)? = nil) async throws -> [AppendResult] {
+        try await withCheckedThrowingContinuation { continuation in
+            submitAppend(messages) { result in
+                if case .success(let results) = result { onCommit?(results) }
+                continuation.resume(with: result)
+            }
+        }
     }
 
-    /// Stores one message; see ``append(_:onCommit:)``.
+    /// Stores one message and returns once it is durable.
     public func append(_ message: NewMessage) async throws -> AppendResult {
-        try await append([message], onCommit: nil)[0]
+        try await append([message])[0]
     }
 }
 

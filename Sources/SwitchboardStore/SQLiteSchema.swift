@@ -99,6 +99,8 @@ enum Schema {
         }
         // Pragmas take no bound parameters; these values come from enums and integers, not from users.
         _ = try await connection.query("PRAGMA synchronous = \(configuration.synchronous.rawValue)")
+        // Statement journals of multi-row statements go to memory, not to a temporary file.
+        _ = try await connection.query("PRAGMA temp_store = MEMORY")
         _ = try await connection.query("PRAGMA foreign_keys = ON")
         _ = try await connection.query("PRAGMA busy_timeout = \(max(configuration.busyTimeoutMilliseconds, 0))")
     }

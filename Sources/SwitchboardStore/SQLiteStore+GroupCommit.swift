@@ -5,8 +5,7 @@ import SwitchboardProtocol
 /// One `append` call waiting for its group commit.
 struct PendingAppend: Sendable {
     let messages: [NewMessage]
-    let onCommit: (@Sendable ([AppendResult]) -> Void)?
-    let continuation: CheckedContinuation<[AppendResult], any Error>
+    let completion: @Sendable (Result<[AppendResult], any Error>) -> Void
 }
 
 /// Any other write waiting for the writer connection; it resumes its own caller.
@@ -83,14 +82,12 @@ private struct BatchOutcome {
 }
 
 extension SQLiteStore {
-    /// Stores messages; see ``ChatStore/append(_:onCommit:)``. Throws `.notFound` when one of
-    /// the rooms does not exist, and then stores none of this call's messages.
-    public func append(_ messages: [NewMessage], onCommit: (@Sendable ([AppendResult]) -> Void)?) async throws -> [AppendResult] {
-        guard !messages.isEmpty else { return [] }
-        return try await withCheckedThrowingContinuation { continuation in
-            if !submit(.append(PendingAppend(messages: messages, onCommit: onCommit, continuation: continuation))) {
-                continuation.resume(throwing: Self.closedError)
-            }
+    /// Queues messages; see ``ChatStore/submitAppend(_:completion:)``. Fails with `.notFound` when
+    /// one of the rooms does not exist, and then stores none of this call's messages.
+    public func submitAppend(_ messages: [NewMessage], completion: @escaping @Sendable (Result<[AppendResult], any Error>) -> Void) {
+        guard !messages.isEmpty else { return completion(.success([])) }
+        if !submit(.append(PendingAppend(messages: messages, completion: completion))) {
+            completion(.failure(Self.closedError))
         }
     }
 
@@ -146,10 +143,9 @@ extension SQLiteStore {
             }
             lastSeqCache.withLock { cache in cache.merge(outcome.lastSeqs) { _, committed in committed } }
             committedBatches.add(1, ordering: .relaxed)
-            // Still on the single writer task: the callers' `onCommit`s run in commit order.
+            // Still on the single writer task: the callers' completions run in commit order.
             for (pending, result) in zip(batch, outcome.results) {
-                if case .success(let results) = result { pending.onCommit?(results) }
-                pending.continuation.resume(with: result)
+                pending.completion(result)
             }
         } catch {
             // Another process may have written to these rooms; reload their seqs next time.
@@ -159,7 +155,7 @@ extension SQLiteStore {
             }
             let failure = Self.storeError(error)
             logger.error("group commit failed", metadata: ["messages": "\(batch.reduce(0) { $0 + $1.messages.count })", "error": "\(failure)"])
-            for pending in batch { pending.continuation.resume(throwing: failure) }
+            for pending in batch { pending.completion(.failure(failure)) }
         }
     }
 
