@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "SwitchboardStore", targets: ["SwitchboardStore"]),
         .library(name: "SwitchboardServer", targets: ["SwitchboardServer"]),
         .library(name: "SwitchboardTesting", targets: ["SwitchboardTesting"]),
+        .executable(name: "switchboard-bench", targets: ["LoadGenerator"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -87,7 +88,24 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The load generator: drives any server that speaks the protocol.
+        .executableTarget(
+            name: "LoadGenerator",
+            dependencies: [
+                "SwitchboardProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            path: "Benchmarks/LoadGenerator"
+        ),
         .testTarget(name: "SwitchboardProtocolTests", dependencies: ["SwitchboardProtocol"]),
+        .testTarget(name: "LoadGeneratorTests", dependencies: ["LoadGenerator", "SwitchboardTesting"]),
         .testTarget(name: "SwitchboardStoreTests", dependencies: ["SwitchboardStore"]),
         .testTarget(
             name: "SwitchboardServerTests",
@@ -101,3 +119,34 @@ let package = Package(
         ),
     ]
 )
+
+// Micro-benchmarks of the hot paths (ordo-one/benchmark), only when asked for, so that the normal
+// build stays lean: `SWITCHBOARD_MICROBENCHMARKS=1 swift package --disable-sandbox benchmark`.
+// They reach the server's internal types through `@testable import`, so in this mode only the
+// server module is compiled with testing enabled.
+import class Foundation.ProcessInfo
+
+if ProcessInfo.processInfo.environment["SWITCHBOARD_MICROBENCHMARKS"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]))
+    if let server = package.targets.first(where: { $0.name == "SwitchboardServer" }) {
+        server.swiftSettings = (server.swiftSettings ?? []) + [.unsafeFlags(["-enable-testing"])]
+    }
+    package.targets.append(
+        .executableTarget(
+            name: "Microbenchmarks",
+            dependencies: [
+                "SwitchboardProtocol",
+                "SwitchboardServer",
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            path: "Benchmarks/Microbenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        )
+    )
+}
+
