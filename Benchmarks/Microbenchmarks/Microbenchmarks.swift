@@ -122,7 +122,7 @@ final class FanoutRoom: Sendable {
     init(subscribers: Int, sink: (Int) -> any EventSink) {
         var configuration = ServerConfiguration()
         configuration.port = 0
-        hub = Hub(configuration: configuration, metrics: ServerMetrics(), logger: Logger(label: "bench"))
+        hub = Hub(configuration: configuration, metrics: ServerMetrics())
         let users = (0..<subscribers).map { User(id: "u_\($0)", username: "user\($0)", displayName: "User \($0)", isBot: false) }
         let room = Room(id: roomId, name: "bench", kind: .group, isPublic: false, createdAt: 0, lastSeq: 0, members: users.map(\.id))
         hub.roomCreated(room, now: 0)

@@ -40,7 +40,7 @@ public struct ChatServer: Service {
 
     public func run() async throws {
         let metrics = ServerMetrics()
-        let hub = Hub(configuration: configuration, metrics: metrics, logger: logger)
+        let hub = Hub(configuration: configuration, metrics: metrics)
         let service = ChatService(configuration: configuration, store: store, hub: hub, metrics: metrics, logger: logger)
         let polls = PollSessions()
 

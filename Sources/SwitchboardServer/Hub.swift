@@ -68,13 +68,11 @@ final class Hub: Sendable {
     private let metrics: ServerMetrics
     private let typingExpiry: TimeAmount
     private let timers: any EventLoop
-    private let logger: Logger
 
-    init(configuration: ServerConfiguration, metrics: ServerMetrics, logger: Logger) {
+    init(configuration: ServerConfiguration, metrics: ServerMetrics) {
         self.metrics = metrics
         self.typingExpiry = .nanoseconds(Int64(configuration.typingExpiry.seconds * 1e9))
         self.timers = MultiThreadedEventLoopGroup.singleton.next()
-        self.logger = logger
     }
 
     // MARK: Rooms
@@ -396,11 +394,6 @@ final class Hub: Sendable {
                 state.connections[id]?.sink.send(frame)
             }
         }
-    }
-
-    /// Users with at least one connection, among `userIds`.
-    func online(_ userIds: [String]) -> Set<String> {
-        state.withLock { state in Set(userIds.filter { state.userConnections[$0] != nil }) }
     }
 }
 

@@ -49,7 +49,7 @@ final class RateLimiter: Sendable {
         self.burst = burst
     }
 
-    /// Takes a token for `userId`; throws `rate_limited` with `retryAfterMs` when there is none.
+    /// Takes a token for `userId`, or says how long until there is one.
     func take(_ userId: String) -> TokenBucket.Decision {
         let now = clock.now - origin
         return buckets.withLock { buckets in
