@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "SwitchboardProtocol", targets: ["SwitchboardProtocol"]),
         .library(name: "SwitchboardStore", targets: ["SwitchboardStore"]),
         .library(name: "SwitchboardServer", targets: ["SwitchboardServer"]),
+        .library(name: "SwitchboardClient", targets: ["SwitchboardClient"]),
         .library(name: "SwitchboardTesting", targets: ["SwitchboardTesting"]),
         .executable(name: "switchboard-bench", targets: ["LoadGenerator"]),
     ],
@@ -61,6 +62,19 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The client library: reconnects, resends, recovers; used by bots, bridges and apps.
+        .target(
+            name: "SwitchboardClient",
+            dependencies: [
+                "SwitchboardProtocol",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "WSClient", package: "swift-websocket"),
+            ]
+        ),
         // Helpers for tests: a real server on port 0 and raw protocol clients.
         .target(
             name: "SwitchboardTesting",
@@ -80,6 +94,7 @@ let package = Package(
         .executableTarget(
             name: "SwitchboardCLI",
             dependencies: [
+                "SwitchboardClient",
                 "SwitchboardProtocol",
                 "SwitchboardServer",
                 "SwitchboardStore",
@@ -105,6 +120,7 @@ let package = Package(
             path: "Benchmarks/LoadGenerator"
         ),
         .testTarget(name: "SwitchboardProtocolTests", dependencies: ["SwitchboardProtocol"]),
+        .testTarget(name: "SwitchboardClientTests", dependencies: ["SwitchboardClient", "SwitchboardTesting"]),
         .testTarget(name: "LoadGeneratorTests", dependencies: ["LoadGenerator", "SwitchboardTesting"]),
         .testTarget(name: "SwitchboardStoreTests", dependencies: ["SwitchboardStore"]),
         .testTarget(
@@ -149,4 +165,3 @@ if ProcessInfo.processInfo.environment["SWITCHBOARD_MICROBENCHMARKS"] != nil {
         )
     )
 }
-

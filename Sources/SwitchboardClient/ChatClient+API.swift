@@ -1,0 +1,520 @@
+import Foundation
+import Synchronization
+import SwitchboardProtocol
+import WSClient
+
+// MARK: Status and identity
+
+extension ChatClient {
+    /// Where the client stands now.
+    public var status: ConnectionStatus { state.withLock { $0.machine.status } }
+
+    /// The logged-in user, once the server has confirmed the credentials; `nil` before.
+    public var currentUser: User? { state.withLock { $0.user } }
+
+    /// The token the client uses: the configured one, or the session token of a password login,
+    /// waiting for the login if it has not happened yet.
+    ///
+    /// - Throws: ``ClientError`` when the client stopped before it had a token.
+    public func token() async throws(ClientError) -> String {
+        let id = state.withLock { $0.makeWaiterID() }
+        do {
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<String, any Error>) in
+                    let now: Result<String, any Error>? = state.withLock { state in
+                        if let token = state.token { return .success(token) }
+                        if let error = state.closedError { return .failure(error) }
+                        if Task.isCancelled { return .failure(CancellationError()) }
+                        state.tokenWaiters[id] = continuation
+                        return nil
+                    }
+                    if let now { continuation.resume(with: now) }
+                }
+            } onCancel: {
+                state.withLock { $0.tokenWaiters.removeValue(forKey: id) }?.resume(throwing: CancellationError())
+            }
+        } catch let error as ClientError {
+            throw error
+        } catch {
+            throw ClientError(.shutdown, "cancelled while waiting for the login", cause: error)
+        }
+    }
+}
+
+// MARK: Rooms
+
+extension ChatClient {
+    /// Subscribes to a room's live events, and returns the room once the server has joined it.
+    ///
+    /// From then on the client hands over every message of the room once, in `seq` order, across
+    /// reconnections, and joins the room again by itself after each one. Joining a public room
+    /// makes the user a member.
+    ///
+    /// ```swift
+    /// let room = try await client.subscribe(to: roomId)                // live from now on
+    /// let again = try await client.subscribe(to: roomId, after: 0)     // every message from the first
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - roomId: The room.
+    ///   - seq: Hand over messages after this `seq` (an application that kept its place), `0` for the
+    ///     whole history; `nil` starts from now. Ignored when already subscribed.
+    /// - Throws: ``ClientError`` (`forbidden`, `notFound`) when the room cannot be joined; `shutdown`
+    ///   when the client stopped first.
+    @discardableResult
+    public func subscribe(to roomId: String, after seq: Int? = nil) async throws -> Room {
+        let id = state.withLock { $0.makeWaiterID() }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Room, any Error>) in
+                let now: Result<Room, any Error>? = withState { state in
+                    if let error = state.closedError { return .failure(error) }
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    if let existing = state.rooms[roomId] {
+                        if let room = existing.room, existing.joinedOn != nil { return .success(room) }
+                        state.rooms[roomId]!.waiters[id] = continuation
+                        return nil
+                    }
+                    state.rooms[roomId] = RoomState(timeline: RoomTimeline(after: seq), waiters: [id: continuation])
+                    state.link?.joinBell.ring()
+                    return nil
+                }
+                if let now { continuation.resume(with: now) }
+            }
+        } onCancel: {
+            state.withLock { $0.rooms[roomId]?.waiters.removeValue(forKey: id) }?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Stops handing over the room's events; the user stays a member.
+    ///
+    /// Waiting ``subscribe(to:after:)`` calls for the room throw `CancellationError`.
+    public func unsubscribe(from roomId: String) async {
+        let (waiters, writer, ref) = withState { state -> ([CheckedContinuation<Room, any Error>], WebSocketOutboundWriter?, String?) in
+            guard let room = state.rooms.removeValue(forKey: roomId) else { return ([], nil, nil) }
+            guard let link = state.link, case .webSocket(let writer) = link.kind, room.joinSentOn == link.id else {
+                return (Array(room.waiters.values), nil, nil)
+            }
+            let ref = state.makeRef("l")
+            state.pending[ref] = PendingRequest(link: link.id, kind: .ignore)
+            return (Array(room.waiters.values), writer, ref)
+        }
+        for waiter in waiters { waiter.resume(throwing: CancellationError()) }
+        if let writer, let ref {
+            try? await writer.write(.text(Wire.encodeString(Envelope<EmptyData>(type: .leave, roomId: roomId, ref: ref))))
+        }
+    }
+
+    /// The rooms subscribed to.
+    public var subscribedRooms: [String] { state.withLock { $0.rooms.keys.sorted() } }
+
+    /// The `seq` of the last message of the room handed to the application; `nil` when not subscribed
+    /// or not yet joined. Keep it to resume with ``subscribe(to:after:)`` in a later process.
+    public func lastSeq(in roomId: String) -> Int? {
+        state.withLock { $0.rooms[roomId]?.timeline.delivered }
+    }
+}
+
+// MARK: Sending
+
+extension ChatClient {
+    /// Sends a message and returns it as the server stored it, once acknowledged.
+    ///
+    /// The message goes through the outbox: while offline it waits (and is sent when the client is
+    /// back), when rate limited it waits as long as the server asks, and after a lost connection it
+    /// is sent again with the same `clientId`, so that it is stored exactly once. Cancelling the call
+    /// stops the wait, not the message.
+    ///
+    /// ```swift
+    /// let message = try await client.send("deploy done ✅", to: roomId, meta: ["build": 1234])
+    /// print("stored as #\(message.seq)")
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - content: The text; white space at both ends is trimmed by the server.
+    ///   - roomId: A room the user is a member of (subscribing is not needed to send).
+    ///   - replyTo: The id of a message this one answers.
+    ///   - meta: Up to 1 KiB of JSON that the server relays untouched.
+    ///   - clientId: The idempotency key; a new UUID when `nil`. Passing the same one twice stores one message.
+    /// - Throws: ``ClientError``: `invalid` or `forbidden` when the server refuses it, `outboxFull`,
+    ///   `shutdown` when the client stopped before it was sent, `unauthorized` when the client failed for good.
+    @discardableResult
+    public func send(_ content: String, to roomId: String, replyTo: String? = nil, meta: JSONValue? = nil, clientId: String? = nil) async throws -> Message {
+        let message = try makePending(content, roomId: roomId, replyTo: replyTo, meta: meta, clientId: clientId)
+        let id = state.withLock { $0.makeWaiterID() }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Message, any Error>) in
+                do {
+                    try queue(message) { state in
+                        if Task.isCancelled { throw CancellationError() }
+                        state.sendWaiters[message.clientId, default: [:]][id] = continuation
+                    }
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        } onCancel: {
+            state.withLock { $0.sendWaiters[message.clientId]?.removeValue(forKey: id) }?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Queues a message without waiting for it; its fate comes as ``ClientEvent/messageSent(_:)`` or
+    /// ``ClientEvent/messageRejected(_:_:)``.
+    ///
+    /// ```swift
+    /// let pending = try client.enqueue("nightly report", to: roomId)
+    /// ```
+    ///
+    /// - Returns: The queued message, with its `clientId`.
+    /// - Throws: ``ClientError`` (`invalid`, `outboxFull`, `shutdown`, `storage`) when it cannot be queued.
+    @discardableResult
+    public func enqueue(_ content: String, to roomId: String, replyTo: String? = nil, meta: JSONValue? = nil, clientId: String? = nil) throws -> PendingMessage {
+        let message = try makePending(content, roomId: roomId, replyTo: replyTo, meta: meta, clientId: clientId)
+        try queue(message) { _ in }
+        return message
+    }
+
+    /// The messages waiting in the outbox, oldest first.
+    public var pendingMessages: [PendingMessage] { state.withLock { $0.outbox.entries } }
+
+    private func makePending(_ content: String, roomId: String, replyTo: String?, meta: JSONValue?, clientId: String?) throws(ClientError) -> PendingMessage {
+        // Only what no server accepts is refused here; lengths are the server's to judge, since they are configurable.
+        guard content.unicodeScalars.contains(where: { !$0.properties.isWhitespace }) else {
+            throw ClientError(.invalid, "content must not be empty")
+        }
+        guard !content.unicodeScalars.contains("\u{0}") else { throw ClientError(.invalid, "content must not contain U+0000") }
+        let clientId = clientId ?? UUID().uuidString.lowercased()
+        guard (1...64).contains(clientId.count) else { throw ClientError(.invalid, "clientId must be 1 to 64 characters") }
+        let now = Int(Date().timeIntervalSince1970 * 1000)
+        return PendingMessage(clientId: clientId, roomId: roomId, content: content, replyTo: replyTo, meta: meta, queuedAt: now)
+    }
+
+    /// Puts a message in the outbox (and its file, before anything can send it), running `register` under the same lock.
+    private func queue(_ message: PendingMessage, register: (inout State) throws -> Void) throws {
+        let bell = try withState { state -> Doorbell? in
+            if let error = state.closedError { throw error }
+            try register(&state)
+            switch state.outbox.enqueue(message) {
+            case .full:
+                state.sendWaiters[message.clientId] = nil
+                throw ClientError(.outboxFull, "the outbox holds \(state.outbox.count) messages, its capacity")
+            case .alreadyQueued:
+                return state.link?.outboxBell
+            case .queued:
+                state.outboxVersion += 1
+                if let outboxFile {
+                    // Written before the lock is released, so that no message is sent before it is on disk.
+                    do {
+                        try outboxFile.save(state.outbox.entries, version: state.outboxVersion)
+                    } catch {
+                        _ = state.outbox.refused(message.clientId)
+                        state.sendWaiters[message.clientId] = nil
+                        throw error
+                    }
+                }
+                return state.link?.outboxBell
+            }
+        }
+        bell?.ring()
+    }
+
+    /// Tells the room's other members that the user is typing, or stopped. Best effort: nothing is
+    /// sent when the client is not connected by WebSocket (polling has no typing indicators).
+    ///
+    /// - Returns: Whether the indicator was sent.
+    @discardableResult
+    public func sendTyping(_ isTyping: Bool = true, in roomId: String) async -> Bool {
+        let target = withState { state -> (WebSocketOutboundWriter, String)? in
+            guard let link = state.link, case .webSocket(let writer) = link.kind else { return nil }
+            let ref = state.makeRef("t")
+            state.pending[ref] = PendingRequest(link: link.id, kind: .ignore)
+            return (writer, ref)
+        }
+        guard let (writer, ref) = target else { return false }
+        do {
+            try await writer.write(.text(Wire.encodeString(Envelope(type: .typing, roomId: roomId, data: TypingData(isTyping: isTyping), ref: ref))))
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// Adds (or removes) a reaction to a message, and returns the message's new counts.
+    ///
+    /// ```swift
+    /// let counts = try await client.react("👍", to: message.id, in: roomId)
+    /// ```
+    ///
+    /// - Throws: ``ClientError``: `notConnected` when offline, `unavailable` while polling (the
+    ///   protocol has no HTTP route for reactions), `notFound` for an unknown message.
+    @discardableResult
+    public func react(_ reaction: String, to messageId: String, in roomId: String, action: ReactionAction = .add) async throws -> [String: Int] {
+        let reply = try await request(.reaction, roomId: roomId, data: ReactionData(messageId: messageId, reaction: reaction, action: action))
+        do {
+            return try reply.decode(ReactionAck.self).reactions
+        } catch {
+            throw ClientError(.badResponse, "the ack of a reaction cannot be read", cause: error)
+        }
+    }
+
+    /// Sends a request on the WebSocket and waits for its answer.
+    func request<Payload: Codable & Sendable>(_ type: EnvelopeType, roomId: String?, data: Payload) async throws -> ServerEvent.Reply {
+        let target = try withState { state -> (WebSocketOutboundWriter, String, Int) in
+            if let error = state.closedError { throw error }
+            guard let link = state.link else { throw ClientError(.notConnected, "the client is not connected") }
+            guard case .webSocket(let writer) = link.kind else {
+                throw ClientError(.unavailable, "\(type) needs the WebSocket, and the client is long polling")
+            }
+            let ref = state.makeRef("c")
+            state.pending[ref] = PendingRequest(link: link.id, kind: .awaiting)
+            return (writer, ref, link.id)
+        }
+        let (writer, ref, linkID) = target
+        do {
+            try await writer.write(.text(Wire.encodeString(Envelope(type: type, roomId: roomId, data: data, ref: ref))))
+        } catch {
+            state.withLock { _ = $0.pending.removeValue(forKey: ref) }
+            throw ClientError(.connectionLost, "the connection ended before the request went out", cause: error)
+        }
+        return try await withDeadline(configuration.requestTimeout, onTimeout: ClientError(.timeout, "no answer to \(type) in time")) {
+            try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ServerEvent.Reply, any Error>) in
+                    let now: Result<ServerEvent.Reply, any Error>? = self.state.withLock { state in
+                        guard let pending = state.pending[ref], pending.link == linkID else {
+                            return .failure(ClientError(.connectionLost, "the connection ended before the answer came"))
+                        }
+                        if case .answered(let result) = pending.kind {
+                            state.pending[ref] = nil
+                            return result.mapError { ClientError($0) as any Error }
+                        }
+                        if Task.isCancelled {
+                            state.pending[ref] = nil
+                            return .failure(CancellationError())
+                        }
+                        state.pending[ref] = PendingRequest(link: linkID, kind: .call(continuation))
+                        return nil
+                    }
+                    if let now { continuation.resume(with: now) }
+                }
+            } onCancel: {
+                let continuation = self.state.withLock { state -> CheckedContinuation<ServerEvent.Reply, any Error>? in
+                    guard case .call(let continuation)? = state.pending[ref]?.kind else { return nil }
+                    state.pending[ref] = nil
+                    return continuation
+                }
+                continuation?.resume(throwing: CancellationError())
+            }
+        }
+    }
+}
+
+// MARK: Events
+
+extension ChatClient {
+    /// Every event, as it happens, until the client stops.
+    ///
+    /// Each call makes a new stream that sees the events from then on; a stream buffers what its
+    /// reader has not taken yet.
+    public func events() -> AsyncStream<ClientEvent> {
+        hub.stream { $0 }
+    }
+
+    /// The messages of one subscribed room, or of all of them, once each and in `seq` order per room.
+    ///
+    /// ```swift
+    /// for await message in client.messages(in: roomId) { print(message.content) }
+    /// ```
+    public func messages(in roomId: String? = nil) -> AsyncStream<Message> {
+        hub.stream { event in
+            guard case .message(let message) = event, roomId == nil || message.roomId == roomId else { return nil }
+            return message
+        }
+    }
+
+    /// Typing indicators of one subscribed room, or of all of them.
+    public func typing(in roomId: String? = nil) -> AsyncStream<TypingEvent> {
+        hub.stream { event in
+            guard case .typing(let typing) = event, roomId == nil || typing.roomId == roomId else { return nil }
+            return typing
+        }
+    }
+
+    /// Reactions in one subscribed room, or in all of them.
+    public func reactions(in roomId: String? = nil) -> AsyncStream<ReactionEvent> {
+        hub.stream { event in
+            guard case .reaction(let reaction) = event, roomId == nil || reaction.roomId == roomId else { return nil }
+            return reaction
+        }
+    }
+
+    /// Users who share a room with this one coming online and going offline.
+    public func presence() -> AsyncStream<PresenceEvent> {
+        hub.stream { event in
+            guard case .presence(let presence) = event else { return nil }
+            return presence
+        }
+    }
+
+    /// The connection status: the current one first, then each change, until the client stops.
+    ///
+    /// ```swift
+    /// let online = await client.statusUpdates().first { $0.isOnline }
+    /// ```
+    public func statusUpdates() -> AsyncStream<ConnectionStatus> {
+        // The current status is read directly, changes come through the dispatcher: their numbers put
+        // them in order, so that an older change still being dispatched never follows a newer status.
+        let newest = Locked(-1)
+        let (stream, continuation) = AsyncStream.makeStream(of: ConnectionStatus.self, bufferingPolicy: .unbounded)
+        let yield: @Sendable (ConnectionStatus, Int) -> Void = { status, version in
+            let isNewer = newest.withLock { newest in
+                guard version > newest else { return false }
+                newest = version
+                return true
+            }
+            if isNewer { continuation.yield(status) }
+        }
+        let subscriber = EventHub.Subscriber(
+            deliver: { item in
+                if case .status(let status) = item.event { yield(status, item.statusVersion) }
+            },
+            finish: { continuation.finish() }
+        )
+        let id = hub.add(subscriber)
+        let (current, version) = state.withLock { ($0.machine.status, $0.statusVersion) }
+        yield(current, version)
+        if let id {
+            continuation.onTermination = { [weak hub] _ in hub?.remove(id) }
+        } else {
+            // The client has stopped: its last status, and the end.
+            continuation.finish()
+        }
+        return stream
+    }
+
+    /// Calls `listener` with every event until the token is cancelled.
+    ///
+    /// Listeners run one at a time, in the order of events, on the client's dispatch task: keep
+    /// them short, and hand long work to a task of your own.
+    public func onEvent(_ listener: @escaping @Sendable (ClientEvent) -> Void) -> ListenerToken {
+        hub.listen({ $0 }, listener)
+    }
+
+    /// Calls `listener` with each message of one subscribed room, or of all, until the token is cancelled.
+    ///
+    /// ```swift
+    /// let token = client.onMessage(in: roomId) { message in print(message.content) }
+    /// defer { token.cancel() }
+    /// ```
+    public func onMessage(in roomId: String? = nil, _ listener: @escaping @Sendable (Message) -> Void) -> ListenerToken {
+        hub.listen({ event in
+            guard case .message(let message) = event, roomId == nil || message.roomId == roomId else { return nil }
+            return message
+        }, listener)
+    }
+
+    /// Calls `listener` with each typing indicator of one subscribed room, or of all, until the token is cancelled.
+    public func onTyping(in roomId: String? = nil, _ listener: @escaping @Sendable (TypingEvent) -> Void) -> ListenerToken {
+        hub.listen({ event in
+            guard case .typing(let typing) = event, roomId == nil || typing.roomId == roomId else { return nil }
+            return typing
+        }, listener)
+    }
+
+    /// Calls `listener` with each status change until the token is cancelled.
+    public func onStatus(_ listener: @escaping @Sendable (ConnectionStatus) -> Void) -> ListenerToken {
+        hub.listen({ event in
+            guard case .status(let status) = event else { return nil }
+            return status
+        }, listener)
+    }
+}
+
+// MARK: HTTP API
+
+extension ChatClient {
+    /// The user's rooms, each with its newest message and unread count (`GET /api/rooms`).
+    public func rooms() async throws -> [RoomSummary] {
+        try await api.rooms(token: token())
+    }
+
+    /// One room (`GET /api/rooms/{id}`).
+    public func room(_ roomId: String) async throws -> Room {
+        try await api.room(roomId, token: token())
+    }
+
+    /// Creates a group room; the user becomes a member (`POST /api/rooms`).
+    public func createRoom(named name: String, isPublic: Bool = false, members: [String] = []) async throws -> Room {
+        try await api.createRoom(CreateRoomRequest(name: name, isPublic: isPublic, members: members), token: token())
+    }
+
+    /// The direct room of the user and another, made on first use (`POST /api/dms`).
+    public func directRoom(with userId: String) async throws -> Room {
+        try await api.directRoom(with: userId, token: token())
+    }
+
+    /// Adds a user to a room (`POST /api/rooms/{id}/members`).
+    public func addMember(_ userId: String, to roomId: String) async throws -> Room {
+        try await api.addMember(roomId: roomId, userId: userId, token: token())
+    }
+
+    /// Removes a user from a room: the user themself, or anyone when the user created it.
+    public func removeMember(_ userId: String, from roomId: String) async throws -> Room {
+        try await api.removeMember(roomId: roomId, userId: userId, token: token())
+    }
+
+    /// Users whose username or display name contains `query` (`GET /api/users`).
+    public func users(matching query: String) async throws -> [User] {
+        try await api.users(query: query, token: token())
+    }
+
+    /// A page of a room's history, ascending by `seq` (`GET /api/rooms/{id}/messages`).
+    ///
+    /// - Parameters:
+    ///   - after: Messages above this `seq`.
+    ///   - before: Messages below this `seq`.
+    ///   - limit: At most this many (the server caps it at 200); with neither bound, the newest.
+    public func history(in roomId: String, after: Int? = nil, before: Int? = nil, limit: Int = 50) async throws -> MessagesResponse {
+        try await api.history(roomId: roomId, after: after, before: before, limit: limit, token: token())
+    }
+
+    /// The logged-in user, asked of the server (`GET /api/me`).
+    public func me() async throws -> User {
+        try await api.me(token: token())
+    }
+
+    /// Makes a long-lived token for a bot or a script (`POST /api/tokens`); the token is shown this once.
+    public func createToken(named name: String, expiresIn: Duration? = nil) async throws -> CreateTokenResponse {
+        try await api.createToken(CreateTokenRequest(name: name, expiresInSeconds: expiresIn.map { Int($0.components.seconds) }), token: token())
+    }
+
+    /// Revokes one of the user's tokens (`DELETE /api/tokens/{id}`); connections using it close at once.
+    public func revokeToken(id: String) async throws {
+        try await api.revokeToken(id: id, token: token())
+    }
+
+    /// Logs in without making a client, for a token to keep (`POST /api/login`).
+    ///
+    /// ```swift
+    /// let session = try await ChatClient.login(server: "http://127.0.0.1:3001", username: "ana", password: secret)
+    /// ```
+    public static func login(server: String, username: String, password: String, timeout: Duration = .seconds(30)) async throws -> AuthResponse {
+        try await HTTPAPI(base: ClientConfiguration(server: server, credentials: .token("")).httpBase, timeout: timeout)
+            .login(username: username, password: password)
+    }
+
+    /// Creates an account and logs in (`POST /api/register`).
+    public static func register(
+        server: String, username: String, password: String, displayName: String? = nil, timeout: Duration = .seconds(30)
+    ) async throws -> AuthResponse {
+        try await HTTPAPI(base: ClientConfiguration(server: server, credentials: .token("")).httpBase, timeout: timeout)
+            .register(RegisterRequest(username: username, password: password, displayName: displayName))
+    }
+}
+
+extension ChatClient.State {
+    /// Why nothing more can be done, when that is so.
+    var closedError: ClientError? {
+        if case .failed(let error) = machine.status { return error }
+        if stopping || machine.isFinal { return ClientError(.shutdown, "the client was disconnected") }
+        return nil
+    }
+}

@@ -1,0 +1,380 @@
+import Logging
+import NIOCore
+import Synchronization
+import SwitchboardProtocol
+import WSClient
+
+extension ChatClient {
+    /// Drives ``ConnectionStateMachine``: performs each action and reports its outcome, until the
+    /// client stops or fails for good.
+    func connectionLoop() async {
+        var generator = SystemRandomNumberGenerator()
+        var action = withState { $0.machine.start() }
+        while !Task.isCancelled {
+            logger.trace("connection action", metadata: ["switchboard.action": "\(action)"])
+            switch action {
+            case .authenticate:
+                action = await authenticate(using: &generator)
+            case .connectWebSocket:
+                action = await runWebSocket(using: &generator)
+            case .startPolling:
+                action = await runPolling(using: &generator)
+            case .wait(let delay):
+                try? await Task.sleep(for: delay)
+                action = withState { $0.machine.waitElapsed() }
+            case .fail(let error):
+                failForGood(error)
+                return
+            case .stop:
+                return
+            }
+        }
+    }
+
+    /// Logs in with the password, or checks the token; learns who the user is.
+    private func authenticate(using generator: inout SystemRandomNumberGenerator) async -> ConnectionStateMachine.Action {
+        do throws(ClientError) {
+            let user: User
+            let token: String
+            switch configuration.credentials {
+            case .token(let given):
+                user = try await api.me(token: given)
+                token = given
+            case .password(let username, let password):
+                let answer = try await api.login(username: username, password: password)
+                user = answer.user
+                token = answer.token
+            }
+            logger.debug("authenticated", metadata: ["switchboard.user": "\(user.username)"])
+            let waiters = withState { state in
+                state.token = token
+                state.user = user
+                defer { state.tokenWaiters = [:] }
+                return Array(state.tokenWaiters.values)
+            }
+            for waiter in waiters { waiter.resume(returning: token) }
+            return withState { $0.machine.authenticated(at: .now) }
+        } catch {
+            if Task.isCancelled { return .stop }
+            logger.debug("authentication failed", metadata: ["switchboard.error": "\(error)"])
+            let failure: ConnectionStateMachine.ConnectFailure = error.code == .unauthorized ? .unauthorized : .unreachable
+            return withState { $0.machine.authenticationFailed(failure, using: &generator) }
+        }
+    }
+
+    /// The client failed for good: everything waiting is told, and the client stops.
+    private func failForGood(_ error: ClientError) {
+        logger.error("the client stopped for good", metadata: ["switchboard.error": "\(error)"])
+        let (sends, joins, tokens, flushes) = withState { state in
+            let sends = state.sendWaiters.values.flatMap { $0.values }
+            state.sendWaiters = [:]
+            let flushes = Array(state.flushWaiters.values)
+            state.flushWaiters = [:]
+            let joins = state.rooms.values.flatMap { $0.waiters.values }
+            for key in state.rooms.keys { state.rooms[key]?.waiters = [:] }
+            let tokens = Array(state.tokenWaiters.values)
+            state.tokenWaiters = [:]
+            return (sends, joins, tokens, flushes)
+        }
+        for waiter in flushes { waiter.resume() }
+        for waiter in sends { waiter.resume(throwing: error) }
+        for waiter in joins { waiter.resume(throwing: error) }
+        for waiter in tokens { waiter.resume(throwing: error) }
+        stopRequested.fire()
+    }
+
+    /// Closes the open WebSocket with 1000, so that the server sees a clean goodbye.
+    func closeLinkGracefully() async {
+        let link = state.withLock { $0.link }
+        if let link, case .webSocket(let writer) = link.kind {
+            try? await writer.close(.normalClosure, reason: "client disconnected")
+        }
+    }
+
+    // MARK: WebSocket
+
+    /// The client's connection relay, started on first use; `nil` (connect directly) if it cannot start.
+    private func relay() async -> ConnectionRelay? {
+        if let relay = relayBox.withLock({ $0 }) { return relay }
+        guard let (host, port) = configuration.webSocketHostAndPort else { return nil }
+        do {
+            let relay = try await ConnectionRelay.start(target: host, port: port, connectTimeout: configuration.connectTimeout)
+            relayBox.withLock { $0 = relay }
+            return relay
+        } catch {
+            logger.warning("cannot start the connection relay; connecting directly", metadata: ["switchboard.error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// What one WebSocket attempt found out, shared between its tasks.
+    private final class Attempt: Sendable {
+        struct State {
+            var opened = false
+            var finished = false
+            var heartbeatTimedOut = false
+        }
+        let state = Mutex(State())
+        var opened: Bool { state.withLock { $0.opened } }
+    }
+
+    /// Opens the WebSocket, runs it until it ends, and reports the outcome to the state machine.
+    private func runWebSocket(using generator: inout SystemRandomNumberGenerator) async -> ConnectionStateMachine.Action {
+        guard let token = state.withLock({ $0.token }) else {
+            return withState { $0.machine.webSocketFailed(.unauthorized, using: &generator) }
+        }
+        let linkID = withState { state in
+            state.nextLinkID += 1
+            return state.nextLinkID
+        }
+        let attempt = Attempt()
+        let webSocketConfiguration = WebSocketClientConfiguration(
+            maxFrameSize: configuration.maxFrameSize,
+            additionalHeaders: [.authorization: "Bearer \(token)"],
+            closeTimeout: .seconds(1)
+        )
+        let url = configuration.webSocketURL
+        let connectTimeout = configuration.connectTimeout
+        let relay = await self.relay()
+        var logger = self.logger
+        logger[metadataKey: "switchboard.link"] = "\(linkID)"
+        let connectionLogger = logger
+        logger.debug("opening the WebSocket", metadata: ["switchboard.url": "\(url)"])
+
+        let outcome: Result<WebSocketCloseFrame?, any Error> = await withTaskGroup(of: Result<WebSocketCloseFrame?, any Error>?.self) { group in
+            group.addTask {
+                do {
+                    let handler: WebSocketDataHandler<WebSocketClient.Context> = { inbound, outbound, _ in
+                        await self.runSession(linkID: linkID, inbound: inbound, outbound: outbound, attempt: attempt, relay: relay, logger: connectionLogger)
+                    }
+                    let closeFrame: WebSocketCloseFrame?
+                    if let relay {
+                        let proxy = WebSocketProxySettings(
+                            host: "127.0.0.1", port: relay.port, type: .http(connectHeaders: [.proxyAuthorization: relay.secret]),
+                            timeout: connectTimeout
+                        )
+                        closeFrame = try await WebSocketClient.connect(
+                            url: url, configuration: webSocketConfiguration, proxySettings: proxy, logger: connectionLogger, handler: handler
+                        )
+                    } else {
+                        closeFrame = try await WebSocketClient.connect(url: url, configuration: webSocketConfiguration, logger: connectionLogger, handler: handler)
+                    }
+                    attempt.state.withLock { $0.finished = true }
+                    return .success(closeFrame)
+                } catch {
+                    attempt.state.withLock { $0.finished = true }
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                // The watchdog: an upgrade still unanswered after the timeout, or when the client stops, is
+                // cut at the relay (see ConnectionRelay for why the library cannot be asked to stop).
+                try? await Task.sleep(for: connectTimeout)
+                let stuck = attempt.state.withLock { !$0.opened && !$0.finished }
+                guard stuck else { return nil }
+                if Task.isCancelled {
+                    connectionLogger.debug("the client stops during a WebSocket upgrade; cutting it")
+                } else {
+                    connectionLogger.warning("the WebSocket upgrade got no answer in time; cutting it")
+                }
+                relay?.cutAll()
+                return nil
+            }
+            var outcome: Result<WebSocketCloseFrame?, any Error> = .failure(CancellationError())
+            while let next = await group.next() {
+                if let next {
+                    outcome = next
+                    group.cancelAll()
+                }
+            }
+            return outcome
+        }
+
+        if Task.isCancelled { return .stop }
+        if attempt.opened {
+            let closeCode: UInt16? =
+                switch outcome {
+                case .success(let frame?): closeCode(of: frame)
+                default: nil
+                }
+            let timedOut = attempt.state.withLock { $0.heartbeatTimedOut }
+            let ending: ConnectionStateMachine.Ending =
+                closeCode == 4001 ? .unauthorized : timedOut ? .heartbeatTimeout : .dropped
+            logger.info(
+                "the WebSocket closed",
+                metadata: ["switchboard.close.code": "\(closeCode.map(String.init) ?? "none")", "switchboard.ending": "\(ending)"]
+            )
+            return withState { $0.machine.webSocketEnded(ending, at: .now, using: &generator) }
+        }
+
+        // It never opened. HTTP tells why: a refused token, a WebSocket-hostile network, or a server that is down.
+        if case .failure(let error) = outcome {
+            logger.debug("the WebSocket did not open", metadata: ["switchboard.error": "\(error)"])
+        }
+        let failure: ConnectionStateMachine.ConnectFailure
+        do throws(ClientError) {
+            _ = try await api.me(token: token)
+            failure = .webSocketUnavailable
+            logger.notice("the WebSocket did not open while HTTP works")
+        } catch {
+            if Task.isCancelled { return .stop }
+            failure = error.code == .unauthorized ? .unauthorized : .unreachable
+        }
+        return withState { $0.machine.webSocketFailed(failure, using: &generator) }
+    }
+
+    /// One open WebSocket: reads frames, keeps the heartbeat, joins rooms and sends the outbox,
+    /// until the connection ends or one of those finds it dead.
+    private func runSession(
+        linkID: Int, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, attempt: Attempt, relay: ConnectionRelay?, logger: Logger
+    ) async {
+        attempt.state.withLock { $0.opened = true }
+        let link = Link(id: linkID, kind: .webSocket(outbound), outboxBell: Doorbell(), joinBell: Doorbell())
+        let openedAt = ContinuousClock.now
+        withState { state in
+            state.machine.webSocketOpened(at: openedAt)
+            state.link = link
+        }
+        logger.info("the WebSocket is open")
+        let monitor = Locked(HeartbeatMonitor(interval: configuration.heartbeat.interval, timeout: configuration.heartbeat.timeout, now: openedAt))
+
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do {
+                    for try await message in inbound.messages(maxSize: self.configuration.maxFrameSize) {
+                        monitor.withLock { $0.received(at: .now) }
+                        switch message {
+                        case .text(let text): self.handleFrame(Array(text.utf8), link: linkID)
+                        case .binary: logger.debug("ignoring a binary frame")
+                        }
+                    }
+                } catch {
+                    logger.debug("the WebSocket failed", metadata: ["switchboard.error": "\(error)"])
+                }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    let deadline = monitor.withLock { $0.nextCheck }
+                    try? await Task.sleep(until: deadline, clock: .continuous)
+                    if Task.isCancelled { return }
+                    switch monitor.withLock({ $0.check(at: .now) }) {
+                    case .none: break
+                    case .sendPing:
+                        logger.trace("the connection is quiet; pinging")
+                        let ref = self.withState { state in
+                            let ref = state.makeRef("p")
+                            state.pending[ref] = PendingRequest(link: linkID, kind: .ignore)
+                            return ref
+                        }
+                        try? await outbound.write(.text(Wire.encodeString(Envelope<EmptyData>(type: .ping, data: EmptyData(), ref: ref))))
+                    case .dead:
+                        logger.warning("no answer to a ping: the connection is dead")
+                        attempt.state.withLock { $0.heartbeatTimedOut = true }
+                        // A dead connection cannot complete a close handshake: cut it.
+                        relay?.cutAll()
+                        return
+                    }
+                }
+            }
+            group.addTask { await self.joinRoomsOverWebSocket(link, outbound: outbound) }
+            group.addTask { await self.sendOutboxOverWebSocket(link, outbound: outbound) }
+            // The first task to end (the reader at a close, the heartbeat at a death) ends the session.
+            await group.next()
+            group.cancelAll()
+        }
+        endLink(linkID)
+    }
+
+    /// Sends a `join` for every subscribed room not yet joined on this connection, again whenever rung.
+    private func joinRoomsOverWebSocket(_ link: Link, outbound: WebSocketOutboundWriter) async {
+        while !Task.isCancelled {
+            let (rooms, nextRetry) = takeRoomsToJoin(on: link.id)
+            for room in rooms {
+                let ref = withState { state in
+                    let ref = state.makeRef("j")
+                    state.pending[ref] = PendingRequest(link: link.id, kind: .join(roomId: room.roomId))
+                    return ref
+                }
+                logger.debug("joining", metadata: ["switchboard.room": "\(room.roomId)", "switchboard.since": "\(room.since.map(String.init) ?? "live")"])
+                let envelope = Envelope(type: .join, roomId: room.roomId, data: JoinData(since: room.since), ref: ref)
+                do {
+                    try await outbound.write(.text(Wire.encodeString(envelope)))
+                } catch {
+                    return
+                }
+            }
+            if let nextRetry {
+                await link.joinBell.wait(until: nextRetry)
+            } else {
+                await link.joinBell.wait()
+            }
+        }
+    }
+
+    /// Sends the outbox in order, at most `maxInFlight` unanswered, pausing when rate limited.
+    private func sendOutboxOverWebSocket(_ link: Link, outbound: WebSocketOutboundWriter) async {
+        while !Task.isCancelled {
+            let next = withState { state -> OutboxMachine.Next in
+                let next = state.outbox.next(at: .now)
+                if case .send(let message) = next {
+                    state.pending["o:" + message.clientId] = PendingRequest(link: link.id, kind: .outbox(clientId: message.clientId))
+                }
+                return next
+            }
+            switch next {
+            case .send(let message):
+                let envelope = Envelope(type: .message, roomId: message.roomId, data: message.data, ref: "o:" + message.clientId)
+                do {
+                    try await outbound.write(.text(Wire.encodeString(envelope)))
+                } catch {
+                    return
+                }
+            case .wait(let until):
+                await link.outboxBell.wait(until: until)
+            case .idle:
+                await link.outboxBell.wait()
+            }
+        }
+    }
+
+    /// The connection ended: what was in flight goes back to the outbox, requests waiting for an
+    /// answer fail, and rooms will be joined again on the next connection.
+    func endLink(_ linkID: Int) {
+        let calls = withState { state -> [CheckedContinuation<ServerEvent.Reply, any Error>] in
+            guard state.link?.id == linkID else { return [] }
+            state.link = nil
+            state.outbox.connectionLost()
+            var calls: [CheckedContinuation<ServerEvent.Reply, any Error>] = []
+            for (ref, request) in state.pending where request.link == linkID {
+                // An answer that came before its caller waited for it is kept for the caller.
+                if case .answered = request.kind { continue }
+                state.pending[ref] = nil
+                if case .call(let continuation) = request.kind { calls.append(continuation) }
+            }
+            for key in state.rooms.keys {
+                state.rooms[key]?.joinSentOn = nil
+                state.rooms[key]?.joinedOn = nil
+                state.rooms[key]?.retryJoinAt = nil
+            }
+            return calls
+        }
+        let error = ClientError(.connectionLost, "the connection ended before the answer came")
+        for call in calls { call.resume(throwing: error) }
+    }
+}
+
+/// The numeric code of a close frame.
+func closeCode(of frame: WebSocketCloseFrame) -> UInt16 {
+    switch frame.closeCode {
+    case .normalClosure: 1000
+    case .goingAway: 1001
+    case .protocolError: 1002
+    case .unacceptableData: 1003
+    case .dataInconsistentWithMessage: 1007
+    case .policyViolation: 1008
+    case .messageTooLarge: 1009
+    case .missingExtension: 1010
+    case .unexpectedServerError: 1011
+    case .unknown(let code): code
+    }
+}

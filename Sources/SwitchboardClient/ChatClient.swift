@@ -1,0 +1,387 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import Synchronization
+import SwitchboardProtocol
+import WSClient
+
+/// A client of a Switchboard server: it stays connected, sends reliably and hands the
+/// application every message once, in order.
+///
+/// Open one with ``withClient(configuration:logger:_:)``; it connects at once, and is
+/// disconnected (its outbox flushed) and its tasks ended when the closure returns:
+///
+/// ```swift
+/// let configuration = ClientConfiguration(server: "http://127.0.0.1:3001", credentials: .token(token))
+/// try await ChatClient.withClient(configuration: configuration, logger: logger) { client in
+///     let room = try await client.subscribe(to: roomId)
+///     let sent = try await client.send("hello", to: room.id)   // the stored message, once acknowledged
+///     for await message in client.messages(in: room.id) {
+///         print("#\(message.seq) \(message.userId): \(message.content)")
+///     }
+/// }
+/// ```
+///
+/// What it does for you:
+/// - **Reconnects** after a drop, a server restart, or a connection its heartbeat finds dead, with
+///   exponential backoff and jitter; ``status`` says where it stands.
+/// - **Recovers**: it remembers each room's last `seq`, joins again with `since`, reads over HTTP
+///   what a truncated replay left out, and hands over each message once, in `seq` order.
+/// - **Queues**: what is sent while offline or rate limited waits in an outbox (optionally a file),
+///   and goes out in order with the same `clientId`, so that nothing is lost or stored twice.
+/// - **Falls back** to long polling when the WebSocket cannot be opened but HTTP works, and tries
+///   the WebSocket again now and then.
+/// - **Stops** for good, with one ``ConnectionStatus/failed(_:)`` status, when the server refuses
+///   the credentials; it does not retry a revoked token.
+public final class ChatClient: Sendable {
+    /// What the client was configured with.
+    public let configuration: ClientConfiguration
+    let logger: Logger
+    let api: HTTPAPI
+    let httpClient: HTTPClient
+    let hub = EventHub()
+    let state: Mutex<State>
+    let outboxFile: OutboxFile?
+    /// The loopback relay the WebSocket goes through, so that it can be cut (see ``ConnectionRelay``).
+    let relayBox = Locked<ConnectionRelay?>(nil)
+    /// The application asked to stop, or the client failed for good.
+    let stopRequested = OneShot()
+    /// Everything has stopped.
+    let stopped = OneShot()
+    private let bus: AsyncStream<EventHub.Item>
+    let busContinuation: AsyncStream<EventHub.Item>.Continuation
+    let fetches: AsyncStream<FetchRequest>
+    let fetchContinuation: AsyncStream<FetchRequest>.Continuation
+
+    /// Opens a client, runs `body` with it, then disconnects it and waits for all of its tasks.
+    ///
+    /// The client connects in the background: `body` starts at once, and what it sends is queued
+    /// until the connection is up. When `body` returns or throws, ``disconnect()`` is called (unless
+    /// `body` did), which waits up to ``ClientConfiguration/shutdownFlushTimeout`` for the outbox to drain.
+    ///
+    /// - Throws: ``ClientError`` with ``ClientError/Code/storage`` when the outbox file cannot be read;
+    ///   whatever `body` throws.
+    public static func withClient<Result: Sendable>(
+        configuration: ClientConfiguration,
+        logger: Logger = Logger(label: "switchboard.client"),
+        _ body: (ChatClient) async throws -> Result
+    ) async throws -> Result {
+        let client = try ChatClient(configuration: configuration, logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            do {
+                let result = try await body(client)
+                _ = await client.disconnect()
+                try await group.waitForAll()
+                return result
+            } catch {
+                _ = await client.disconnect()
+                try? await group.waitForAll()
+                throw error
+            }
+        }
+    }
+
+    /// Makes a client that does nothing until ``run()``. Prefer ``withClient(configuration:logger:_:)``.
+    ///
+    /// - Throws: ``ClientError`` with ``ClientError/Code/storage`` when the outbox file cannot be read.
+    public init(configuration: ClientConfiguration, logger: Logger) throws(ClientError) {
+        // Read first: nothing that needs closing exists yet if this throws.
+        let file = configuration.outbox.file.map(OutboxFile.init(path:))
+        let restored = try file?.load() ?? []
+        self.outboxFile = file
+        self.configuration = configuration
+        self.logger = logger
+        // A client of its own rather than the shared one: it fails fast when the server is down (the
+        // client's backoff decides when to try again, and says so in its status), and it is shut down
+        // with the client, so that no connection outlives it.
+        var httpConfiguration = HTTPClient.Configuration()
+        httpConfiguration.connectionPool.retryConnectionEstablishment = false
+        httpConfiguration.timeout.connect = .nanoseconds(configuration.connectTimeout.nanoseconds)
+        self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+        self.api = HTTPAPI(base: configuration.httpBase, timeout: configuration.requestTimeout, client: httpClient)
+        var state = State(
+            machine: ConnectionStateMachine(backoff: configuration.backoff, fallback: configuration.fallback),
+            outbox: OutboxMachine(
+                capacity: configuration.outbox.capacity, maxInFlight: configuration.outbox.maxInFlight,
+                maxServerFailures: configuration.outbox.maxServerFailures, restoring: restored
+            )
+        )
+        if case .token(let token) = configuration.credentials { state.token = token }
+        self.state = Mutex(state)
+        (bus, busContinuation) = AsyncStream.makeStream(of: EventHub.Item.self, bufferingPolicy: .unbounded)
+        (fetches, fetchContinuation) = AsyncStream.makeStream(of: FetchRequest.self, bufferingPolicy: .unbounded)
+        if !restored.isEmpty {
+            logger.info("restored messages from the outbox file", metadata: ["switchboard.outbox.count": "\(restored.count)"])
+        }
+    }
+
+    deinit {
+        // A client made and dropped without run() or disconnect() still releases its HTTP client.
+        if !stopped.hasFired { _ = httpClient.shutdown() }
+    }
+
+    /// Connects and keeps the client connected until ``disconnect()`` is called, the client fails
+    /// for good, or the calling task is cancelled; returns when every task of the client has ended.
+    ///
+    /// Call it once. ``withClient(configuration:logger:_:)`` calls it for you.
+    public func run() async {
+        let (first, stopping) = state.withLock { state in
+            defer { state.runStarted = true }
+            return (!state.runStarted, state.stopping)
+        }
+        guard first else {
+            logger.warning("ChatClient.run() called twice; the second call returns at once")
+            return
+        }
+        // Disconnected before it ran: disconnect() did the stopping.
+        guard !stopping else { return }
+        logger.debug("client starting", metadata: ["switchboard.server": "\(configuration.server)"])
+        await withTaskGroup(of: Void.self) { outer in
+            outer.addTask { await self.dispatch() }
+            await withTaskGroup(of: Void.self) { inner in
+                inner.addTask { await self.connectionLoop() }
+                inner.addTask { await self.fetchWorker() }
+                await self.stopRequested.wait()
+                await self.closeLinkGracefully()
+                inner.cancelAll()
+            }
+            self.finishStopping()
+        }
+        await relayBox.withLock { $0 }?.close()
+        try? await httpClient.shutdown()
+        logger.debug("client stopped")
+        stopped.fire()
+    }
+
+    /// Stops the client: waits up to ``ClientConfiguration/shutdownFlushTimeout`` for the outbox to
+    /// drain (when the client is online or reconnecting), closes the connection, ends every task
+    /// and stream, and reports what could not be sent.
+    ///
+    /// Messages still waiting fail their ``send(_:to:replyTo:meta:clientId:)`` callers with
+    /// ``ClientError/Code/shutdown``; with an outbox file they stay in it for the next client.
+    /// Calling it again returns the same report.
+    ///
+    /// ```swift
+    /// let report = await client.disconnect()
+    /// if !report.isClean { print("\(report.unsent.count) messages not sent") }
+    /// ```
+    @discardableResult
+    public func disconnect() async -> DisconnectReport {
+        if let report = state.withLock({ $0.report }) { return report }
+        await flush(timeout: configuration.shutdownFlushTimeout)
+        let running = state.withLock { state in
+            state.stopping = true
+            return state.runStarted
+        }
+        stopRequested.fire()
+        if running {
+            await stopped.wait()
+        } else {
+            finishStopping()
+            try? await httpClient.shutdown()
+            stopped.fire()
+        }
+        return state.withLock { $0.report } ?? DisconnectReport(unsent: [], keptInFile: outboxFile != nil)
+    }
+
+    /// Waits until the outbox is empty, or `timeout` passes, or the client cannot send any more.
+    func flush(timeout: Duration) async {
+        let id = state.withLock { state -> Int? in
+            guard !state.outbox.isEmpty, !state.machine.isFinal, !state.stopping else { return nil }
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        guard let id else { return }
+        logger.debug("flushing the outbox before disconnecting")
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                        let now = self.state.withLock { state -> Bool in
+                            if state.outbox.isEmpty || state.machine.isFinal || Task.isCancelled { return true }
+                            state.flushWaiters[id] = continuation
+                            return false
+                        }
+                        if now { continuation.resume() }
+                    }
+                } onCancel: {
+                    self.state.withLock { $0.flushWaiters.removeValue(forKey: id) }?.resume()
+                }
+            }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// The ends of the client: final status, waiters failed, streams finished, the report kept.
+    private func finishStopping() {
+        let taken = state.withLock { state -> (sends: [CheckedContinuation<Message, any Error>], joins: [CheckedContinuation<Room, any Error>], calls: [CheckedContinuation<ServerEvent.Reply, any Error>], flushes: [CheckedContinuation<Void, Never>], report: DisconnectReport)? in
+            guard state.report == nil else { return nil }
+            let before = state.machine.status
+            _ = state.machine.stop()
+            let unsent = state.outbox.removeAll()
+            let report = DisconnectReport(unsent: unsent, keptInFile: outboxFile != nil)
+            state.report = report
+            state.stopping = true
+            let sends = state.sendWaiters.values.flatMap { $0.values }
+            state.sendWaiters = [:]
+            let joins = state.rooms.values.flatMap { $0.waiters.values }
+            for key in state.rooms.keys { state.rooms[key]?.waiters = [:] }
+            let calls = state.pending.values.compactMap { request -> CheckedContinuation<ServerEvent.Reply, any Error>? in
+                if case .call(let continuation) = request.kind { return continuation }
+                return nil
+            }
+            state.pending = [:]
+            let flushes = Array(state.flushWaiters.values)
+            state.flushWaiters = [:]
+            if state.machine.status != before {
+                state.statusVersion += 1
+                busContinuation.yield(EventHub.Item(event: .status(state.machine.status), statusVersion: state.statusVersion))
+            }
+            busContinuation.finish()
+            fetchContinuation.finish()
+            return (sends, joins, calls, flushes, report)
+        }
+        guard let (sends, joins, calls, flushes, report) = taken else { return }
+        let error = ClientError(.shutdown, "the client was disconnected")
+        for waiter in sends { waiter.resume(throwing: error) }
+        for waiter in joins { waiter.resume(throwing: error) }
+        for waiter in calls { waiter.resume(throwing: error) }
+        for waiter in flushes { waiter.resume() }
+        if !report.unsent.isEmpty {
+            logger.warning(
+                "disconnected with messages not sent",
+                metadata: ["switchboard.outbox.count": "\(report.unsent.count)", "switchboard.outbox.file": "\(outboxFile?.path ?? "none")"]
+            )
+        }
+    }
+
+    /// Hands every event to the streams and listeners, in order, until the client stops.
+    private func dispatch() async {
+        for await item in bus {
+            hub.publish(item)
+        }
+        hub.finish()
+    }
+
+    // MARK: State
+
+    /// Everything the client's tasks share, behind one lock.
+    struct State: Sendable {
+        var machine: ConnectionStateMachine
+        var token: String?
+        var user: User?
+        var outbox: OutboxMachine
+        /// Bumped on every change of the outbox's messages, to order file writes.
+        var outboxVersion = 0
+        var sendWaiters: [String: [Int: CheckedContinuation<Message, any Error>]] = [:]
+        var rooms: [String: RoomState] = [:]
+        /// Bumped at every status change, so that a status stream can tell an older status from a newer one.
+        var statusVersion = 0
+        /// The open connection, if any.
+        var link: Link?
+        var nextLinkID = 0
+        /// Requests sent on the current WebSocket and not yet answered, by `ref`.
+        var pending: [String: PendingRequest] = [:]
+        var nextRef = 0
+        var nextWaiterID = 0
+        var tokenWaiters: [Int: CheckedContinuation<String, any Error>] = [:]
+        var flushWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var runStarted = false
+        var stopping = false
+        var report: DisconnectReport?
+
+        mutating func makeRef(_ prefix: String) -> String {
+            nextRef += 1
+            return "\(prefix)\(nextRef)"
+        }
+
+        mutating func makeWaiterID() -> Int {
+            nextWaiterID += 1
+            return nextWaiterID
+        }
+
+        /// Whether the client can do nothing more.
+        var isClosed: Bool { stopping || machine.isFinal }
+    }
+
+    /// A room the application subscribed to.
+    struct RoomState: Sendable {
+        var timeline: RoomTimeline
+        var room: Room?
+        /// The link on which the room's join was sent; a new link joins again.
+        var joinSentOn: Int?
+        /// The link on which the room's join was acknowledged.
+        var joinedOn: Int?
+        /// A join that failed for a passing reason is tried again at this instant.
+        var retryJoinAt: ContinuousClock.Instant?
+        var waiters: [Int: CheckedContinuation<Room, any Error>] = [:]
+    }
+
+    /// The connection in use.
+    struct Link: Sendable {
+        enum Kind: Sendable {
+            case webSocket(WebSocketOutboundWriter)
+            case polling
+        }
+        var id: Int
+        var kind: Kind
+        /// Rung when the outbox may have something to send.
+        var outboxBell: Doorbell
+        /// Rung when a room waits to be joined.
+        var joinBell: Doorbell
+
+        var isWebSocket: Bool {
+            if case .webSocket = kind { return true }
+            return false
+        }
+    }
+
+    /// A request on the WebSocket waiting for its answer.
+    struct PendingRequest: Sendable {
+        enum Kind: Sendable {
+            case join(roomId: String)
+            case outbox(clientId: String)
+            /// Sent by a caller that will wait for the answer (see ``ChatClient/request(_:roomId:data:)``).
+            case awaiting
+            /// Answered before its caller started waiting.
+            case answered(Result<ServerEvent.Reply, ProtocolError>)
+            /// A caller waits for the answer.
+            case call(CheckedContinuation<ServerEvent.Reply, any Error>)
+            /// Nobody waits; the answer only matters to the logs.
+            case ignore
+        }
+        var link: Int
+        var kind: Kind
+    }
+
+    /// A page of history to read.
+    struct FetchRequest: Sendable {
+        var roomId: String
+        var after: Int
+        var delay: Duration?
+    }
+
+    /// Runs `body` on the state; publishes the status if it changed.
+    @discardableResult
+    func withState<Value>(_ body: (inout State) throws -> Value) rethrows -> Value {
+        try state.withLock { state in
+            let before = state.machine.status
+            let value = try body(&state)
+            let after = state.machine.status
+            if after != before {
+                logger.info("status changed", metadata: ["switchboard.status": "\(after)"])
+                state.statusVersion += 1
+                busContinuation.yield(EventHub.Item(event: .status(after), statusVersion: state.statusVersion))
+            }
+            return value
+        }
+    }
+
+    /// Publishes an event; call it while holding the state lock, so that the order of events is the order of decisions.
+    func emit(_ event: ClientEvent) {
+        busContinuation.yield(EventHub.Item(event: event, statusVersion: 0))
+    }
+}

@@ -1,0 +1,217 @@
+import Foundation
+import Synchronization
+import SwitchboardProtocol
+
+/// A message in the outbox: queued, or sent and not yet acknowledged.
+///
+/// Its `clientId` is what makes sending it again safe: the server stores one message per user,
+/// room and `clientId`, and answers a repeat with the first one.
+public struct PendingMessage: Codable, Sendable, Hashable, Identifiable {
+    /// The idempotency key sent with the message; also its ``id``.
+    public var clientId: String
+    /// The room it goes to.
+    public var roomId: String
+    /// Its text.
+    public var content: String
+    /// The message it answers.
+    public var replyTo: String?
+    /// Application data relayed untouched.
+    public var meta: JSONValue?
+    /// When it was queued, milliseconds since the Unix epoch, by this machine's clock.
+    public var queuedAt: Int
+
+    /// The ``clientId``.
+    public var id: String { clientId }
+
+    /// A pending message.
+    public init(clientId: String, roomId: String, content: String, replyTo: String? = nil, meta: JSONValue? = nil, queuedAt: Int) {
+        self.clientId = clientId
+        self.roomId = roomId
+        self.content = content
+        self.replyTo = replyTo
+        self.meta = meta
+        self.queuedAt = queuedAt
+    }
+
+    /// The `message` data sent for it.
+    var data: SendMessageData {
+        SendMessageData(content: content, clientId: clientId, replyTo: replyTo, meta: meta)
+    }
+}
+
+/// The order and state of the messages waiting to be sent: a pure state machine.
+///
+/// Messages leave in the order they were queued. At most `maxInFlight` are sent and unanswered
+/// at a time; a lost connection puts them back at the head of the queue, to be sent again with the
+/// same `clientId`. A `rate_limited` answer pauses the whole queue for the time the server asked
+/// (so that order holds) and puts the message back; a server failure does the same, up to
+/// `maxServerFailures` times; any other refusal drops the message, for the caller to report.
+struct OutboxMachine: Sendable {
+    /// The result of ``enqueue(_:)``.
+    enum EnqueueResult: Equatable, Sendable {
+        case queued
+        /// A message with this `clientId` is already waiting; nothing changed.
+        case alreadyQueued
+        case full
+    }
+
+    /// What the sender does next.
+    enum Next: Equatable, Sendable {
+        /// Send this message now.
+        case send(PendingMessage)
+        /// Nothing may be sent before this instant (rate limited, or the server failed).
+        case wait(until: ContinuousClock.Instant)
+        /// Nothing to send until something changes.
+        case idle
+    }
+
+    let capacity: Int
+    let maxInFlight: Int
+    let maxServerFailures: Int
+    /// The waiting messages, oldest first.
+    private(set) var entries: [PendingMessage] = []
+    private var inFlight: Set<String> = []
+    private var serverFailures: [String: Int] = [:]
+    private var pausedUntil: ContinuousClock.Instant?
+
+    init(capacity: Int, maxInFlight: Int, maxServerFailures: Int, restoring restored: [PendingMessage] = []) {
+        self.capacity = max(1, capacity)
+        self.maxInFlight = max(1, maxInFlight)
+        self.maxServerFailures = max(1, maxServerFailures)
+        // A restored file may hold more than a smaller capacity now allows; keep them all rather than lose any.
+        var seen = Set<String>()
+        self.entries = restored.filter { seen.insert($0.clientId).inserted }
+    }
+
+    var isEmpty: Bool { entries.isEmpty }
+    var count: Int { entries.count }
+
+    /// Whether `clientId` is waiting.
+    func contains(_ clientId: String) -> Bool { entries.contains { $0.clientId == clientId } }
+
+    /// Queues a message at the tail.
+    mutating func enqueue(_ message: PendingMessage) -> EnqueueResult {
+        if contains(message.clientId) { return .alreadyQueued }
+        guard entries.count < capacity else { return .full }
+        entries.append(message)
+        return .queued
+    }
+
+    /// The next message to send, if one may go now. `limit` lowers `maxInFlight` (HTTP sends one at a time).
+    mutating func next(at now: ContinuousClock.Instant, limit: Int? = nil) -> Next {
+        if let pausedUntil {
+            if now < pausedUntil { return .wait(until: pausedUntil) }
+            self.pausedUntil = nil
+        }
+        guard inFlight.count < min(maxInFlight, limit ?? maxInFlight) else { return .idle }
+        guard let message = entries.first(where: { !inFlight.contains($0.clientId) }) else { return .idle }
+        inFlight.insert(message.clientId)
+        return .send(message)
+    }
+
+    /// The server stored the message (or had stored it before: a duplicate). Removes and returns it.
+    mutating func acknowledged(_ clientId: String) -> PendingMessage? {
+        remove(clientId)
+    }
+
+    /// The server refused the message for good. Removes and returns it.
+    mutating func refused(_ clientId: String) -> PendingMessage? {
+        remove(clientId)
+    }
+
+    /// The server asked to wait: the message goes back, and the queue pauses.
+    mutating func rateLimited(_ clientId: String, retryAfter: Duration, at now: ContinuousClock.Instant) {
+        guard contains(clientId) else { return }
+        inFlight.remove(clientId)
+        pause(until: now + retryAfter)
+    }
+
+    /// The server failed on the message. It goes back and the queue pauses for `retryAfter`, unless it
+    /// failed too often: then it is removed and returned, for the caller to report.
+    mutating func serverFailed(_ clientId: String, retryAfter: Duration, at now: ContinuousClock.Instant) -> PendingMessage? {
+        guard contains(clientId) else { return nil }
+        let failures = serverFailures[clientId, default: 0] + 1
+        if failures >= maxServerFailures { return remove(clientId) }
+        serverFailures[clientId] = failures
+        inFlight.remove(clientId)
+        pause(until: now + retryAfter)
+        return nil
+    }
+
+    /// The connection ended: nothing is in flight any more; unanswered messages will be sent again.
+    mutating func connectionLost() {
+        inFlight.removeAll()
+    }
+
+    /// Removes and returns every message (the client stopped).
+    mutating func removeAll() -> [PendingMessage] {
+        defer {
+            entries = []
+            inFlight = []
+            serverFailures = [:]
+            pausedUntil = nil
+        }
+        return entries
+    }
+
+    private mutating func pause(until instant: ContinuousClock.Instant) {
+        if let pausedUntil, pausedUntil >= instant { return }
+        pausedUntil = instant
+    }
+
+    private mutating func remove(_ clientId: String) -> PendingMessage? {
+        guard let index = entries.firstIndex(where: { $0.clientId == clientId }) else { return nil }
+        inFlight.remove(clientId)
+        serverFailures[clientId] = nil
+        return entries.remove(at: index)
+    }
+}
+
+/// The outbox file: the waiting messages as JSON, replaced whole and atomically on every change.
+///
+/// Writes are numbered, so that of two snapshots written from different tasks, an older one never
+/// replaces a newer one.
+final class OutboxFile: Sendable {
+    let path: String
+    private struct State {
+        var written = 0
+    }
+    private let state: Mutex<State> = Mutex(State())
+
+    private struct Contents: Codable {
+        var version: Int
+        var messages: [PendingMessage]
+    }
+
+    init(path: String) {
+        self.path = path
+    }
+
+    /// The messages the file holds; none when it does not exist.
+    func load() throws(ClientError) -> [PendingMessage] {
+        guard FileManager.default.fileExists(atPath: path) else { return [] }
+        do {
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            if data.isEmpty { return [] }
+            return try Wire.decode(Contents.self, from: Array(data)).messages
+        } catch {
+            throw ClientError(.storage, "cannot read the outbox file \(path)", cause: error)
+        }
+    }
+
+    /// Writes snapshot number `version` unless a newer one was written already.
+    func save(_ messages: [PendingMessage], version: Int) throws(ClientError) {
+        do {
+            try state.withLock { state in
+                guard version > state.written else { return }
+                let bytes = try Wire.encode(Contents(version: 1, messages: messages))
+                let url = URL(fileURLWithPath: path)
+                try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try Data(bytes).write(to: url, options: .atomic)
+                state.written = version
+            }
+        } catch {
+            throw ClientError(.storage, "cannot write the outbox file \(path)", cause: error)
+        }
+    }
+}
