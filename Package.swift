@@ -121,6 +121,8 @@ let package = Package(
         ),
         .testTarget(name: "SwitchboardProtocolTests", dependencies: ["SwitchboardProtocol"]),
         .testTarget(name: "SwitchboardClientTests", dependencies: ["SwitchboardClient", "SwitchboardTesting"]),
+        // Runs the built `switchboard` binary, as people and scripts do.
+        .testTarget(name: "SwitchboardCLITests", dependencies: ["SwitchboardProtocol", "SwitchboardTesting"]),
         .testTarget(name: "LoadGeneratorTests", dependencies: ["LoadGenerator", "SwitchboardTesting"]),
         .testTarget(name: "SwitchboardStoreTests", dependencies: ["SwitchboardStore"]),
         .testTarget(

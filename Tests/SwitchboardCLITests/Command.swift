@@ -1,0 +1,142 @@
+import Foundation
+import SwitchboardTesting
+import Synchronization
+
+/// The built `switchboard` binary, run as a child process, with what it prints collected.
+///
+/// Output is read as it comes (tests wait for lines, not for time), standard input stays open for
+/// ``type(_:)``, and the process is killed if the test ends first.
+final class Command: Sendable {
+    /// The binary, next to the test bundle: `swift test` builds every product of the package.
+    static let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("switchboard").path
+
+    private let process: Process
+    private let input: Pipe
+    private let collected = Box()
+    private let changes: AsyncStream<Void>
+    private let changed: AsyncStream<Void>.Continuation
+
+    /// Shared with the pipes' handlers.
+    private final class Box: Sendable {
+        private let state = Mutex(Collected())
+        func withLock<Value>(_ body: (inout Collected) -> Value) -> Value { state.withLock { body(&$0) } }
+    }
+
+    private struct Collected {
+        var output = ""
+        var errors = ""
+        var exited = false
+        var outputEnded = false
+        var errorsEnded = false
+        /// The process ended and everything it printed has been read.
+        var finished: Bool { exited && outputEnded && errorsEnded }
+    }
+
+    /// Starts `switchboard ARGUMENTS`.
+    init(_ arguments: [String]) throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
+            throw TestFailure("no switchboard binary at \(Self.binary): build the package (swift build) before testing")
+        }
+        (changes, changed) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        for key in ["SWITCHBOARD_SERVER", "SWITCHBOARD_USER", "SWITCHBOARD_TOKEN", "SWITCHBOARD_PASSWORD", "LOG_LEVEL", "DEBUG"] {
+            environment[key] = nil
+        }
+        process.environment = environment
+        input = Pipe()
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = errors
+        output.fileHandleForReading.readabilityHandler = { [collected, changed] handle in
+            let data = handle.availableData
+            if data.isEmpty { handle.readabilityHandler = nil }
+            collected.withLock {
+                $0.output += String(decoding: data, as: UTF8.self)
+                if data.isEmpty { $0.outputEnded = true }
+            }
+            changed.yield()
+        }
+        errors.fileHandleForReading.readabilityHandler = { [collected, changed] handle in
+            let data = handle.availableData
+            if data.isEmpty { handle.readabilityHandler = nil }
+            collected.withLock {
+                $0.errors += String(decoding: data, as: UTF8.self)
+                if data.isEmpty { $0.errorsEnded = true }
+            }
+            changed.yield()
+        }
+        process.terminationHandler = { [collected, changed] _ in
+            collected.withLock { $0.exited = true }
+            changed.yield()
+        }
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning { process.terminate() }
+    }
+
+    /// What it printed on standard output so far.
+    var printed: String { collected.withLock { $0.output } }
+
+    /// Writes to its standard input, as a person typing.
+    func type(_ text: String) {
+        input.fileHandleForWriting.write(Data(text.utf8))
+    }
+
+    /// Waits until the lines printed so far satisfy `done`, and returns them.
+    func lines(timeout: Duration = .seconds(20), until done: @escaping @Sendable ([String]) -> Bool) async throws -> [String] {
+        try await waitFor(timeout: timeout, "the expected output") { collected in
+            let lines = collected.output.split(separator: "\n").map(String.init)
+            return done(lines) ? lines : nil
+        }
+    }
+
+    /// Waits for `count` lines of output.
+    func lines(count: Int) async throws -> [String] {
+        try await lines { $0.count >= count }
+    }
+
+    /// Waits for the process to end and its output to be read, and returns its exit status.
+    func exitStatus(timeout: Duration = .seconds(20)) async throws -> Int32 {
+        _ = try await waitFor(timeout: timeout, "the command to end") { $0.finished ? true : nil }
+        return process.terminationStatus
+    }
+
+    /// Ends the process (SIGTERM).
+    func stop() {
+        if process.isRunning { process.terminate() }
+    }
+
+    private func waitFor<Value: Sendable>(
+        timeout: Duration, _ what: String, _ found: @escaping @Sendable (Collected) -> Value?
+    ) async throws -> Value {
+        let value = try await withTimeout(timeout) { [collected, changes] () -> Value? in
+            if let value = collected.withLock({ found($0) }) { return value }
+            for await _ in changes {
+                if let value = collected.withLock({ found($0) }) { return value }
+            }
+            return nil
+        }
+        guard let value else {
+            let (output, errors) = collected.withLock { ($0.output, $0.errors) }
+            throw TestFailure("waited for \(what) in vain; printed:\n\(output)\nerrors:\n\(errors)")
+        }
+        return value
+    }
+
+    /// Runs `switchboard ARGUMENTS` to its end, with `input` on standard input.
+    static func run(_ arguments: [String], input: String = "") async throws -> (status: Int32, output: String, errors: String) {
+        let command = try Command(arguments)
+        command.type(input)
+        try command.input.fileHandleForWriting.close()
+        let status = try await command.exitStatus()
+        let (output, errors) = command.collected.withLock { ($0.output, $0.errors) }
+        return (status, output, errors)
+    }
+}
