@@ -652,6 +652,8 @@ actor ChatSession {
             say("! not sent (\(error.message)): \(pending.content)")
         case .gap(let roomId, let seqs):
             say("! messages \(seqs.lowerBound)–\(seqs.upperBound)\(await roomSuffix(roomId)) could not be recovered")
+        case .subscriptionEnded(let roomId, let error):
+            say("! no longer following\(await roomSuffix(roomId)): \(error.message)")
         case .messageSent, .unknown:
             break
         }

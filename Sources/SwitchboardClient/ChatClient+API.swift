@@ -74,7 +74,8 @@ extension ChatClient {
                         state.rooms[roomId]!.waiters[id] = continuation
                         return nil
                     }
-                    state.rooms[roomId] = RoomState(timeline: RoomTimeline(after: seq), waiters: [id: continuation])
+                    state.nextGeneration += 1
+                    state.rooms[roomId] = RoomState(timeline: RoomTimeline(after: seq), generation: state.nextGeneration, waiters: [id: continuation])
                     state.link?.joinBell.ring()
                     return nil
                 }
@@ -89,19 +90,16 @@ extension ChatClient {
     ///
     /// Waiting ``subscribe(to:after:)`` calls for the room throw `CancellationError`.
     public func unsubscribe(from roomId: String) async {
-        let (waiters, writer, ref) = withState { state -> ([CheckedContinuation<Room, any Error>], WebSocketOutboundWriter?, String?) in
-            guard let room = state.rooms.removeValue(forKey: roomId) else { return ([], nil, nil) }
-            guard let link = state.link, case .webSocket(let writer) = link.kind, room.joinSentOn == link.id else {
-                return (Array(room.waiters.values), nil, nil)
+        let waiters = withState { state -> [CheckedContinuation<Room, any Error>] in
+            guard let room = state.rooms.removeValue(forKey: roomId) else { return [] }
+            if let link = state.link, link.isWebSocket, room.joinSentOn == link.id {
+                // Sent by the task that sends joins, so that a quick subscribe again goes out after it.
+                state.leaves.append(roomId)
+                link.joinBell.ring()
             }
-            let ref = state.makeRef("l")
-            state.pending[ref] = PendingRequest(link: link.id, kind: .ignore)
-            return (Array(room.waiters.values), writer, ref)
+            return Array(room.waiters.values)
         }
         for waiter in waiters { waiter.resume(throwing: CancellationError()) }
-        if let writer, let ref {
-            try? await writer.write(.text(Wire.encodeString(Envelope<EmptyData>(type: .leave, roomId: roomId, ref: ref))))
-        }
     }
 
     /// The rooms subscribed to.
@@ -177,7 +175,8 @@ extension ChatClient {
     public var pendingMessages: [PendingMessage] { state.withLock { $0.outbox.entries } }
 
     private func makePending(_ content: String, roomId: String, replyTo: String?, meta: JSONValue?, clientId: String?) throws(ClientError) -> PendingMessage {
-        // Only what no server accepts is refused here; lengths are the server's to judge, since they are configurable.
+        // Only what the server would refuse by closing the connection, or what no server accepts, is refused here;
+        // the content's length is the server's to judge (it answers with an error), since it is configurable.
         guard content.unicodeScalars.contains(where: { !$0.properties.isWhitespace }) else {
             throw ClientError(.invalid, "content must not be empty")
         }
@@ -185,13 +184,21 @@ extension ChatClient {
         let clientId = clientId ?? UUID().uuidString.lowercased()
         guard (1...64).contains(clientId.count) else { throw ClientError(.invalid, "clientId must be 1 to 64 characters") }
         let now = Int(Date().timeIntervalSince1970 * 1000)
-        return PendingMessage(clientId: clientId, roomId: roomId, content: content, replyTo: replyTo, meta: meta, queuedAt: now)
+        let message = PendingMessage(clientId: clientId, roomId: roomId, content: content, replyTo: replyTo, meta: meta, queuedAt: now)
+        let size = (try? Wire.encodeString(Envelope(type: .message, roomId: roomId, data: message.data, ref: "o:" + clientId)).utf8.count) ?? .max
+        guard size <= configuration.maxMessageBytes else {
+            throw ClientError(.invalid, "the message is \(size) bytes as sent, over the \(configuration.maxMessageBytes) the server accepts (maxMessageBytes)")
+        }
+        return message
     }
 
     /// Puts a message in the outbox (and its file, before anything can send it), running `register` under the same lock.
     private func queue(_ message: PendingMessage, register: (inout State) throws -> Void) throws {
         let bell = try withState { state -> Doorbell? in
             if let error = state.closedError { throw error }
+            guard !state.outbox.conflicts(with: message) else {
+                throw ClientError(.invalid, "the clientId \(message.clientId) is in use by another message waiting in the outbox")
+            }
             try register(&state)
             switch state.outbox.enqueue(message) {
             case .full:
@@ -199,6 +206,8 @@ extension ChatClient {
                 throw ClientError(.outboxFull, "the outbox holds \(state.outbox.count) messages, its capacity")
             case .alreadyQueued:
                 return state.link?.outboxBell
+            case .clientIdInUse:
+                preconditionFailure("checked above")
             case .queued:
                 state.outboxVersion += 1
                 if let outboxFile {
@@ -275,34 +284,40 @@ extension ChatClient {
             state.withLock { _ = $0.pending.removeValue(forKey: ref) }
             throw ClientError(.connectionLost, "the connection ended before the request went out", cause: error)
         }
-        return try await withDeadline(configuration.requestTimeout, onTimeout: ClientError(.timeout, "no answer to \(type) in time")) {
-            try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ServerEvent.Reply, any Error>) in
-                    let now: Result<ServerEvent.Reply, any Error>? = self.state.withLock { state in
-                        guard let pending = state.pending[ref], pending.link == linkID else {
-                            return .failure(ClientError(.connectionLost, "the connection ended before the answer came"))
+        do {
+            return try await withDeadline(configuration.requestTimeout, onTimeout: ClientError(.timeout, "no answer to \(type) in time")) {
+                try await withTaskCancellationHandler {
+                    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ServerEvent.Reply, any Error>) in
+                        let now: Result<ServerEvent.Reply, any Error>? = self.state.withLock { state in
+                            guard let pending = state.pending[ref], pending.link == linkID else {
+                                return .failure(ClientError(.connectionLost, "the connection ended before the answer came"))
+                            }
+                            if case .answered(let result) = pending.kind {
+                                state.pending[ref] = nil
+                                return result.mapError { ClientError($0) as any Error }
+                            }
+                            if Task.isCancelled {
+                                state.pending[ref] = nil
+                                return .failure(CancellationError())
+                            }
+                            state.pending[ref] = PendingRequest(link: linkID, kind: .call(continuation))
+                            return nil
                         }
-                        if case .answered(let result) = pending.kind {
-                            state.pending[ref] = nil
-                            return result.mapError { ClientError($0) as any Error }
-                        }
-                        if Task.isCancelled {
-                            state.pending[ref] = nil
-                            return .failure(CancellationError())
-                        }
-                        state.pending[ref] = PendingRequest(link: linkID, kind: .call(continuation))
-                        return nil
+                        if let now { continuation.resume(with: now) }
                     }
-                    if let now { continuation.resume(with: now) }
+                } onCancel: {
+                    let continuation = self.state.withLock { state -> CheckedContinuation<ServerEvent.Reply, any Error>? in
+                        guard case .call(let continuation)? = state.pending[ref]?.kind else { return nil }
+                        state.pending[ref] = nil
+                        return continuation
+                    }
+                    continuation?.resume(throwing: CancellationError())
                 }
-            } onCancel: {
-                let continuation = self.state.withLock { state -> CheckedContinuation<ServerEvent.Reply, any Error>? in
-                    guard case .call(let continuation)? = state.pending[ref]?.kind else { return nil }
-                    state.pending[ref] = nil
-                    return continuation
-                }
-                continuation?.resume(throwing: CancellationError())
             }
+        } catch {
+            // After a timeout or a cancellation, an answer that comes later has nobody to go to.
+            state.withLock { _ = $0.pending.removeValue(forKey: ref) }
+            throw error
         }
     }
 }

@@ -190,7 +190,8 @@ extension ChatClient {
             return outcome
         }
 
-        if Task.isCancelled { return .stop }
+        // A connection that ends because the client stops is not a drop: no reconnecting status.
+        if Task.isCancelled || state.withLock({ $0.stopping }) { return .stop }
         if attempt.opened {
             let closeCode: UInt16? =
                 switch outcome {
@@ -261,11 +262,8 @@ extension ChatClient {
                     case .none: break
                     case .sendPing:
                         logger.trace("the connection is quiet; pinging")
-                        let ref = self.withState { state in
-                            let ref = state.makeRef("p")
-                            state.pending[ref] = PendingRequest(link: linkID, kind: .ignore)
-                            return ref
-                        }
+                        // Not registered as pending: any frame, the pong included, is the answer.
+                        let ref = self.withState { $0.makeRef("p") }
                         try? await outbound.write(.text(Wire.encodeString(Envelope<EmptyData>(type: .ping, data: EmptyData(), ref: ref))))
                     case .dead:
                         logger.warning("no answer to a ping: the connection is dead")
@@ -288,11 +286,23 @@ extension ChatClient {
     /// Sends a `join` for every subscribed room not yet joined on this connection, again whenever rung.
     private func joinRoomsOverWebSocket(_ link: Link, outbound: WebSocketOutboundWriter) async {
         while !Task.isCancelled {
-            let (rooms, nextRetry) = takeRoomsToJoin(on: link.id)
+            let (leaves, rooms, nextRetry) = takeRoomsToJoin(on: link.id)
+            for roomId in leaves {
+                let ref = withState { state in
+                    let ref = state.makeRef("l")
+                    state.pending[ref] = PendingRequest(link: link.id, kind: .ignore)
+                    return ref
+                }
+                do {
+                    try await outbound.write(.text(Wire.encodeString(Envelope<EmptyData>(type: .leave, roomId: roomId, ref: ref))))
+                } catch {
+                    return
+                }
+            }
             for room in rooms {
                 let ref = withState { state in
                     let ref = state.makeRef("j")
-                    state.pending[ref] = PendingRequest(link: link.id, kind: .join(roomId: room.roomId))
+                    state.pending[ref] = PendingRequest(link: link.id, kind: .join(roomId: room.roomId, generation: room.generation))
                     return ref
                 }
                 logger.debug("joining", metadata: ["switchboard.room": "\(room.roomId)", "switchboard.since": "\(room.since.map(String.init) ?? "live")"])
@@ -351,6 +361,7 @@ extension ChatClient {
                 state.pending[ref] = nil
                 if case .call(let continuation) = request.kind { calls.append(continuation) }
             }
+            state.leaves = []
             for key in state.rooms.keys {
                 state.rooms[key]?.joinSentOn = nil
                 state.rooms[key]?.joinedOn = nil

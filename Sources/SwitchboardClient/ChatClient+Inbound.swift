@@ -62,11 +62,16 @@ extension ChatClient {
         guard let ref else { return }
         let request = withState { state -> PendingRequest? in
             guard let request = state.pending[ref], request.link == link else { return nil }
+            if case .awaiting = request.kind {
+                // The caller has not started waiting yet: keep the answer for it, under the same lock.
+                state.pending[ref] = PendingRequest(link: link, kind: .answered(result))
+                return nil
+            }
             state.pending[ref] = nil
             return request
         }
         guard let request else {
-            logger.trace("an answer to no pending request", metadata: ["switchboard.ref": "\(ref)"])
+            logger.trace("an answer kept for its caller, or to no pending request", metadata: ["switchboard.ref": "\(ref)"])
             return
         }
         switch request.kind {
@@ -74,10 +79,7 @@ extension ChatClient {
             if case .failure(let error) = result {
                 logger.debug("a request was refused", metadata: ["switchboard.ref": "\(ref)", "switchboard.error": "\(error)"])
             }
-        case .awaiting:
-            // The caller has not started waiting yet: keep the answer for it.
-            withState { $0.pending[ref] = PendingRequest(link: link, kind: .answered(result)) }
-        case .answered:
+        case .awaiting, .answered:
             break
         case .call(let continuation):
             continuation.resume(with: result.mapError { ClientError($0) as any Error })
@@ -92,7 +94,9 @@ extension ChatClient {
             case .failure(let error):
                 outboxFailed(clientId, error: ClientError(error))
             }
-        case .join(let roomId):
+        case .join(let roomId, let generation):
+            // The answer to the join of an earlier subscription to the room (unsubscribed since) is stale.
+            guard state.withLock({ $0.rooms[roomId]?.generation == generation }) else { return }
             switch result {
             case .success(let reply):
                 do {
@@ -142,10 +146,13 @@ extension ChatClient {
     }
 
     /// The rooms to join on `link` now (marked as sent), and when the next one waiting for a retry is due.
-    func takeRoomsToJoin(on link: Int) -> (rooms: [(roomId: String, since: Int?)], nextRetry: ContinuousClock.Instant?) {
+    func takeRoomsToJoin(on link: Int) -> (leaves: [String], rooms: [(roomId: String, since: Int?, generation: Int)], nextRetry: ContinuousClock.Instant?) {
         let now = ContinuousClock.now
         return withState { state in
-            var rooms: [(roomId: String, since: Int?)] = []
+            // Leaves and joins are taken together so that one task writes them in the order they were asked for.
+            let leaves = state.leaves
+            state.leaves = []
+            var rooms: [(roomId: String, since: Int?, generation: Int)] = []
             var nextRetry: ContinuousClock.Instant?
             for (roomId, room) in state.rooms.sorted(by: { $0.key < $1.key }) where room.joinSentOn != link {
                 if let retry = room.retryJoinAt, retry > now {
@@ -154,19 +161,19 @@ extension ChatClient {
                 }
                 state.rooms[roomId]?.joinSentOn = link
                 state.rooms[roomId]?.retryJoinAt = nil
-                rooms.append((roomId, room.timeline.since))
+                rooms.append((roomId, room.timeline.since, room.generation))
             }
-            return (rooms, nextRetry)
+            return (leaves, rooms, nextRetry)
         }
     }
 
     /// A room cannot be joined (not a member, no such room): the subscription ends.
     func joinRefused(_ roomId: String, error: ClientError) {
         logger.warning("cannot join a room", metadata: ["switchboard.room": "\(roomId)", "switchboard.error": "\(error)"])
-        let waiters = withState { state in
-            let waiters = state.rooms[roomId].map { Array($0.waiters.values) } ?? []
-            state.rooms[roomId] = nil
-            return waiters
+        let waiters = withState { state -> [CheckedContinuation<Room, any Error>] in
+            guard let room = state.rooms.removeValue(forKey: roomId) else { return [] }
+            emit(.subscriptionEnded(roomId: roomId, error))
+            return Array(room.waiters.values)
         }
         for waiter in waiters { waiter.resume(throwing: error) }
     }

@@ -80,7 +80,7 @@ extension ChatClient {
     /// was missed; again whenever rung.
     private func joinRoomsOverHTTP(_ link: Link, token: String) async -> ConnectionStateMachine.PollEnding? {
         while !Task.isCancelled {
-            let (rooms, nextRetry) = takeRoomsToJoin(on: link.id)
+            let (_, rooms, nextRetry) = takeRoomsToJoin(on: link.id)
             let me = state.withLock { $0.user?.id }
             for roomId in rooms.map(\.roomId) {
                 do throws(ClientError) {

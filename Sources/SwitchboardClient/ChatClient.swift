@@ -217,7 +217,7 @@ public final class ChatClient: Sendable {
 
     /// The ends of the client: final status, waiters failed, streams finished, the report kept.
     private func finishStopping() {
-        let taken = state.withLock { state -> (sends: [CheckedContinuation<Message, any Error>], joins: [CheckedContinuation<Room, any Error>], calls: [CheckedContinuation<ServerEvent.Reply, any Error>], flushes: [CheckedContinuation<Void, Never>], report: DisconnectReport)? in
+        let taken = state.withLock { state -> (sends: [CheckedContinuation<Message, any Error>], joins: [CheckedContinuation<Room, any Error>], calls: [CheckedContinuation<ServerEvent.Reply, any Error>], tokens: [CheckedContinuation<String, any Error>], flushes: [CheckedContinuation<Void, Never>], report: DisconnectReport)? in
             guard state.report == nil else { return nil }
             let before = state.machine.status
             _ = state.machine.stop()
@@ -234,6 +234,8 @@ public final class ChatClient: Sendable {
                 return nil
             }
             state.pending = [:]
+            let tokens = Array(state.tokenWaiters.values)
+            state.tokenWaiters = [:]
             let flushes = Array(state.flushWaiters.values)
             state.flushWaiters = [:]
             if state.machine.status != before {
@@ -242,13 +244,14 @@ public final class ChatClient: Sendable {
             }
             busContinuation.finish()
             fetchContinuation.finish()
-            return (sends, joins, calls, flushes, report)
+            return (sends, joins, calls, tokens, flushes, report)
         }
-        guard let (sends, joins, calls, flushes, report) = taken else { return }
+        guard let (sends, joins, calls, tokens, flushes, report) = taken else { return }
         let error = ClientError(.shutdown, "the client was disconnected")
         for waiter in sends { waiter.resume(throwing: error) }
         for waiter in joins { waiter.resume(throwing: error) }
         for waiter in calls { waiter.resume(throwing: error) }
+        for waiter in tokens { waiter.resume(throwing: error) }
         for waiter in flushes { waiter.resume() }
         if !report.unsent.isEmpty {
             logger.warning(
@@ -278,6 +281,10 @@ public final class ChatClient: Sendable {
         var outboxVersion = 0
         var sendWaiters: [String: [Int: CheckedContinuation<Message, any Error>]] = [:]
         var rooms: [String: RoomState] = [:]
+        /// Rooms to leave on the current WebSocket, in the order they were unsubscribed.
+        var leaves: [String] = []
+        /// Numbers subscriptions, so that an answer meant for an earlier one is not taken for the current one.
+        var nextGeneration = 0
         /// Bumped at every status change, so that a status stream can tell an older status from a newer one.
         var statusVersion = 0
         /// The open connection, if any.
@@ -310,6 +317,7 @@ public final class ChatClient: Sendable {
     /// A room the application subscribed to.
     struct RoomState: Sendable {
         var timeline: RoomTimeline
+        var generation: Int
         var room: Room?
         /// The link on which the room's join was sent; a new link joins again.
         var joinSentOn: Int?
@@ -342,7 +350,7 @@ public final class ChatClient: Sendable {
     /// A request on the WebSocket waiting for its answer.
     struct PendingRequest: Sendable {
         enum Kind: Sendable {
-            case join(roomId: String)
+            case join(roomId: String, generation: Int)
             case outbox(clientId: String)
             /// Sent by a caller that will wait for the answer (see ``ChatClient/request(_:roomId:data:)``).
             case awaiting

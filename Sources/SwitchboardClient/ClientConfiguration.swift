@@ -30,6 +30,10 @@ public struct ClientConfiguration: Sendable {
     public var historyPageSize: Int = 200
     /// Largest WebSocket frame accepted from the server.
     public var maxFrameSize: Int = 1 << 22
+    /// Largest `message` envelope the client sends, in bytes: set it to the server's `--max-frame-bytes`
+    /// (65536 by default). The server closes a connection that sends a larger frame, so a larger message
+    /// is refused at ``ChatClient/send(_:to:replyTo:meta:clientId:)`` rather than resent after every reconnection.
+    public var maxMessageBytes: Int = 65536
 
     /// A configuration for `server` with `credentials` and every other field at its default.
     public init(server: String = "http://127.0.0.1:3001", credentials: Credentials) {

@@ -37,6 +37,9 @@ public enum ClientEvent: Sendable {
     case messageSent(Message)
     /// A message from the outbox was refused for good and dropped (also for restored ones).
     case messageRejected(PendingMessage, ClientError)
+    /// A subscription ended because the server refused to join the room (the user was removed, the
+    /// room is gone): the room's streams get nothing more until ``ChatClient/subscribe(to:after:)`` again.
+    case subscriptionEnded(roomId: String, ClientError)
     /// Messages of a room could not be recovered and were skipped (the server no longer has them).
     case gap(roomId: String, seqs: ClosedRange<Int>)
     /// An envelope of a type this library does not know: a newer server's extension.
@@ -52,7 +55,7 @@ public enum ClientEvent: Sendable {
         case .room(let data): data.room.id
         case .messageSent(let message): message.roomId
         case .messageRejected(let pending, _): pending.roomId
-        case .gap(let roomId, _): roomId
+        case .gap(let roomId, _), .subscriptionEnded(let roomId, _): roomId
         case .unknown(let envelope): envelope.roomId
         case .presence, .status: nil
         }

@@ -142,8 +142,11 @@ private final class RelayFrontHandler: ChannelInboundHandler {
             buffered = buffered ?? context.channel.allocator.buffer(capacity: bytes.readableBytes)
             buffered!.writeBuffer(&bytes)
             guard let end = buffered!.readableBytesView.firstRange(of: Array("\r\n\r\n".utf8)) else {
-                if buffered!.readableBytes > 16 * 1024 { refuse(context, "431 Request Header Fields Too Large") }
-                state = .readingRequest(buffered)
+                if buffered!.readableBytes > 16 * 1024 {
+                    refuse(context, "431 Request Header Fields Too Large")
+                } else {
+                    state = .readingRequest(buffered)
+                }
                 return
             }
             let headLength = end.upperBound - buffered!.readerIndex

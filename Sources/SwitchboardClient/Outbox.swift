@@ -50,8 +50,10 @@ struct OutboxMachine: Sendable {
     /// The result of ``enqueue(_:)``.
     enum EnqueueResult: Equatable, Sendable {
         case queued
-        /// A message with this `clientId` is already waiting; nothing changed.
+        /// The same message (same `clientId`, room and content) is already waiting; nothing changed.
         case alreadyQueued
+        /// Another message with this `clientId` is waiting: the server would take one for the other.
+        case clientIdInUse
         case full
     }
 
@@ -89,9 +91,20 @@ struct OutboxMachine: Sendable {
     /// Whether `clientId` is waiting.
     func contains(_ clientId: String) -> Bool { entries.contains { $0.clientId == clientId } }
 
+    /// Whether another message with the same `clientId` is waiting.
+    func conflicts(with message: PendingMessage) -> Bool {
+        entries.contains { $0.clientId == message.clientId && !isSame($0, message) }
+    }
+
+    private func isSame(_ queued: PendingMessage, _ message: PendingMessage) -> Bool {
+        queued.roomId == message.roomId && queued.content == message.content && queued.replyTo == message.replyTo
+    }
+
     /// Queues a message at the tail.
     mutating func enqueue(_ message: PendingMessage) -> EnqueueResult {
-        if contains(message.clientId) { return .alreadyQueued }
+        if let queued = entries.first(where: { $0.clientId == message.clientId }) {
+            return isSame(queued, message) ? .alreadyQueued : .clientIdInUse
+        }
         guard entries.count < capacity else { return .full }
         entries.append(message)
         return .queued

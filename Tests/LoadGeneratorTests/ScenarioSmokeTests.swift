@@ -90,7 +90,12 @@ struct ScenarioSmokeTests {
 
     @Test("the server's rate limit shows up as errors by code, and nothing is lost")
     func rateLimited() async throws {
-        let report = try await TestServer.withServer { server in
+        // A burst of 3 that does not refill during the run, however slow the machine.
+        let limited = TestServer.testConfiguration {
+            $0.messageBurst = 3
+            $0.messagesPerSecond = 0.01
+        }
+        let report = try await TestServer.withServer(configuration: limited) { server in
             try await BenchEnvironment.with(options(server.baseURL)) { environment in
                 MessagingReport(
                     scenario: "fanout", outcome: try await MessagingRun.run(messaging(clients: 4, rooms: 1, senders: 1, window: 8), in: environment, label: "fanout"),
