@@ -322,6 +322,20 @@ extension ChatClient {
     }
 }
 
+extension ChatClient {
+    /// Runs an HTTP call with the client's token. When the call fails because the client stopped
+    /// meanwhile (its HTTP connections are closed then), the error says why the client stopped.
+    func withToken<Value: Sendable>(_ call: (String) async throws -> Value) async throws -> Value {
+        let token = try await token()
+        do {
+            return try await call(token)
+        } catch let error as ClientError where error.protocolError == nil {
+            if let closed = state.withLock({ $0.closedError }) { throw closed }
+            throw error
+        }
+    }
+}
+
 // MARK: Events
 
 extension ChatClient {
@@ -448,37 +462,37 @@ extension ChatClient {
 extension ChatClient {
     /// The user's rooms, each with its newest message and unread count (`GET /api/rooms`).
     public func rooms() async throws -> [RoomSummary] {
-        try await api.rooms(token: token())
+        try await withToken { try await api.rooms(token: $0) }
     }
 
     /// One room (`GET /api/rooms/{id}`).
     public func room(_ roomId: String) async throws -> Room {
-        try await api.room(roomId, token: token())
+        try await withToken { try await api.room(roomId, token: $0) }
     }
 
     /// Creates a group room; the user becomes a member (`POST /api/rooms`).
     public func createRoom(named name: String, isPublic: Bool = false, members: [String] = []) async throws -> Room {
-        try await api.createRoom(CreateRoomRequest(name: name, isPublic: isPublic, members: members), token: token())
+        try await withToken { try await api.createRoom(CreateRoomRequest(name: name, isPublic: isPublic, members: members), token: $0) }
     }
 
     /// The direct room of the user and another, made on first use (`POST /api/dms`).
     public func directRoom(with userId: String) async throws -> Room {
-        try await api.directRoom(with: userId, token: token())
+        try await withToken { try await api.directRoom(with: userId, token: $0) }
     }
 
     /// Adds a user to a room (`POST /api/rooms/{id}/members`).
     public func addMember(_ userId: String, to roomId: String) async throws -> Room {
-        try await api.addMember(roomId: roomId, userId: userId, token: token())
+        try await withToken { try await api.addMember(roomId: roomId, userId: userId, token: $0) }
     }
 
     /// Removes a user from a room: the user themself, or anyone when the user created it.
     public func removeMember(_ userId: String, from roomId: String) async throws -> Room {
-        try await api.removeMember(roomId: roomId, userId: userId, token: token())
+        try await withToken { try await api.removeMember(roomId: roomId, userId: userId, token: $0) }
     }
 
     /// Users whose username or display name contains `query` (`GET /api/users`).
     public func users(matching query: String) async throws -> [User] {
-        try await api.users(query: query, token: token())
+        try await withToken { try await api.users(query: query, token: $0) }
     }
 
     /// A page of a room's history, ascending by `seq` (`GET /api/rooms/{id}/messages`).
@@ -488,22 +502,22 @@ extension ChatClient {
     ///   - before: Messages below this `seq`.
     ///   - limit: At most this many (the server caps it at 200); with neither bound, the newest.
     public func history(in roomId: String, after: Int? = nil, before: Int? = nil, limit: Int = 50) async throws -> MessagesResponse {
-        try await api.history(roomId: roomId, after: after, before: before, limit: limit, token: token())
+        try await withToken { try await api.history(roomId: roomId, after: after, before: before, limit: limit, token: $0) }
     }
 
     /// The logged-in user, asked of the server (`GET /api/me`).
     public func me() async throws -> User {
-        try await api.me(token: token())
+        try await withToken { try await api.me(token: $0) }
     }
 
     /// Makes a long-lived token for a bot or a script (`POST /api/tokens`); the token is shown this once.
     public func createToken(named name: String, expiresIn: Duration? = nil) async throws -> CreateTokenResponse {
-        try await api.createToken(CreateTokenRequest(name: name, expiresInSeconds: expiresIn.map { Int($0.components.seconds) }), token: token())
+        try await withToken { try await api.createToken(CreateTokenRequest(name: name, expiresInSeconds: expiresIn.map { Int($0.components.seconds) }), token: $0) }
     }
 
     /// Revokes one of the user's tokens (`DELETE /api/tokens/{id}`); connections using it close at once.
     public func revokeToken(id: String) async throws {
-        try await api.revokeToken(id: id, token: token())
+        try await withToken { try await api.revokeToken(id: id, token: $0) }
     }
 
     /// Logs in without making a client, for a token to keep (`POST /api/login`).

@@ -299,13 +299,21 @@ extension ChatClient {
                 )
             }
         } catch {
-            if Task.isCancelled { return }
-            logger.debug("cannot read history; trying again", metadata: ["switchboard.room": "\(request.roomId)", "switchboard.error": "\(error)"])
+            if Task.isCancelled || error.code == .shutdown || error.code == .unauthorized { return }
+            guard error.isTransient else {
+                // The room cannot be read (the user was removed, the room is gone): waiting will not help.
+                return joinRefused(request.roomId, error: error)
+            }
+            let delay = Duration.seconds(min(30, 1 << min(request.attempt, 5)))
+            logger.debug(
+                "cannot read history; trying again",
+                metadata: ["switchboard.room": "\(request.roomId)", "switchboard.error": "\(error)", "switchboard.wait": "\(delay.formattedSeconds)"]
+            )
             withState { state in
                 guard state.rooms[request.roomId] != nil else { return }
                 let output = state.rooms[request.roomId]!.timeline.pageFailed()
                 if let after = output.fetchAfter {
-                    fetchContinuation.yield(FetchRequest(roomId: request.roomId, after: after, delay: .seconds(1)))
+                    fetchContinuation.yield(FetchRequest(roomId: request.roomId, after: after, delay: delay, attempt: request.attempt + 1))
                 }
             }
         }

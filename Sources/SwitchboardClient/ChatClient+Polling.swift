@@ -59,9 +59,12 @@ extension ChatClient {
     private func poll(from cursor: String, link: Link, token: String) async -> ConnectionStateMachine.PollEnding? {
         var cursor = cursor
         let wait = min(configuration.fallback.pollTimeout, .seconds(60))
+        var failures = 0
         while !Task.isCancelled {
             do throws(ClientError) {
                 let answer = try await api.events(cursor: cursor, wait: wait, token: token)
+                failures = 0
+                withState { $0.machine.pollAnswered() }
                 cursor = answer.cursor
                 for envelope in answer.events {
                     guard let bytes = try? Wire.encode(envelope) else { continue }
@@ -70,7 +73,12 @@ extension ChatClient {
             } catch {
                 if Task.isCancelled || error.code == .shutdown { return nil }
                 logger.debug("a poll failed", metadata: ["switchboard.error": "\(error)"])
-                return error.code == .unauthorized ? .unauthorized : .failed
+                if error.code == .unauthorized { return .unauthorized }
+                // The server answers the same cursor again with what a lost answer held: a passing
+                // failure is retried with it, a few times, before the session is given up.
+                failures += 1
+                guard error.isTransient, failures <= 3 else { return .failed }
+                try? await Task.sleep(for: .milliseconds(250 << failures))
             }
         }
         return nil

@@ -370,6 +370,8 @@ public final class ChatClient: Sendable {
         var roomId: String
         var after: Int
         var delay: Duration?
+        /// Failed reads of this page so far, for the backoff.
+        var attempt = 0
     }
 
     /// Runs `body` on the state; publishes the status if it changed.

@@ -172,11 +172,17 @@ struct ConnectionStateMachine: Sendable {
         }
     }
 
-    /// A polling session got its cursor: events flow again.
+    /// A polling session got its cursor.
     mutating func pollingStarted() {
         guard state == .polling else { return }
-        attempts = 0
         status = .polling
+    }
+
+    /// A poll was answered: events flow again, and the backoff starts over. (Not at the cursor alone:
+    /// a session whose polls keep failing must keep backing off, and reach `maxAttempts`.)
+    mutating func pollAnswered() {
+        guard state == .polling else { return }
+        attempts = 0
     }
 
     /// The wait of a ``Action/wait(_:)`` is over.

@@ -52,29 +52,30 @@ final class Command: Sendable {
         process.standardInput = input
         process.standardOutput = output
         process.standardError = errors
-        output.fileHandleForReading.readabilityHandler = { [collected, changed] handle in
-            let data = handle.availableData
-            if data.isEmpty { handle.readabilityHandler = nil }
-            collected.withLock {
-                $0.output += String(decoding: data, as: UTF8.self)
-                if data.isEmpty { $0.outputEnded = true }
-            }
-            changed.yield()
-        }
-        errors.fileHandleForReading.readabilityHandler = { [collected, changed] handle in
-            let data = handle.availableData
-            if data.isEmpty { handle.readabilityHandler = nil }
-            collected.withLock {
-                $0.errors += String(decoding: data, as: UTF8.self)
-                if data.isEmpty { $0.errorsEnded = true }
-            }
-            changed.yield()
-        }
+        // A thread per pipe with blocking reads: Foundation's readabilityHandler is not dependable on Linux.
+        Self.drain(output.fileHandleForReading, into: collected, changed: changed) { $0.output += $1; if $2 { $0.outputEnded = true } }
+        Self.drain(errors.fileHandleForReading, into: collected, changed: changed) { $0.errors += $1; if $2 { $0.errorsEnded = true } }
         process.terminationHandler = { [collected, changed] _ in
             collected.withLock { $0.exited = true }
             changed.yield()
         }
         try process.run()
+    }
+
+    /// Reads `handle` until its end on a thread of its own, handing each piece (and the end) to `append`.
+    private static func drain(
+        _ handle: FileHandle, into collected: Box, changed: AsyncStream<Void>.Continuation,
+        _ append: @escaping @Sendable (inout Collected, String, Bool) -> Void
+    ) {
+        let thread = Thread {
+            while true {
+                let data = handle.availableData
+                collected.withLock { append(&$0, String(decoding: data, as: UTF8.self), data.isEmpty) }
+                changed.yield()
+                if data.isEmpty { return }
+            }
+        }
+        thread.start()
     }
 
     deinit {

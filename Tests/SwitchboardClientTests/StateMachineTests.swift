@@ -120,6 +120,29 @@ struct ConnectionStateMachineTests {
         #expect(machine.status == .connected)
     }
 
+    @Test("polling sessions whose polls fail keep backing off; an answered poll starts the backoff over")
+    func pollingBackoff() {
+        var generator = FixedGenerator(value: 0)
+        var fallback = ClientConfiguration.Fallback()
+        fallback.afterFailures = 1
+        var machine = ConnectionStateMachine(backoff: backoff, fallback: fallback)
+        _ = machine.start()
+        _ = machine.authenticated(at: .now)
+        #expect(machine.webSocketFailed(.webSocketUnavailable, using: &generator) == .startPolling)
+        machine.pollingStarted()
+        #expect(machine.pollingEnded(.failed, using: &generator) == .wait(.seconds(1)))
+        #expect(machine.waitElapsed() == .connectWebSocket)
+        #expect(machine.webSocketFailed(.webSocketUnavailable, using: &generator) == .startPolling)
+        machine.pollingStarted()
+        // A cursor alone is no success: the next failure waits longer.
+        #expect(machine.pollingEnded(.failed, using: &generator) == .wait(.seconds(2)))
+        #expect(machine.waitElapsed() == .connectWebSocket)
+        #expect(machine.webSocketFailed(.webSocketUnavailable, using: &generator) == .startPolling)
+        machine.pollingStarted()
+        machine.pollAnswered()
+        #expect(machine.pollingEnded(.failed, using: &generator) == .wait(.seconds(1)))
+    }
+
     @Test("with the fallback disabled, the client keeps retrying the WebSocket")
     func noFallback() {
         var generator = FixedGenerator(value: 0)
