@@ -44,9 +44,6 @@ struct RoomTimeline: Sendable {
     /// The `since` of the next `join`.
     var since: Int? { delivered }
 
-    /// Whether messages are waiting for a hole to fill.
-    var hasGap: Bool { !buffer.isEmpty || (delivered.map { known > $0 } ?? false) }
-
     /// A live or replayed message arrived.
     mutating func received(_ message: Message) -> Output {
         known = max(known, message.seq)
