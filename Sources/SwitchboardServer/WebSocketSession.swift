@@ -80,14 +80,10 @@ struct WebSocketSession {
             // commit, so one connection's messages share group commits and keep their order.
             let message = try await service.prepareMessage(identity, roomId: roomId, data)
             let session = self
-            service.submitMessage(message, receivedAt: receivedAt) { result in
-                switch result {
-                case .success(let ack):
-                    session.send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: Clock.milliseconds(), ref: ref))
-                case .failure(let error):
-                    session.sendError(error, ref: ref, roomId: roomId)
-                }
-            }
+            // The ack is encoded and sent with the batch that publishes the message.
+            service.submitMessage(message, receivedAt: receivedAt, reply: .socket(sink, ref: ref, onFailure: { error in
+                session.sendError(error, ref: ref, roomId: roomId)
+            }))
         case .typing(let roomId, let isTyping):
             try await service.typing(identity, roomId: roomId, isTyping: isTyping)
             send(Envelope(type: .ack, roomId: roomId, data: EmptyData(), timestamp: now, ref: ref))
@@ -105,7 +101,7 @@ struct WebSocketSession {
     private func send<Payload>(_ envelope: Envelope<Payload>) {
         let frame = encode(envelope)
         if service.configuration.logFrames {
-            logger.debug("frame sent", metadata: ["switchboard.frame": "\(String(buffer: frame))"])
+            logger.debug("frame sent", metadata: ["switchboard.frame": "\(String(buffer: frame.json))"])
         }
         sink.send(frame)
     }

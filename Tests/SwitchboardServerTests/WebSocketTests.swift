@@ -141,6 +141,27 @@ struct WebSocketTests {
         }
     }
 
+    @Test("message: content and meta that need escaping come back intact, in the ack and in the event")
+    func messageEscaping() async throws {
+        try await withServer { server in
+            let alice = try await server.register("alice")
+            let room = try await server.createRoom("team", token: alice.token)
+            let socket = try await server.connect(token: alice.token)
+            try await socket.join(room.id)
+            let content = "quote \" backslash \\ slash / newline \n tab \t bell \u{07} unit \u{1F} line \u{2028} é 漢字 😀"
+            let meta: JSONValue = ["note": "a \"b\" \\ c\n", "n": 3, "nested": ["ok": true, "list": [1, "two", nil]]]
+            let ack = try await socket.request(
+                "message", roomId: room.id, data: ["content": .string(content), "clientId": "c\"1\\", "meta": meta])
+            let stored = try ack.decode(MessageAck.self).message
+            #expect(stored.content == content)
+            #expect(stored.clientId == "c\"1\\")
+            #expect(stored.meta == meta)
+            let event = try await socket.next("message")
+            #expect(try event.decode(Message.self) == stored)
+            await socket.close()
+        }
+    }
+
     @Test("typing: ack {} with roomId; other subscribers get it, not the typist")
     func typing() async throws {
         try await withServer { server in
