@@ -34,8 +34,14 @@ struct WebSocketSession {
         if service.configuration.logFrames {
             logger.debug("frame received", metadata: ["switchboard.frame": "\(text)"])
         }
-        let frame = IncomingFrame(bytes: text.utf8, limits: service.configuration.limits)
         let receivedAt = ContinuousClock.now
+        let frame: (ref: String?, roomId: String?, request: Result<ClientRequest, ProtocolError>)
+        if let message = MessageFrameScanner.scan(text, limits: service.configuration.limits) {
+            frame = (message.ref, message.roomId, message.request)
+        } else {
+            let parsed = IncomingFrame(bytes: text.utf8, limits: service.configuration.limits)
+            frame = (parsed.ref, parsed.roomId, parsed.request)
+        }
         do {
             let request = try frame.request.get()
             try await answer(request, ref: frame.ref, receivedAt: receivedAt)

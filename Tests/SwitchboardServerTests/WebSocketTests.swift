@@ -162,6 +162,38 @@ struct WebSocketTests {
         }
     }
 
+    @Test("message frames are read alike whatever their JSON looks like: spacing, key order, escapes, numbers, nesting")
+    func messageFrameShapes() async throws {
+        try await withServer { server in
+            let alice = try await server.register("alice")
+            let room = try await server.createRoom("team", token: alice.token)
+            let socket = try await server.connect(token: alice.token)
+            let cases: [(frame: String, content: String, meta: String?)] = [
+                (#"{"type":"message","roomId":"ROOM","data":{"content":"plain"},"ref":"f1"}"#, "plain", nil),
+                (
+                    #" { "ref" : "f2", "data" : { "meta" : {"n": -12, "z": 0, "l": [true, false, null, {"k": []}], "s": "x\/y"}, "content" : "tab\tq\"/\\ \u00e9" }, "timestamp": 5, "roomId":"ROOM", "type": "message" } "#,
+                    "tab\tq\"/\\ é", #"{"n": -12, "z": 0, "l": [true, false, null, {"k": []}], "s": "x\/y"}"#
+                ),
+                (#"{"type":"message","roomId":"ROOM","ref":"f3","data":{"content":"pi","meta":{"pi":3.25,"big":-9223372036854775808,"e":1e3}}}"#, "pi", #"{"pi":3.25,"big":-9223372036854775808,"e":1e3}"#),
+                (#"{"type":"message","roomId":"ROOM","ref":"f4","data":{"content":"\ud83d\ude00 smile","meta":null}}"#, "😀 smile", nil),
+            ]
+            for (index, testCase) in cases.enumerated() {
+                let ack = try await socket.answer(toRaw: json(testCase.frame, roomId: room.id), ref: "f\(index + 1)")
+                expectAck(ack, roomId: room.id)
+                let message = try ack.decode(MessageAck.self).message
+                #expect(message.content == testCase.content, "\(testCase.frame)")
+                #expect(message.meta == testCase.meta.map { try! Wire.decode(JSONValue.self, from: $0) }, "\(testCase.frame)")
+            }
+            // Not a JSON object once the last brace is read, or a ref that is not a string: the contract's errors.
+            for bad in [#"{"type":"message","roomId":"ROOM","ref":"g1","data":{"content":"x"}} x"#, #"{"type":"message","roomId":"ROOM","ref":7,"data":{"content":"x"}}"#] {
+                try await socket.send(raw: json(bad, roomId: room.id))
+                let error = try await socket.next("error")
+                #expect(try error.decode(ProtocolError.self).code == .invalid, "\(bad)")
+            }
+            await socket.close()
+        }
+    }
+
     @Test("typing: ack {} with roomId; other subscribers get it, not the typist")
     func typing() async throws {
         try await withServer { server in
