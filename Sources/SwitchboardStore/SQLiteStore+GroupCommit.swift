@@ -184,7 +184,7 @@ extension SQLiteStore {
                 let seq = (lastSeqs[new.roomId] ?? 0) + 1
                 lastSeqs[new.roomId] = seq
                 let message = Message(
-                    id: Ids.make("m_"), roomId: new.roomId, seq: seq, userId: new.userId, content: new.content,
+                    id: Ids.makeOrdered("m_", milliseconds: new.now), roomId: new.roomId, seq: seq, userId: new.userId, content: new.content,
                     createdAt: new.now, clientId: new.clientId, replyTo: new.replyTo, meta: new.meta == .null ? nil : new.meta)
                 // Remembered at once, so that a repeat later in this same batch is caught too.
                 if let clientKey { storedByClientKey[clientKey] = message }
