@@ -266,6 +266,9 @@ final class Checkpointer: Sendable {
     private let connection: SQLiteConnection
     private let threadPool: NIOThreadPool
     private let task: Task<Void, Never>
+    /// WAL frames (pages) past which the WAL is made to start over: 16 MB of 4 KB pages, four
+    /// times SQLite's own checkpoint threshold.
+    private static let restartFrames = 4000
 
     private init(connection: SQLiteConnection, threadPool: NIOThreadPool, task: Task<Void, Never>) {
         self.connection = connection
@@ -280,18 +283,20 @@ final class Checkpointer: Sendable {
             let connection = try await SQLiteConnection.open(
                 storage: .file(path: path), threadPool: threadPool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
             _ = try await connection.query("PRAGMA busy_timeout = \(max(configuration.busyTimeoutMilliseconds, 0))")
+            let restartFrames = Self.restartFrames
             let task = Task {
                 while !Task.isCancelled {
                     do {
                         try await Task.sleep(for: interval)
-                        // Copies what it can without blocking anyone. Under steady load new
-                        // commits land meanwhile, so it never catches up, and the WAL would only
-                        // grow (appending to a file costs the writer far more than overwriting
-                        // it). So a RESTART follows: it copies the few frames left, briefly
-                        // holding the writer back, and makes the next commit start the WAL over.
+                        // Copies what it can without blocking anyone; when it copied everything,
+                        // the next commit starts the WAL over. Under steady load new commits
+                        // land meanwhile, so it never catches up, and the WAL would only grow
+                        // (appending to a file costs the writer far more than overwriting it).
+                        // So past `restartFrames` a RESTART follows: it copies the few frames
+                        // left, holding the writer back for that long, and the WAL starts over.
                         let passive = try await connection.query("PRAGMA wal_checkpoint(PASSIVE)").first
                         let log = passive?.column("log")?.integer ?? 0
-                        if log > 0 {
+                        if log >= restartFrames {
                             _ = try await connection.query("PRAGMA wal_checkpoint(RESTART)")
                         }
                     } catch is CancellationError {
