@@ -173,16 +173,22 @@ public final class SQLiteStore: ChatStore {
         }
     }
 
-    /// Runs `body` in a transaction of its own on the writer connection, between group commits.
+    /// Runs `body` on the writer connection, between group commits, in a transaction shared with
+    /// the other writes waiting at the time (each rolled back alone when it throws); returns once
+    /// that transaction has committed.
     func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            let operation = PendingOperation { connection in
-                do {
-                    continuation.resume(returning: try await Self.transaction(on: connection, body))
-                } catch {
-                    continuation.resume(throwing: Self.storeError(error))
-                }
-            }
+            let operation = PendingOperation(
+                run: { connection in
+                    do {
+                        let value = try await body(connection)
+                        return (true, { committed in continuation.resume(with: committed.map { value }.mapError(Self.storeError)) })
+                    } catch {
+                        return (false, { _ in continuation.resume(throwing: Self.storeError(error)) })
+                    }
+                },
+                fail: { error in continuation.resume(throwing: Self.storeError(error)) }
+            )
             if !submit(.operation(operation)) {
                 continuation.resume(throwing: Self.closedError)
             }
