@@ -28,6 +28,9 @@ final class Hub: Sendable {
     /// A subscription of one connection to one room. A class, shared by the room's subscriber
     /// list and the connection's, so that a delivery reads and updates one object, with no
     /// dictionary lookup and no copy of the connection.
+    ///
+    /// It and its connection refer to each other; `unsubscribe` breaks that, and `unregister`
+    /// unsubscribes a connection from everything before dropping it.
     private final class Subscription {
         let connection: Connection
         var phase: Phase
