@@ -86,10 +86,22 @@ struct WebSocketSession {
             // commit, so one connection's messages share group commits and keep their order.
             let message = try await service.prepareMessage(identity, roomId: roomId, data)
             let session = self
-            // The ack is encoded and sent with the batch that publishes the message.
-            service.submitMessage(message, receivedAt: receivedAt, reply: .socket(sink, ref: ref, onFailure: { error in
-                session.sendError(error, ref: ref, roomId: roomId)
-            }))
+            let reply: MessageReply
+            if service.configuration.logFrames {
+                // Through `send`, which logs every frame; after the message's event all the same.
+                reply = .callback { result in
+                    switch result {
+                    case .success(let ack):
+                        session.send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: Clock.milliseconds(), ref: ref))
+                    case .failure(let error):
+                        session.sendError(error, ref: ref, roomId: roomId)
+                    }
+                }
+            } else {
+                // The ack is encoded and sent with the batch that publishes the message.
+                reply = .socket(sink, ref: ref, onFailure: { error in session.sendError(error, ref: ref, roomId: roomId) })
+            }
+            service.submitMessage(message, receivedAt: receivedAt, reply: reply)
         case .typing(let roomId, let isTyping):
             try await service.typing(identity, roomId: roomId, isTyping: isTyping)
             send(Envelope(type: .ack, roomId: roomId, data: EmptyData(), timestamp: now, ref: ref))

@@ -162,6 +162,24 @@ struct WebSocketTests {
         }
     }
 
+    @Test("with every frame logged (DEBUG=websocket:*), a message is still published and acked, once")
+    func messageAckWithFramesLogged() async throws {
+        try await withServer({ $0.logFrames = true }) { server in
+            let alice = try await server.register("alice")
+            let room = try await server.createRoom("team", token: alice.token)
+            let socket = try await server.connect(token: alice.token)
+            try await socket.join(room.id)
+            let ref = socket.makeRef()
+            try await socket.send("message", roomId: room.id, data: ["content": "logged"], ref: ref)
+            let event = try await socket.next("message")
+            let ack = try await socket.next { $0.ref == ref }
+            expectAck(ack, roomId: room.id)
+            #expect(try ack.decode(MessageAck.self).message == event.decode(Message.self))
+            #expect(await socket.nothing(for: .milliseconds(200)) { $0.ref == ref } == nil)
+            await socket.close()
+        }
+    }
+
     @Test("message frames are read alike whatever their JSON looks like: spacing, key order, escapes, numbers, nesting")
     func messageFrameShapes() async throws {
         try await withServer { server in
