@@ -35,12 +35,27 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    let clientText = String(decoding: clientFrame, as: UTF8.self)
+    Benchmark("Envelope decode: a client's message frame (MessageFrameScanner)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(MessageFrameScanner.scan(clientText, limits: Limits()))
+        }
+    }
+
     let message = Message(
         id: "m_0123456789abcdef", roomId: "r_0123456789abcdef", seq: 123_456, userId: "u_0123456789abcdef",
         content: String(repeating: "x", count: 100), createdAt: 1_764_230_400_000, clientId: "bench-12-34")
     Benchmark("Envelope encode: a message event (Wire.encode)", configuration: .init(scalingFactor: .kilo)) { benchmark in
         for _ in benchmark.scaledIterations {
             blackHole(try Wire.encode(Envelope(type: .message, roomId: message.roomId, data: message, timestamp: 1_764_230_400_000, userId: message.userId)))
+        }
+    }
+
+    Benchmark("Envelope encode: a message event and its ack (JSONWriter)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        for _ in benchmark.scaledIterations {
+            let json = OutgoingFrame.messageJSON(message)
+            blackHole(OutgoingFrame.messageEvent(message, messageJSON: json, now: 1_764_230_400_000))
+            blackHole(OutgoingFrame.messageAck(message, messageJSON: json, duplicate: false, ref: "42", now: 1_764_230_400_000))
         }
     }
 
@@ -129,7 +144,7 @@ final class FanoutRoom: Sendable {
         for (index, user) in users.enumerated() {
             let id = hub.register(user: user, tokenId: "t_\(index)", tokenExpiresAt: nil, sink: sink(index), rooms: [room], now: 0)
             hub.beginJoin(id, roomId: roomId, now: 0)
-            hub.completeJoin(id, roomId: roomId, replay: [], ack: ByteBuffer(), lastSeq: 0)
+            hub.completeJoin(id, roomId: roomId, replay: [], ack: OutgoingFrame(json: Array("{}".utf8)), lastSeq: 0)
         }
     }
 
@@ -141,14 +156,15 @@ final class FanoutRoom: Sendable {
         let message = Message(
             id: "m_\(seq)", roomId: roomId, seq: seq, userId: "u_0", content: String(repeating: "x", count: 100),
             createdAt: 1_764_230_400_000, clientId: "bench-\(seq)")
-        hub.publish(message, now: 1_764_230_400_000, receivedAt: .now)
+        let event = OutgoingFrame.messageEvent(message, messageJSON: OutgoingFrame.messageJSON(message), now: 1_764_230_400_000)
+        hub.publish([Hub.Publication(message: message, event: event, ack: nil)], now: 1_764_230_400_000)
     }
 }
 
 /// A sink that only counts.
 final class CountingSink: EventSink {
     private let count = Mutex(0)
-    func send(_ frame: ByteBuffer) { count.withLock { $0 += 1 } }
+    func send(_ frame: OutgoingFrame) { count.withLock { $0 += 1 } }
     func close(code: WebSocketErrorCode, reason: String) {}
 }
 
@@ -171,7 +187,8 @@ final class EmbeddedPipelines: @unchecked Sendable {
     }
 }
 
-/// The server's own socket handler and writer, on an embedded channel with the frame codec.
+/// The server's own socket handler and writer, on an embedded channel with the frame codec and
+/// the raw frame writer at its head, as `SocketWriter.install` sets them up.
 final class EmbeddedSink: EventSink {
     let writer: SocketWriter
 
@@ -180,9 +197,12 @@ final class EmbeddedSink: EventSink {
         try channel.pipeline.syncOperations.addHandler(WebSocketFrameEncoder())
         let handler = SocketChannelHandler(configuration: ServerConfiguration(), logger: Logger(label: "bench"))
         try channel.pipeline.syncOperations.addHandler(handler)
+        let raw = RawFrameWriter()
+        try channel.pipeline.syncOperations.addHandler(raw, position: .first)
+        handler.setRawContext(try channel.pipeline.syncOperations.context(handler: raw))
         writer = SocketWriter(handler: NIOLoopBound(handler, eventLoop: channel.eventLoop), eventLoop: channel.eventLoop)
     }
 
-    func send(_ frame: ByteBuffer) { writer.send(frame) }
+    func send(_ frame: OutgoingFrame) { writer.send(frame) }
     func close(code: WebSocketErrorCode, reason: String) {}
 }

@@ -12,6 +12,22 @@ func environment<Value: LosslessStringConvertible>(_ name: String, _ fallback: V
 
 extension ServerConfiguration.Registration: ExpressibleByArgument {}
 
+/// `--synchronous`: how SQLite makes commits durable.
+enum SynchronousMode: String, ExpressibleByArgument, CaseIterable {
+    /// Each commit waits for `fsync`: an ack means the message survives a power cut.
+    case full
+    /// Commits are made durable at checkpoints: a power cut may lose the newest acked messages
+    /// (never the database). For measuring the server apart from the disk.
+    case normal
+
+    var store: SQLiteStore.Configuration.Synchronous {
+        switch self {
+        case .full: .full
+        case .normal: .normal
+        }
+    }
+}
+
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the chat server (HTTP API and WebSocket on one port).")
 
@@ -57,6 +73,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "bcrypt cost of password hashes (env: SWITCHBOARD_BCRYPT_COST).")
     var bcryptCost: UInt8 = environment("SWITCHBOARD_BCRYPT_COST", ServerConfiguration().bcryptCost)
 
+    @Option(help: """
+        SQLite durability: full (an ack waits for fsync, so an acked message survives a power cut) or normal \
+        (faster; a power cut may lose the newest acked messages, never the database) (env: SWITCHBOARD_SYNCHRONOUS).
+        """)
+    var synchronous: SynchronousMode = SynchronousMode(rawValue: environment("SWITCHBOARD_SYNCHRONOUS", "full").lowercased()) ?? .full
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
         guard (4...31).contains(bcryptCost) else { throw ValidationError("--bcrypt-cost must be 4 to 31") }
@@ -84,7 +106,12 @@ struct Serve: AsyncParsableCommand {
         configuration.bcryptCost = bcryptCost
         configuration.logFrames = debugsWebSocket
 
-        try await database.withStore(logger: logger) { store in
+        var storeConfiguration = SQLiteStore.Configuration()
+        storeConfiguration.synchronous = synchronous.store
+        if synchronous != .full {
+            logger.warning("synchronous=\(synchronous.rawValue): acked messages may be lost on a power cut")
+        }
+        try await database.withStore(logger: logger, configuration: storeConfiguration) { store in
             logger.info("database opened", metadata: ["switchboard.database": "\(database.database)"])
             let server = ChatServer(configuration: configuration, store: store, logger: logger)
             let group = ServiceGroup(

@@ -22,11 +22,13 @@ struct DatabaseOptions: ParsableArguments {
     var database: String = ProcessInfo.processInfo.environment["SWITCHBOARD_DATABASE"] ?? "./switchboard.db"
 
     /// Opens the store, runs `body`, closes the store.
-    func withStore<Result>(logger: Logger, _ body: (any ChatStore) async throws -> Result) async throws -> Result {
+    func withStore<Result>(
+        logger: Logger, configuration: SQLiteStore.Configuration = .init(), _ body: (any ChatStore) async throws -> Result
+    ) async throws -> Result {
         if database.hasPrefix("postgres://") || database.hasPrefix("postgresql://") {
             throw Failure(description: "PostgreSQL is not supported yet: give --database a SQLite file path, such as ./switchboard.db")
         }
-        let store = try await SQLiteStore.open(path: database, logger: logger)
+        let store = try await SQLiteStore.open(path: database, configuration: configuration, logger: logger)
         do {
             let result = try await body(store)
             try await store.close()

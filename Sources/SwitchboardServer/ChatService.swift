@@ -18,6 +18,7 @@ struct ChatService: Sendable {
     let configuration: ServerConfiguration
     let store: any ChatStore
     let hub: Hub
+    let publisher: Publisher
     let metrics: ServerMetrics
     let credentials: Credentials
     let messageLimiter: RateLimiter
@@ -28,6 +29,7 @@ struct ChatService: Sendable {
         self.configuration = configuration
         self.store = store
         self.hub = hub
+        self.publisher = Publisher(hub: hub, metrics: metrics)
         self.metrics = metrics
         self.credentials = Credentials(bcryptCost: configuration.bcryptCost)
         self.messageLimiter = RateLimiter(perSecond: configuration.messagesPerSecond, burst: configuration.messageBurst)
@@ -221,25 +223,16 @@ struct ChatService: Sendable {
     }
 
     /// Queues a checked message for the next group commit and returns at once, so that a
-    /// connection can send its next message without waiting; `completion` gets the ack once the
+    /// connection can send its next message without waiting; `reply` gets the ack once the
     /// message is durable and published.
-    func submitMessage(_ message: NewMessage, receivedAt: ContinuousClock.Instant, completion: @escaping @Sendable (Result<MessageAck, ProtocolError>) -> Void) {
-        let hub = self.hub
-        let metrics = self.metrics
+    func submitMessage(_ message: NewMessage, receivedAt: ContinuousClock.Instant, reply: MessageReply) {
+        let publisher = self.publisher
         let logger = self.logger
         store.submitAppend([message]) { result in
-            // Runs in commit order, so subscribers see every room in `seq` order.
-            switch result {
-            case .success(let results):
-                let stored = results[0]
-                if !stored.duplicate {
-                    metrics.stored.increment()
-                    hub.publish(stored.message, now: Clock.milliseconds(), receivedAt: receivedAt)
-                }
-                completion(.success(MessageAck(message: stored.message, duplicate: stored.duplicate)))
-            case .failure(let error):
-                completion(.failure(Self.protocolError(from: error, logger: logger)))
-            }
+            // Runs in commit order on the store's writer: only queue, so that the next commit
+            // starts at once; the publisher keeps this order, so rooms stay in `seq` order.
+            let outcome = result.map { $0[0] }.mapError { Self.protocolError(from: $0, logger: logger) }
+            publisher.enqueue(Publisher.Item(result: outcome, reply: reply, receivedAt: receivedAt))
         }
     }
 
@@ -247,7 +240,7 @@ struct ChatService: Sendable {
     func sendMessage(_ identity: Identity, roomId: String, _ data: SendMessageData, receivedAt: ContinuousClock.Instant) async throws -> MessageAck {
         let message = try await prepareMessage(identity, roomId: roomId, data)
         return try await withCheckedThrowingContinuation { continuation in
-            submitMessage(message, receivedAt: receivedAt) { continuation.resume(with: $0) }
+            submitMessage(message, receivedAt: receivedAt, reply: .callback { continuation.resume(with: $0) })
         }
     }
 
@@ -295,7 +288,7 @@ struct ChatService: Sendable {
             throw error
         }
         let now = Clock.milliseconds()
-        let frames = replay.messages.map { encode(Envelope(type: .message, roomId: roomId, data: $0, timestamp: now, userId: $0.userId)) }
+        let frames = replay.messages.map { OutgoingFrame.messageEvent($0, messageJSON: OutgoingFrame.messageJSON($0), now: now) }
         var room = hub.room(roomId)?.room ?? state.room
         room.lastSeq = max(room.lastSeq, replay.lastSeq)
         let ack = JoinAck(room: room, lastSeq: replay.lastSeq, replayed: replay.messages.count, truncated: replay.truncated)

@@ -12,8 +12,8 @@ import SwitchboardProtocol
 /// only queue frames. Publishing under the lock is what keeps every subscriber's view in one
 /// order, and a joining connection's replay, ack and live messages free of gaps and repeats.
 final class Hub: Sendable {
-    /// A subscription of one connection to one room.
-    private enum Subscription {
+    /// Where a subscription of one connection to one room stands.
+    private enum Phase {
         /// Between `beginJoin` and `completeJoin`: live events wait here until the replay is out.
         case joining([Pending])
         /// Live; messages with `seq` at or below `lastSeq` were already delivered by the replay.
@@ -21,18 +21,45 @@ final class Hub: Sendable {
     }
 
     private struct Pending {
-        var frame: ByteBuffer
+        var frame: OutgoingFrame
         var seq: Int?
     }
 
-    private struct Connection {
+    /// A subscription of one connection to one room. A class, shared by the room's subscriber
+    /// list and the connection's, so that a delivery reads and updates one object, with no
+    /// dictionary lookup and no copy of the connection.
+    ///
+    /// It and its connection refer to each other; `unsubscribe` breaks that, and `unregister`
+    /// unsubscribes a connection from everything before dropping it.
+    private final class Subscription {
+        let connection: Connection
+        var phase: Phase
+
+        init(connection: Connection, phase: Phase) {
+            self.connection = connection
+            self.phase = phase
+        }
+    }
+
+    private final class Connection {
         let user: User
         let tokenId: String?
         let tokenExpiresAt: Int?
         let sink: any EventSink
+        /// The sink as a WebSocket, looked up once: a fan-out writes to its handler directly.
+        let socket: SocketWriter?
         /// A long-polling session: subscribed to every room of its user, now and later.
         let followsAllRooms: Bool
         var subscriptions: [String: Subscription] = [:]
+
+        init(user: User, tokenId: String?, tokenExpiresAt: Int?, sink: any EventSink, followsAllRooms: Bool) {
+            self.user = user
+            self.tokenId = tokenId
+            self.tokenExpiresAt = tokenExpiresAt
+            self.sink = sink
+            self.socket = sink as? SocketWriter
+            self.followsAllRooms = followsAllRooms
+        }
     }
 
     /// What the hub knows of a room: enough to check access and to fill `room` events.
@@ -50,7 +77,8 @@ final class Hub: Sendable {
     private struct State {
         var nextConnectionID = 0
         var connections: [Int: Connection] = [:]
-        var subscribers: [String: Set<Int>] = [:]
+        /// Per room, its subscriptions by connection id.
+        var subscribers: [String: [Int: Subscription]] = [:]
         var userConnections: [String: Set<Int>] = [:]
         var rooms: [String: RoomState] = [:]
         /// Rooms of users with at least one connection, for presence.
@@ -236,22 +264,25 @@ final class Hub: Sendable {
     }
 
     /// Sends the replay and the ack, then the events held back that the replay did not cover.
-    func completeJoin(_ id: Int, roomId: String, replay: [ByteBuffer], ack: ByteBuffer, lastSeq: Int) {
+    func completeJoin(_ id: Int, roomId: String, replay: [OutgoingFrame], ack: OutgoingFrame, lastSeq: Int) {
         state.withLock { state in
             guard let connection = state.connections[id] else { return }
-            for frame in replay { connection.sink.send(frame) }
-            connection.sink.send(ack)
+            var fanOut = FanOut()
+            for frame in replay { fanOut.add(frame, to: connection.sink, socket: connection.socket) }
+            fanOut.add(ack, to: connection.sink, socket: connection.socket)
             var delivered = lastSeq
-            if case .joining(let pending) = connection.subscriptions[roomId] {
+            let subscription = connection.subscriptions[roomId]
+            if case .joining(let pending) = subscription?.phase {
                 for event in pending {
                     if let seq = event.seq {
                         guard seq > delivered else { continue }
                         delivered = seq
                     }
-                    connection.sink.send(event.frame)
+                    fanOut.add(event.frame, to: connection.sink, socket: connection.socket)
                 }
             }
-            state.connections[id]?.subscriptions[roomId] = .live(lastSeq: delivered)
+            fanOut.send()
+            subscription?.phase = .live(lastSeq: delivered)
         }
     }
 
@@ -262,12 +293,16 @@ final class Hub: Sendable {
         }
     }
 
-    private func subscribe(_ id: Int, to roomId: String, as subscription: Subscription, now: Int, state: inout State) {
-        guard let user = state.connections[id]?.user else { return }
-        let wasSubscribed = state.connections[id]?.subscriptions[roomId] != nil
-        state.connections[id]?.subscriptions[roomId] = subscription
-        guard !wasSubscribed else { return }
-        state.subscribers[roomId, default: []].insert(id)
+    private func subscribe(_ id: Int, to roomId: String, as phase: Phase, now: Int, state: inout State) {
+        guard let connection = state.connections[id] else { return }
+        let user = connection.user
+        if let existing = connection.subscriptions[roomId] {
+            existing.phase = phase
+            return
+        }
+        let subscription = Subscription(connection: connection, phase: phase)
+        connection.subscriptions[roomId] = subscription
+        state.subscribers[roomId, default: [:]][id] = subscription
         state.watchers[roomId]?.remove(id)
         state.subscribedConnections[roomId, default: [:]][user.id, default: 0] += 1
         if state.subscribedConnections[roomId]?[user.id] == 1 {
@@ -277,8 +312,9 @@ final class Hub: Sendable {
     }
 
     private func unsubscribe(_ id: Int, from roomId: String, now: Int, state: inout State) {
-        guard let user = state.connections[id]?.user, state.connections[id]?.subscriptions.removeValue(forKey: roomId) != nil else { return }
-        state.subscribers[roomId]?.remove(id)
+        guard let connection = state.connections[id], connection.subscriptions.removeValue(forKey: roomId) != nil else { return }
+        let user = connection.user
+        state.subscribers[roomId]?[id] = nil
         if state.subscribers[roomId]?.isEmpty ?? false { state.subscribers[roomId] = nil }
         if state.rooms[roomId]?.members.contains(user.id) ?? false {
             state.watchers[roomId, default: []].insert(id)
@@ -293,22 +329,43 @@ final class Hub: Sendable {
 
     // MARK: Publishing
 
-    /// Delivers a stored message to the room's subscribers, and a `room` event to members who
-    /// are connected but not subscribed. Call in `seq` order.
-    func publish(_ message: Message, now: Int, receivedAt: ContinuousClock.Instant) {
-        let frame = encode(Envelope(type: .message, roomId: message.roomId, data: message, timestamp: now, userId: message.userId))
+    /// A stored message to publish, with its encoded event, and the ack for its sender when the
+    /// hub is to send it.
+    struct Publication: Sendable {
+        var message: Message
+        /// The `message` event; nil for a duplicate, which is acked but not published again.
+        var event: OutgoingFrame?
+        var ack: (frame: OutgoingFrame, sink: any EventSink)?
+    }
+
+    /// Delivers stored messages to their rooms' subscribers, a `room` event to members who are
+    /// connected but not subscribed, and each ack after its message's event. Call in `seq` order.
+    ///
+    /// A whole batch goes out in one task per event loop that writes every frame to its sockets
+    /// and flushes each socket once.
+    func publish(_ publications: [Publication], now: Int) {
         let deliveries = state.withLock { state -> Int in
-            if var room = state.rooms[message.roomId] {
-                room.room.lastSeq = max(room.room.lastSeq, message.seq)
-                room.lastMessage = message
-                state.rooms[message.roomId] = room
+            var fanOut = FanOut()
+            var deliveries = 0
+            for publication in publications {
+                if let event = publication.event {
+                    let message = publication.message
+                    if var room = state.rooms[message.roomId] {
+                        room.room.lastSeq = max(room.room.lastSeq, message.seq)
+                        room.lastMessage = message
+                        state.rooms[message.roomId] = room
+                    }
+                    deliveries += addSubscribers(of: message.roomId, event, seq: message.seq, except: nil, to: &fanOut, state: &state)
+                    addRoomEvent(message.roomId, now: now, to: &fanOut, state: &state)
+                }
+                if let ack = publication.ack {
+                    fanOut.add(ack.frame, to: ack.sink, socket: ack.sink as? SocketWriter)
+                }
             }
-            let deliveries = sendToSubscribers(of: message.roomId, frame, seq: message.seq, except: nil, state: &state)
-            sendRoomEvent(message.roomId, now: now, state: &state)
+            fanOut.send()
             return deliveries
         }
         metrics.delivered.increment(by: Int64(deliveries))
-        metrics.recordDelivery(since: receivedAt)
     }
 
     /// Sends `typing` to the room's other users, and schedules the automatic `isTyping: false`.
@@ -345,40 +402,53 @@ final class Hub: Sendable {
     }
 
     @discardableResult
-    private func sendToSubscribers(of roomId: String, _ frame: ByteBuffer, seq: Int?, except excludedUser: String?, state: inout State) -> Int {
-        guard let ids = state.subscribers[roomId] else { return 0 }
+    private func sendToSubscribers(of roomId: String, _ frame: OutgoingFrame, seq: Int?, except excludedUser: String?, state: inout State) -> Int {
         var fanOut = FanOut()
+        let sent = addSubscribers(of: roomId, frame, seq: seq, except: excludedUser, to: &fanOut, state: &state)
+        fanOut.send()
+        return sent
+    }
+
+    /// Adds `frame` for every live subscriber of the room (but `excludedUser`), and holds it for
+    /// those still joining. Returns how many it was added for.
+    private func addSubscribers(
+        of roomId: String, _ frame: OutgoingFrame, seq: Int?, except excludedUser: String?, to fanOut: inout FanOut, state: inout State
+    ) -> Int {
+        guard let subscriptions = state.subscribers[roomId] else { return 0 }
         var sent = 0
-        for id in ids {
-            guard let sink = state.connections[id]?.sink, state.connections[id]?.user.id != excludedUser else { continue }
-            switch state.connections[id]?.subscriptions[roomId] {
+        for subscription in subscriptions.values {
+            let connection = subscription.connection
+            if let excludedUser, connection.user.id == excludedUser { continue }
+            switch subscription.phase {
             case .live(let lastSeq):
                 if let seq {
                     guard seq > lastSeq else { continue }
-                    state.connections[id]?.subscriptions[roomId] = .live(lastSeq: seq)
+                    subscription.phase = .live(lastSeq: seq)
                 }
-                fanOut.add(sink)
+                fanOut.add(frame, to: connection.sink, socket: connection.socket)
                 sent += 1
             case .joining(var pending):
-                // Drop the stored copy first so that appending does not copy the buffer.
-                state.connections[id]?.subscriptions[roomId] = .joining([])
+                // Drop the stored copy first so that appending does not copy the array.
+                subscription.phase = .joining([])
                 pending.append(Pending(frame: frame, seq: seq))
-                state.connections[id]?.subscriptions[roomId] = .joining(pending)
-            case nil:
-                break
+                subscription.phase = .joining(pending)
             }
         }
-        fanOut.send(frame)
         return sent
     }
 
     private func sendRoomEvent(_ roomId: String, now: Int, state: inout State) {
-        guard let watchers = state.watchers[roomId], !watchers.isEmpty, let room = state.rooms[roomId] else { return }
         var fanOut = FanOut()
+        addRoomEvent(roomId, now: now, to: &fanOut, state: &state)
+        fanOut.send()
+    }
+
+    private func addRoomEvent(_ roomId: String, now: Int, to fanOut: inout FanOut, state: inout State) {
+        guard let watchers = state.watchers[roomId], !watchers.isEmpty, let room = state.rooms[roomId] else { return }
+        let frame = encode(Envelope(type: .room, roomId: roomId, data: RoomEventData(room: room.room, lastMessage: room.lastMessage), timestamp: now))
         for id in watchers {
-            if let sink = state.connections[id]?.sink { fanOut.add(sink) }
+            if let connection = state.connections[id] { fanOut.add(frame, to: connection.sink, socket: connection.socket) }
         }
-        fanOut.send(encode(Envelope(type: .room, roomId: roomId, data: RoomEventData(room: room.room, lastMessage: room.lastMessage), timestamp: now)))
     }
 
     private func sendPresence(of userId: String, _ status: PresenceStatus, now: Int, state: inout State) {
@@ -389,21 +459,13 @@ final class Hub: Sendable {
         audience.remove(userId)
         guard !audience.isEmpty else { return }
         let frame = encode(Envelope(type: .presence, data: PresenceData(status: status), timestamp: now, userId: userId))
+        var fanOut = FanOut()
         for user in audience {
             for id in state.userConnections[user] ?? [] {
-                state.connections[id]?.sink.send(frame)
+                if let connection = state.connections[id] { fanOut.add(frame, to: connection.sink, socket: connection.socket) }
             }
         }
-    }
-}
-
-/// Encodes an outgoing envelope once, into a buffer every recipient shares.
-func encode<Payload>(_ envelope: Envelope<Payload>) -> ByteBuffer {
-    do {
-        return ByteBuffer(bytes: try Wire.encode(envelope))
-    } catch {
-        // Our own types always encode; reaching this is a bug, not bad input.
-        preconditionFailure("cannot encode \(envelope.type): \(error)")
+        fanOut.send()
     }
 }
 

@@ -38,10 +38,10 @@ final class PollSession: EventSink {
         set { state.withLock { $0.hubConnection = newValue } }
     }
 
-    func send(_ frame: ByteBuffer) {
+    func send(_ frame: OutgoingFrame) {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             guard state.ended == nil else { return nil }
-            state.events.append(frame)
+            state.events.append(frame.json)
             if state.events.count > maxBacklog {
                 state.ended = "too many events waited for a poll"
                 state.events = []

@@ -5,7 +5,7 @@ import NIOWebSocket
 /// Where the hub sends one client's frames: a WebSocket, or a long-polling session.
 protocol EventSink: AnyObject, Sendable {
     /// Queues one encoded envelope; never waits.
-    func send(_ frame: ByteBuffer)
+    func send(_ frame: OutgoingFrame)
     /// Ends the client's session with a WebSocket close code.
     func close(code: WebSocketErrorCode, reason: String)
 }
@@ -16,7 +16,9 @@ protocol EventSink: AnyObject, Sendable {
 ///
 /// Writing here rather than through the async outbound writer lets one encoded buffer go to many
 /// sockets without a task switch per frame, and makes a slow client visible in the channel's own
-/// outbound buffer.
+/// outbound buffer. The hub's frames are complete WebSocket frames already (`OutgoingFrame.wire`),
+/// so they are written from the context of a `RawFrameWriter` at the head of the pipeline, past
+/// the frame encoder, which would otherwise allocate a header for every frame of every recipient.
 final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
     typealias InboundOut = WebSocketFrame
@@ -29,6 +31,8 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private let logger: Logger
     private var heartbeat = Heartbeat()
     private var context: ChannelHandlerContext?
+    /// The context of the `RawFrameWriter`: writes from it go straight to the socket.
+    private var rawContext: ChannelHandlerContext?
     private var pingTask: RepeatedTask?
     private var flushPending = false
     private var closing = false
@@ -52,6 +56,12 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         pingTask?.cancel()
         pingTask = nil
         self.context = nil
+        self.rawContext = nil
+    }
+
+    /// Where complete frames are written; set once, right after this handler is added.
+    func setRawContext(_ context: ChannelHandlerContext) {
+        rawContext = context
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -67,18 +77,27 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         context.fireChannelRead(data)
     }
 
-    /// Queues a text frame; the flush happens once for everything queued in this event-loop tick.
-    func write(_ buffer: ByteBuffer) {
-        guard let context, !closing else { return }
-        context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
-        if !flushPending {
-            flushPending = true
+    /// Queues a frame; the flush happens once for everything queued in this event-loop tick.
+    func write(_ frame: OutgoingFrame) {
+        guard let context else { return }
+        if enqueue(frame) {
             let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
             context.eventLoop.execute { handler.value.flush() }
         }
     }
 
-    private func flush() {
+    /// Queues a frame without flushing. True when the caller must see to a `flush()`: the first
+    /// frame since the last flush. (While false, a flush is already due.)
+    func enqueue(_ frame: OutgoingFrame) -> Bool {
+        guard let rawContext, !closing else { return false }
+        rawContext.write(NIOAny(frame.wire), promise: nil)
+        guard !flushPending else { return false }
+        flushPending = true
+        return true
+    }
+
+    /// Sends what was queued, and drops the connection when too much waits unsent.
+    func flush() {
         flushPending = false
         guard let context, !closing else { return }
         context.flush()
@@ -130,7 +149,7 @@ final class SocketWriter: EventSink {
         self.eventLoop = eventLoop
     }
 
-    func send(_ frame: ByteBuffer) {
+    func send(_ frame: OutgoingFrame) {
         // Always through the loop's queue, even from the loop itself, so that frames keep the
         // order in which they were sent from anywhere.
         let handler = self.handler
@@ -148,37 +167,58 @@ final class SocketWriter: EventSink {
             let handler = SocketChannelHandler(configuration: configuration, logger: logger)
             let decoder = try channel.pipeline.syncOperations.context(handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
             try channel.pipeline.syncOperations.addHandler(handler, position: .after(decoder.handler))
+            let raw = RawFrameWriter()
+            try channel.pipeline.syncOperations.addHandler(raw, position: .first)
+            handler.setRawContext(try channel.pipeline.syncOperations.context(handler: raw))
             return NIOLoopBound(handler, eventLoop: channel.eventLoop)
         }.get()
         return SocketWriter(handler: handler, eventLoop: channel.eventLoop)
     }
 }
 
-/// One frame for many sinks: the sockets of each event loop are written in one task on that
-/// loop, instead of one task per socket.
-struct FanOut {
-    private var loops: [(loop: any EventLoop, handlers: [NIOLoopBound<SocketChannelHandler>])] = []
-    private var others: [any EventSink] = []
+/// The head end of a WebSocket's pipeline, below the frame encoder: where complete frames
+/// (`OutgoingFrame.wire`) enter, so that they reach the socket without being framed again.
+final class RawFrameWriter: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+}
 
-    mutating func add(_ sink: any EventSink) {
-        guard let socket = sink as? SocketWriter else {
-            others.append(sink)
+/// Frames for many sinks, collected under the hub's lock and sent once it is done: the sockets
+/// of each event loop get their frames in one task on that loop, which writes all of them in
+/// order and flushes each socket once, instead of one task and one flush per frame.
+struct FanOut {
+    private typealias Write = (handler: NIOLoopBound<SocketChannelHandler>, frame: OutgoingFrame)
+    private var loops: [(loop: any EventLoop, writes: [Write])] = []
+    private var others: [(sink: any EventSink, frame: OutgoingFrame)] = []
+
+    /// Adds a frame for one sink, after those already added for it.
+    mutating func add(_ frame: OutgoingFrame, to sink: any EventSink, socket: SocketWriter?) {
+        guard let socket else {
+            others.append((sink, frame))
             return
         }
-        if let index = loops.firstIndex(where: { $0.loop === socket.eventLoop }) {
-            loops[index].handlers.append(socket.handler)
-        } else {
-            loops.append((socket.eventLoop, [socket.handler]))
+        // Few loops (one per core): a linear search beats hashing.
+        for index in loops.indices where loops[index].loop === socket.eventLoop {
+            loops[index].writes.append((socket.handler, frame))
+            return
         }
+        loops.append((socket.eventLoop, [(socket.handler, frame)]))
     }
 
-    /// Queues the frame to every sink added.
-    func send(_ frame: ByteBuffer) {
-        for (loop, handlers) in loops {
+    var isEmpty: Bool { loops.isEmpty && others.isEmpty }
+
+    /// Queues every frame added. Call under the hub's lock, so that frames sent by later calls
+    /// queue behind these.
+    func send() {
+        for (loop, writes) in loops {
             loop.execute {
-                for handler in handlers { handler.value.write(frame) }
+                var toFlush: [NIOLoopBound<SocketChannelHandler>] = []
+                for write in writes where write.handler.value.enqueue(write.frame) {
+                    toFlush.append(write.handler)
+                }
+                for handler in toFlush { handler.value.flush() }
             }
         }
-        for sink in others { sink.send(frame) }
+        for (sink, frame) in others { sink.send(frame) }
     }
 }

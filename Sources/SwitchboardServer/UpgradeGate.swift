@@ -88,6 +88,11 @@ struct GatedWebSocketChannel: ServerChildChannel {
     let authenticate: @Sendable (String) async -> Bool
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<HTTP1WebSocketUpgradeChannel.Value> {
+        // Each connection keeps its last receive buffer for the next read. NIO starts it at
+        // 2 KB; 512 bytes hold an upgrade request and many frames, and it grows when reads fill
+        // it. Mostly idle connections then keep 1.5 KB less each.
+        try? channel.syncOptions?.setOption(
+            ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
         let value = base.setup(channel: channel, logger: logger)
         let authenticate = self.authenticate
         return value.flatMapThrowing { value in

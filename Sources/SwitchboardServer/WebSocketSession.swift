@@ -34,8 +34,14 @@ struct WebSocketSession {
         if service.configuration.logFrames {
             logger.debug("frame received", metadata: ["switchboard.frame": "\(text)"])
         }
-        let frame = IncomingFrame(bytes: text.utf8, limits: service.configuration.limits)
         let receivedAt = ContinuousClock.now
+        let frame: (ref: String?, roomId: String?, request: Result<ClientRequest, ProtocolError>)
+        if let message = MessageFrameScanner.scan(text, limits: service.configuration.limits) {
+            frame = (message.ref, message.roomId, message.request)
+        } else {
+            let parsed = IncomingFrame(bytes: text.utf8, limits: service.configuration.limits)
+            frame = (parsed.ref, parsed.roomId, parsed.request)
+        }
         do {
             let request = try frame.request.get()
             try await answer(request, ref: frame.ref, receivedAt: receivedAt)
@@ -80,14 +86,22 @@ struct WebSocketSession {
             // commit, so one connection's messages share group commits and keep their order.
             let message = try await service.prepareMessage(identity, roomId: roomId, data)
             let session = self
-            service.submitMessage(message, receivedAt: receivedAt) { result in
-                switch result {
-                case .success(let ack):
-                    session.send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: Clock.milliseconds(), ref: ref))
-                case .failure(let error):
-                    session.sendError(error, ref: ref, roomId: roomId)
+            let reply: MessageReply
+            if service.configuration.logFrames {
+                // Through `send`, which logs every frame; after the message's event all the same.
+                reply = .callback { result in
+                    switch result {
+                    case .success(let ack):
+                        session.send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: Clock.milliseconds(), ref: ref))
+                    case .failure(let error):
+                        session.sendError(error, ref: ref, roomId: roomId)
+                    }
                 }
+            } else {
+                // The ack is encoded and sent with the batch that publishes the message.
+                reply = .socket(sink, ref: ref, onFailure: { error in session.sendError(error, ref: ref, roomId: roomId) })
             }
+            service.submitMessage(message, receivedAt: receivedAt, reply: reply)
         case .typing(let roomId, let isTyping):
             try await service.typing(identity, roomId: roomId, isTyping: isTyping)
             send(Envelope(type: .ack, roomId: roomId, data: EmptyData(), timestamp: now, ref: ref))
@@ -105,7 +119,7 @@ struct WebSocketSession {
     private func send<Payload>(_ envelope: Envelope<Payload>) {
         let frame = encode(envelope)
         if service.configuration.logFrames {
-            logger.debug("frame sent", metadata: ["switchboard.frame": "\(String(buffer: frame))"])
+            logger.debug("frame sent", metadata: ["switchboard.frame": "\(String(buffer: frame.json))"])
         }
         sink.send(frame)
     }

@@ -8,9 +8,14 @@ struct PendingAppend: Sendable {
     let completion: @Sendable (Result<[AppendResult], any Error>) -> Void
 }
 
-/// Any other write waiting for the writer connection; it resumes its own caller.
+/// Any other write waiting for the writer connection.
 struct PendingOperation: Sendable {
-    let run: @Sendable (SQLiteConnection) async -> Void
+    /// Runs the write's statements inside a transaction shared with the other writes of its turn.
+    /// Returns whether they succeeded (if not, they are rolled back alone) and how to answer the
+    /// caller once that transaction has committed or failed.
+    let run: @Sendable (SQLiteConnection) async -> (succeeded: Bool, answer: @Sendable (Result<Void, any Error>) -> Void)
+    /// Answers the caller when the write could not run at all.
+    let fail: @Sendable (any Error) -> Void
 }
 
 /// The writes waiting for the writer connection. A single drain task empties it, so writes never
@@ -130,8 +135,38 @@ extension SQLiteStore {
                 return
             case .work(let appends, let operations):
                 if !appends.isEmpty { await commitBatch(appends) }
-                for operation in operations { await operation.run(writer) }
+                if !operations.isEmpty { await commitOperations(operations) }
             }
+        }
+    }
+
+    /// Runs the other writes of a turn in one transaction, each in a savepoint of its own so that
+    /// a failing one is rolled back alone, and answers them after COMMIT: one fsync for all, so
+    /// that, say, 1,000 clients rejoining after a restart (each moving its read marker) do not
+    /// wait for 1,000 commits one after another.
+    private func commitOperations(_ operations: [PendingOperation]) async {
+        var answers: [@Sendable (Result<Void, any Error>) -> Void] = []
+        do {
+            _ = try await writer.query("BEGIN IMMEDIATE")
+            do {
+                for operation in operations {
+                    _ = try await writer.query("SAVEPOINT operation")
+                    let (succeeded, answer) = await operation.run(writer)
+                    if !succeeded { _ = try await writer.query("ROLLBACK TO operation") }
+                    _ = try await writer.query("RELEASE operation")
+                    answers.append(answer)
+                }
+                _ = try await writer.query("COMMIT")
+            } catch {
+                _ = try? await writer.query("ROLLBACK")
+                throw error
+            }
+            for answer in answers { answer(.success(())) }
+        } catch {
+            let failure = Self.storeError(error)
+            for answer in answers { answer(.failure(failure)) }
+            // Those not reached were never run: they fail the same way.
+            for operation in operations.dropFirst(answers.count) { operation.fail(failure) }
         }
     }
 
@@ -184,7 +219,7 @@ extension SQLiteStore {
                 let seq = (lastSeqs[new.roomId] ?? 0) + 1
                 lastSeqs[new.roomId] = seq
                 let message = Message(
-                    id: Ids.make("m_"), roomId: new.roomId, seq: seq, userId: new.userId, content: new.content,
+                    id: Ids.makeOrdered("m_", milliseconds: new.now), roomId: new.roomId, seq: seq, userId: new.userId, content: new.content,
                     createdAt: new.now, clientId: new.clientId, replyTo: new.replyTo, meta: new.meta == .null ? nil : new.meta)
                 // Remembered at once, so that a repeat later in this same batch is caught too.
                 if let clientKey { storedByClientKey[clientKey] = message }

@@ -38,18 +38,25 @@ public final class SQLiteStore: ChatStore {
         /// How long a connection waits for a lock held by another process, such as the admin
         /// command, before it fails (5 s by default).
         public var busyTimeoutMilliseconds: Int
+        /// How often a connection of its own copies the WAL into the database (1 s by default).
+        /// Nil leaves it to SQLite, which does it inside the commit that fills the WAL, so that
+        /// commit (and every message waiting for it) also waits for the copy and its fsync.
+        public var checkpointInterval: Duration?
 
-        /// A configuration; the defaults are durable, batch up to 512 messages and read with 2 connections.
+        /// A configuration; the defaults are durable, batch up to 512 messages, read with 2
+        /// connections and checkpoint every second off the commit path.
         public init(
             synchronous: Synchronous = .full,
             maxBatchSize: Int = 512,
             readerCount: Int = 2,
-            busyTimeoutMilliseconds: Int = 5_000
+            busyTimeoutMilliseconds: Int = 5_000,
+            checkpointInterval: Duration? = .seconds(1)
         ) {
             self.synchronous = synchronous
             self.maxBatchSize = maxBatchSize
             self.readerCount = readerCount
             self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
+            self.checkpointInterval = checkpointInterval
         }
     }
 
@@ -59,6 +66,7 @@ public final class SQLiteStore: ChatStore {
     let writer: SQLiteConnection
     let writerThreadPool: NIOThreadPool
     let readers: ReaderPool
+    let checkpointer: Checkpointer?
     let writeQueue = Mutex(WriteQueue())
     /// Each room's newest `seq`, so that a batch needs no query to number its messages. Trusted
     /// because this process is the only one that appends; dropped for the rooms of a failed batch.
@@ -66,12 +74,16 @@ public final class SQLiteStore: ChatStore {
     /// Group commits done so far, for tests and diagnostics.
     let committedBatches = Atomic<Int>(0)
 
-    private init(configuration: Configuration, logger: Logger, writer: SQLiteConnection, writerThreadPool: NIOThreadPool, readers: [SQLiteConnection]) {
+    private init(
+        configuration: Configuration, logger: Logger, writer: SQLiteConnection, writerThreadPool: NIOThreadPool, readers: [SQLiteConnection],
+        checkpointer: Checkpointer?
+    ) {
         self.configuration = configuration
         self.logger = logger
         self.writer = writer
         self.writerThreadPool = writerThreadPool
         self.readers = ReaderPool(connections: readers)
+        self.checkpointer = checkpointer
     }
 
     /// Opens (creating it when missing) the database at `path`, in WAL mode, and brings its schema
@@ -88,6 +100,7 @@ public final class SQLiteStore: ChatStore {
         let writerThreadPool = NIOThreadPool(numberOfThreads: 1)
         writerThreadPool.start()
         var opened: [SQLiteConnection] = []
+        var checkpointer: Checkpointer?
         do {
             let writer = try await SQLiteConnection.open(
                 storage: .file(path: path), threadPool: writerThreadPool, logger: logger,
@@ -104,8 +117,16 @@ public final class SQLiteStore: ChatStore {
                 try await Schema.configureReader(reader, configuration: configuration)
                 readers.append(reader)
             }
-            return SQLiteStore(configuration: configuration, logger: logger, writer: writer, writerThreadPool: writerThreadPool, readers: readers)
+            if let interval = configuration.checkpointInterval {
+                checkpointer = try await Checkpointer.start(path: path, interval: interval, configuration: configuration, logger: logger)
+                // Only now: without the checkpointer, the WAL would grow without end.
+                _ = try await writer.query("PRAGMA wal_autocheckpoint = 0")
+            }
+            return SQLiteStore(
+                configuration: configuration, logger: logger, writer: writer, writerThreadPool: writerThreadPool, readers: readers,
+                checkpointer: checkpointer)
         } catch {
+            try? await checkpointer?.stop()
             for connection in opened { try? await connection.close() }
             try? await writerThreadPool.shutdownGracefully()
             let reason = (error as? StoreError)?.message ?? String(describing: error)
@@ -124,6 +145,7 @@ public final class SQLiteStore: ChatStore {
         }
         guard isFirstClose else { return }
         await waitUntilWritesDrained()
+        try await checkpointer?.stop()
         try await readers.close()
         try await writer.close()
         try await writerThreadPool.shutdownGracefully()
@@ -151,16 +173,22 @@ public final class SQLiteStore: ChatStore {
         }
     }
 
-    /// Runs `body` in a transaction of its own on the writer connection, between group commits.
+    /// Runs `body` on the writer connection, between group commits, in a transaction shared with
+    /// the other writes waiting at the time (each rolled back alone when it throws); returns once
+    /// that transaction has committed.
     func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            let operation = PendingOperation { connection in
-                do {
-                    continuation.resume(returning: try await Self.transaction(on: connection, body))
-                } catch {
-                    continuation.resume(throwing: Self.storeError(error))
-                }
-            }
+            let operation = PendingOperation(
+                run: { connection in
+                    do {
+                        let value = try await body(connection)
+                        return (true, { committed in continuation.resume(with: committed.map { value }.mapError(Self.storeError)) })
+                    } catch {
+                        return (false, { _ in continuation.resume(throwing: Self.storeError(error)) })
+                    }
+                },
+                fail: { error in continuation.resume(throwing: Self.storeError(error)) }
+            )
             if !submit(.operation(operation)) {
                 continuation.resume(throwing: Self.closedError)
             }
@@ -232,5 +260,71 @@ final class ReaderPool: Sendable {
             if isIdle { continuation.resume() }
         }
         for connection in connections { try await connection.close() }
+    }
+}
+
+/// Copies the WAL into the database from a connection and thread of its own, every `interval`.
+///
+/// Doing it here rather than in the commit that fills the WAL (SQLite's default) keeps most of
+/// the copy and its fsync out of the writer's thread and out of the latency of the messages
+/// waiting for that commit.
+final class Checkpointer: Sendable {
+    private let connection: SQLiteConnection
+    private let threadPool: NIOThreadPool
+    private let task: Task<Void, Never>
+    /// WAL frames (pages) past which the WAL is made to start over: 16 MB of 4 KB pages, four
+    /// times SQLite's own checkpoint threshold.
+    private static let restartFrames = 4000
+
+    private init(connection: SQLiteConnection, threadPool: NIOThreadPool, task: Task<Void, Never>) {
+        self.connection = connection
+        self.threadPool = threadPool
+        self.task = task
+    }
+
+    static func start(path: String, interval: Duration, configuration: SQLiteStore.Configuration, logger: Logger) async throws -> Checkpointer {
+        let threadPool = NIOThreadPool(numberOfThreads: 1)
+        threadPool.start()
+        do {
+            let connection = try await SQLiteConnection.open(
+                storage: .file(path: path), threadPool: threadPool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
+            _ = try await connection.query("PRAGMA busy_timeout = \(max(configuration.busyTimeoutMilliseconds, 0))")
+            let restartFrames = Self.restartFrames
+            let task = Task {
+                while !Task.isCancelled {
+                    do {
+                        try await Task.sleep(for: interval)
+                        // Copies what it can without blocking anyone; when it copied everything,
+                        // the next commit starts the WAL over. Under steady load new commits
+                        // land meanwhile, so it never catches up, and the WAL would only grow
+                        // (appending to a file costs the writer far more than overwriting it).
+                        // So past `restartFrames` a RESTART follows: it copies the few frames
+                        // left, holding the writer back for that long, and the WAL starts over.
+                        let passive = try await connection.query("PRAGMA wal_checkpoint(PASSIVE)").first
+                        let log = passive?.column("log")?.integer ?? 0
+                        if log >= restartFrames {
+                            _ = try await connection.query("PRAGMA wal_checkpoint(RESTART)")
+                        }
+                    } catch is CancellationError {
+                        return
+                    } catch {
+                        logger.warning("WAL checkpoint failed", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+            return Checkpointer(connection: connection, threadPool: threadPool, task: task)
+        } catch {
+            try? await threadPool.shutdownGracefully()
+            throw error
+        }
+    }
+
+    /// Stops checkpointing and closes the connection; SQLite checkpoints once more when the
+    /// store's last connection closes.
+    func stop() async throws {
+        task.cancel()
+        await task.value
+        try await connection.close()
+        try await threadPool.shutdownGracefully()
     }
 }

@@ -141,6 +141,77 @@ struct WebSocketTests {
         }
     }
 
+    @Test("message: content and meta that need escaping come back intact, in the ack and in the event")
+    func messageEscaping() async throws {
+        try await withServer { server in
+            let alice = try await server.register("alice")
+            let room = try await server.createRoom("team", token: alice.token)
+            let socket = try await server.connect(token: alice.token)
+            try await socket.join(room.id)
+            let content = "quote \" backslash \\ slash / newline \n tab \t bell \u{07} unit \u{1F} line \u{2028} é 漢字 😀"
+            let meta: JSONValue = ["note": "a \"b\" \\ c\n", "n": 3, "nested": ["ok": true, "list": [1, "two", nil]]]
+            let ack = try await socket.request(
+                "message", roomId: room.id, data: ["content": .string(content), "clientId": "c\"1\\", "meta": meta])
+            let stored = try ack.decode(MessageAck.self).message
+            #expect(stored.content == content)
+            #expect(stored.clientId == "c\"1\\")
+            #expect(stored.meta == meta)
+            let event = try await socket.next("message")
+            #expect(try event.decode(Message.self) == stored)
+            await socket.close()
+        }
+    }
+
+    @Test("with every frame logged (DEBUG=websocket:*), a message is still published and acked, once")
+    func messageAckWithFramesLogged() async throws {
+        try await withServer({ $0.logFrames = true }) { server in
+            let alice = try await server.register("alice")
+            let room = try await server.createRoom("team", token: alice.token)
+            let socket = try await server.connect(token: alice.token)
+            try await socket.join(room.id)
+            let ref = socket.makeRef()
+            try await socket.send("message", roomId: room.id, data: ["content": "logged"], ref: ref)
+            let event = try await socket.next("message")
+            let ack = try await socket.next { $0.ref == ref }
+            expectAck(ack, roomId: room.id)
+            #expect(try ack.decode(MessageAck.self).message == event.decode(Message.self))
+            #expect(await socket.nothing(for: .milliseconds(200)) { $0.ref == ref } == nil)
+            await socket.close()
+        }
+    }
+
+    @Test("message frames are read alike whatever their JSON looks like: spacing, key order, escapes, numbers, nesting")
+    func messageFrameShapes() async throws {
+        try await withServer { server in
+            let alice = try await server.register("alice")
+            let room = try await server.createRoom("team", token: alice.token)
+            let socket = try await server.connect(token: alice.token)
+            let cases: [(frame: String, content: String, meta: String?)] = [
+                (#"{"type":"message","roomId":"ROOM","data":{"content":"plain"},"ref":"f1"}"#, "plain", nil),
+                (
+                    #" { "ref" : "f2", "data" : { "meta" : {"n": -12, "z": 0, "l": [true, false, null, {"k": []}], "s": "x\/y"}, "content" : "tab\tq\"/\\ \u00e9" }, "timestamp": 5, "roomId":"ROOM", "type": "message" } "#,
+                    "tab\tq\"/\\ é", #"{"n": -12, "z": 0, "l": [true, false, null, {"k": []}], "s": "x\/y"}"#
+                ),
+                (#"{"type":"message","roomId":"ROOM","ref":"f3","data":{"content":"pi","meta":{"pi":3.25,"big":-9223372036854775808,"e":1e3}}}"#, "pi", #"{"pi":3.25,"big":-9223372036854775808,"e":1e3}"#),
+                (#"{"type":"message","roomId":"ROOM","ref":"f4","data":{"content":"\ud83d\ude00 smile","meta":null}}"#, "😀 smile", nil),
+            ]
+            for (index, testCase) in cases.enumerated() {
+                let ack = try await socket.answer(toRaw: json(testCase.frame, roomId: room.id), ref: "f\(index + 1)")
+                expectAck(ack, roomId: room.id)
+                let message = try ack.decode(MessageAck.self).message
+                #expect(message.content == testCase.content, "\(testCase.frame)")
+                #expect(message.meta == testCase.meta.map { try! Wire.decode(JSONValue.self, from: $0) }, "\(testCase.frame)")
+            }
+            // Not a JSON object once the last brace is read, or a ref that is not a string: the contract's errors.
+            for bad in [#"{"type":"message","roomId":"ROOM","ref":"g1","data":{"content":"x"}} x"#, #"{"type":"message","roomId":"ROOM","ref":7,"data":{"content":"x"}}"#] {
+                try await socket.send(raw: json(bad, roomId: room.id))
+                let error = try await socket.next("error")
+                #expect(try error.decode(ProtocolError.self).code == .invalid, "\(bad)")
+            }
+            await socket.close()
+        }
+    }
+
     @Test("typing: ack {} with roomId; other subscribers get it, not the typist")
     func typing() async throws {
         try await withServer { server in

@@ -26,6 +26,63 @@ struct UserTests {
         }
     }
 
+    @Test func concurrentWritesShareACommitButFailAlone() async throws {
+        try await withStore { store in
+            _ = try await store.makeUser("taken")
+            // Many writes at once land in one turn of the writer, hence one transaction; the
+            // ones that fail (a taken name) must not undo or fail the others.
+            let outcomes = await withTaskGroup(of: (String, Bool).self) { group in
+                for index in 0..<40 {
+                    let name = index % 4 == 0 ? "taken" : "user\(index)"
+                    group.addTask { (name, (try? await store.makeUser(name)) != nil) }
+                }
+                return await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(outcomes.count == 40)
+            for (name, stored) in outcomes {
+                #expect(stored == (name != "taken"), "\(name)")
+            }
+            #expect(try await store.searchUsers(query: "user", limit: 100).count == 30)
+            #expect(try await store.searchUsers(query: "taken", limit: 100).count == 1)
+        }
+    }
+
+    @Test func aWriteThatThrowsIsRolledBackAloneInTheTransactionItShares() async throws {
+        struct Refused: Error {}
+        try await withStore { store in
+            // Writes waiting together share one transaction; one that throws after writing must
+            // leave nothing behind, and the others must be stored.
+            let outcomes = await withTaskGroup(of: (Int, Bool).self) { group in
+                for index in 0..<20 {
+                    group.addTask {
+                        let stored: Bool
+                        do {
+                            try await store.write { connection in
+                                _ = try await connection.query(
+                                    """
+                                    INSERT INTO users (id, username, username_key, display_name, display_name_key, is_bot, created_at)
+                                    VALUES (?1, ?1, ?1, ?1, ?1, 0, 1)
+                                    """, [.text("u_write\(index)")])
+                                if index % 3 == 0 { throw Refused() }
+                            }
+                            stored = true
+                        } catch {
+                            stored = false
+                        }
+                        return (index, stored)
+                    }
+                }
+                return await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(outcomes.count == 20)
+            for (index, stored) in outcomes {
+                #expect(stored == (index % 3 != 0))
+                let found = try await store.user(id: "u_write\(index)") != nil
+                #expect(found == stored, "write \(index)")
+            }
+        }
+    }
+
     @Test func usersByIdsSkipsUnknownIds() async throws {
         try await withStore { store in
             let ana = try await store.makeUser("ana")
