@@ -209,11 +209,10 @@ extension ChatClient {
             case .clientIdInUse:
                 preconditionFailure("checked above")
             case .queued:
-                state.outboxVersion += 1
                 if let outboxFile {
-                    // Written before the lock is released, so that no message is sent before it is on disk.
+                    // Written before the lock is released, so that no message is sent before it is in the file.
                     do {
-                        try outboxFile.save(state.outbox.entries, version: state.outboxVersion)
+                        try outboxFile.add(message)
                     } catch {
                         _ = state.outbox.refused(message.clientId)
                         state.sendWaiters[message.clientId] = nil

@@ -195,17 +195,17 @@ extension ChatClient {
     /// What settling one message of the outbox leaves to do outside the lock.
     struct Settled {
         var senders: [CheckedContinuation<Message, any Error>] = []
-        var snapshot: (messages: [PendingMessage], version: Int)?
+        var clientId: String
+        /// Whether the message left the outbox (and is struck from its file).
+        var removed = true
         var flushes: [CheckedContinuation<Void, Never>] = []
         var bell: Doorbell?
     }
 
     /// A message left the outbox: takes its senders, and the flush waiters if the outbox is now empty.
     private func settle(_ clientId: String, in state: inout State) -> Settled {
-        var settled = Settled(bell: state.link?.outboxBell)
+        var settled = Settled(clientId: clientId, bell: state.link?.outboxBell)
         settled.senders = state.sendWaiters.removeValue(forKey: clientId).map { Array($0.values) } ?? []
-        state.outboxVersion += 1
-        settled.snapshot = (state.outbox.entries, state.outboxVersion)
         if state.outbox.isEmpty {
             settled.flushes = Array(state.flushWaiters.values)
             state.flushWaiters = [:]
@@ -216,7 +216,13 @@ extension ChatClient {
     /// Rings the outbox, writes its file, and tells the senders and flush waiters.
     private func finish(_ settled: Settled, with result: Result<Message, ClientError>) {
         settled.bell?.ring()
-        if let snapshot = settled.snapshot { persistOutbox(snapshot.messages, version: snapshot.version) }
+        if let outboxFile, settled.removed {
+            do {
+                try outboxFile.remove(settled.clientId)
+            } catch {
+                logger.error("cannot write the outbox file", metadata: ["switchboard.error": "\(error)"])
+            }
+        }
         for sender in settled.senders { sender.resume(with: result.mapError { $0 as any Error }) }
         for flush in settled.flushes { flush.resume() }
     }
@@ -248,7 +254,7 @@ extension ChatClient {
             default:
                 dropped = state.outbox.refused(clientId)
             }
-            guard let dropped else { return (nil, Settled(bell: state.link?.outboxBell)) }
+            guard let dropped else { return (nil, Settled(clientId: clientId, removed: false, bell: state.link?.outboxBell)) }
             emit(.messageRejected(dropped, error))
             return (dropped, settle(clientId, in: &state))
         }
@@ -256,16 +262,6 @@ extension ChatClient {
             logger.warning("a message was refused and dropped", metadata: ["switchboard.clientId": "\(dropped.clientId)", "switchboard.error": "\(error)"])
         }
         finish(settled, with: .failure(error))
-    }
-
-    /// Writes the outbox file, if there is one.
-    func persistOutbox(_ messages: [PendingMessage], version: Int) {
-        guard let outboxFile else { return }
-        do {
-            try outboxFile.save(messages, version: version)
-        } catch {
-            logger.error("cannot write the outbox file", metadata: ["switchboard.error": "\(error)"])
-        }
     }
 
     // MARK: History

@@ -277,8 +277,6 @@ public final class ChatClient: Sendable {
         var token: String?
         var user: User?
         var outbox: OutboxMachine
-        /// Bumped on every change of the outbox's messages, to order file writes.
-        var outboxVersion = 0
         var sendWaiters: [String: [Int: CheckedContinuation<Message, any Error>]] = [:]
         var rooms: [String: RoomState] = [:]
         /// Rooms to leave on the current WebSocket, in the order they were unsubscribed.

@@ -5,7 +5,7 @@ import Foundation
 /// ```swift
 /// var configuration = ClientConfiguration(server: "https://chat.example.com", credentials: .token(token))
 /// configuration.backoff.maxDelay = .seconds(10)
-/// configuration.outbox.file = "/var/lib/mybot/outbox.json"
+/// configuration.outbox.file = "/var/lib/mybot/outbox.jsonl"
 /// ```
 public struct ClientConfiguration: Sendable {
     /// The server's base URL, `http://` or `https://`; the WebSocket is `/ws` on the same host and port.
@@ -107,8 +107,11 @@ public struct ClientConfiguration: Sendable {
     public struct Outbox: Sendable, Hashable {
         /// Most messages that may wait; past it ``ChatClient/send(_:to:replyTo:meta:clientId:)`` throws ``ClientError/Code/outboxFull``.
         public var capacity: Int = 1000
-        /// A JSON file that keeps the waiting messages, so that a process that restarts sends what the
+        /// A file that keeps the waiting messages, so that a process that restarts sends what the
         /// last one could not, with the same `clientId`s (so nothing is stored twice). `nil` keeps them in memory only.
+        /// It is a journal of JSON lines: each message queued or gone adds one line, and the file is
+        /// compacted when most of its lines are dead. Written before a message is sent, not synced to disk:
+        /// it survives the process, not a power cut.
         public var file: String? = nil
         /// Messages sent over the WebSocket before the first is acknowledged. 1 keeps the order strict even when the
         /// server rate-limits; more is faster but a rate-limited message may then be stored after a later one.

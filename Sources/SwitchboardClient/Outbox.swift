@@ -180,24 +180,37 @@ struct OutboxMachine: Sendable {
     }
 }
 
-/// The outbox file: the waiting messages as JSON, replaced whole and atomically on every change.
+/// The outbox file: a journal of JSON lines, one per queued message (`{"add": message}`) and one
+/// per message that left the outbox (`{"done": clientId}`).
 ///
-/// Writes are numbered, so that of two snapshots written from different tasks, an older one never
-/// replaces a newer one.
+/// Why a journal: each change appends one short line, whatever the outbox holds, where rewriting
+/// the whole outbox on every change would cost a burst of N messages O(N²). When dead lines
+/// outnumber the live ones, the file is rewritten with the live messages only (atomically). A
+/// last line cut short by a crash is ignored: it can only be the newest change. Call ``load()``
+/// before changing the file: it learns what the file holds.
 final class OutboxFile: Sendable {
     let path: String
     private struct State {
-        var written = 0
+        /// The messages the file holds, in order, to rewrite it when it is compacted.
+        var live: [PendingMessage] = []
+        var lines = 0
+        var handle: FileHandle?
+        /// The file ends with a line cut short: the next line must start on a line of its own.
+        var endsMidLine = false
     }
     private let state: Mutex<State> = Mutex(State())
 
-    private struct Contents: Codable {
-        var version: Int
-        var messages: [PendingMessage]
+    private struct Line: Codable {
+        var add: PendingMessage?
+        var done: String?
     }
 
     init(path: String) {
         self.path = path
+    }
+
+    deinit {
+        state.withLock { try? $0.handle?.close() }
     }
 
     /// The messages the file holds; none when it does not exist.
@@ -205,26 +218,81 @@ final class OutboxFile: Sendable {
         guard FileManager.default.fileExists(atPath: path) else { return [] }
         do {
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
-            if data.isEmpty { return [] }
-            return try Wire.decode(Contents.self, from: Array(data)).messages
+            var live: [PendingMessage] = []
+            var lines = 0
+            for line in data.split(separator: UInt8(ascii: "\n")) where !line.isEmpty {
+                guard let entry = try? Wire.decode(Line.self, from: line) else { continue }
+                lines += 1
+                if let message = entry.add, !live.contains(where: { $0.clientId == message.clientId }) { live.append(message) }
+                if let clientId = entry.done { live.removeAll { $0.clientId == clientId } }
+            }
+            state.withLock { state in
+                state.live = live
+                state.lines = lines
+                state.endsMidLine = data.last.map { $0 != UInt8(ascii: "\n") } ?? false
+            }
+            return live
         } catch {
             throw ClientError(.storage, "cannot read the outbox file \(path)", cause: error)
         }
     }
 
-    /// Writes snapshot number `version` unless a newer one was written already.
-    func save(_ messages: [PendingMessage], version: Int) throws(ClientError) {
+    /// Records a message queued.
+    func add(_ message: PendingMessage) throws(ClientError) {
+        try append(Line(add: message)) { $0.live.append(message) }
+    }
+
+    /// Records a message that left the outbox (stored, or refused for good).
+    func remove(_ clientId: String) throws(ClientError) {
+        try append(Line(done: clientId)) { $0.live.removeAll { $0.clientId == clientId } }
+    }
+
+    private func append(_ line: Line, _ change: (inout State) -> Void) throws(ClientError) {
         do {
             try state.withLock { state in
-                guard version > state.written else { return }
-                let bytes = try Wire.encode(Contents(version: 1, messages: messages))
-                let url = URL(fileURLWithPath: path)
-                try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                try Data(bytes).write(to: url, options: .atomic)
-                state.written = version
+                change(&state)
+                if state.lines > 64 && state.lines > 2 * state.live.count {
+                    try compact(&state)
+                    return
+                }
+                var bytes = state.endsMidLine ? [UInt8(ascii: "\n")] : []
+                bytes += try Wire.encode(line)
+                bytes.append(UInt8(ascii: "\n"))
+                try openHandle(&state).write(contentsOf: bytes)
+                state.lines += 1
+                state.endsMidLine = false
             }
         } catch {
             throw ClientError(.storage, "cannot write the outbox file \(path)", cause: error)
         }
+    }
+
+    /// Rewrites the file with the live messages only.
+    private func compact(_ state: inout State) throws {
+        try state.handle?.close()
+        state.handle = nil
+        var bytes: [UInt8] = []
+        for message in state.live {
+            bytes += try Wire.encode(Line(add: message))
+            bytes.append(UInt8(ascii: "\n"))
+        }
+        try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic)
+        state.lines = state.live.count
+        state.endsMidLine = false
+    }
+
+    private func openHandle(_ state: inout State) throws -> FileHandle {
+        if let handle = state.handle { return handle }
+        let url = URL(fileURLWithPath: path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        if !FileManager.default.fileExists(atPath: path) {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                throw ClientError(.storage, "cannot create the outbox file \(path)")
+            }
+        }
+        let handle = try FileHandle(forWritingTo: url)
+        try handle.seekToEnd()
+        state.handle = handle
+        return handle
     }
 }

@@ -274,12 +274,39 @@ struct OutboxMachineTests {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-\(UUID().uuidString)/outbox.json").path
         let file = OutboxFile(path: path)
         #expect(try file.load().isEmpty)
-        try file.save([pending("a"), pending("b")], version: 2)
-        // An older snapshot never replaces a newer one.
-        try file.save([pending("a")], version: 1)
-        #expect(try OutboxFile(path: path).load() == [pending("a"), pending("b")])
-        let restored = OutboxMachine(capacity: 1, maxInFlight: 1, maxServerFailures: 1, restoring: try file.load())
-        #expect(restored.entries.map(\.clientId) == ["a", "b"])
+        try file.add(pending("a"))
+        try file.add(pending("b"))
+        try file.add(pending("c"))
+        try file.remove("b")
+        #expect(try OutboxFile(path: path).load() == [pending("a"), pending("c")])
+        let restored = OutboxMachine(capacity: 2, maxInFlight: 1, maxServerFailures: 1, restoring: try file.load())
+        #expect(restored.entries.map(\.clientId) == ["a", "c"])
+
+        // A line cut short by a crash is the newest change, and is ignored.
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Array(#"{"add":{"clientId":"d","#.utf8))
+        try handle.close()
+        let reopened = OutboxFile(path: path)
+        #expect(try reopened.load().map(\.clientId) == ["a", "c"])
+        try reopened.add(pending("e"))
+        #expect(try OutboxFile(path: path).load().map(\.clientId) == ["a", "c", "e"])
+    }
+
+    @Test("the outbox file stays small: dead lines are compacted away")
+    func outboxFileCompaction() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-\(UUID().uuidString).jsonl").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let file = OutboxFile(path: path)
+        _ = try file.load()
+        try file.add(pending("kept"))
+        for index in 0..<500 {
+            try file.add(pending("m\(index)"))
+            try file.remove("m\(index)")
+        }
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count <= 130, "\(lines.count) lines for one live message")
+        #expect(try OutboxFile(path: path).load().map(\.clientId) == ["kept"])
     }
 }
 
