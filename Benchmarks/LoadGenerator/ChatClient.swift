@@ -126,8 +126,8 @@ final class ChatClient: SocketDelegate {
             switch result {
             case .success:
                 let now = MonotonicClock.nanoseconds()
-                stats.rejoins += 1
-                stats.lastRejoinAt = max(stats.lastRejoinAt, now)
+                stats.counts.rejoins += 1
+                stats.counts.lastRejoinAt = max(stats.counts.lastRejoinAt, now)
                 stats.rejoinTimes.recordNanoseconds(now &- started)
                 disconnectedAt = 0
             case .failure(let error):
@@ -145,13 +145,13 @@ final class ChatClient: SocketDelegate {
             promise.fail(BenchError("connection closed before the join was acked"))
         }
         if inFlight > 0 {
-            stats.inFlight -= inFlight
+            stats.counts.inFlight -= inFlight
             inFlight = 0
         }
         guard !stopped else { return }
         if socket.didOpen {
-            stats.unexpectedCloses += 1
-            stats.closeCodes[code ?? 1006, default: 0] += 1
+            stats.counts.unexpectedCloses += 1
+            stats.counts.closeCodes[code ?? 1006, default: 0] += 1
         }
         if plan.reconnects {
             if disconnectedAt == 0 { disconnectedAt = MonotonicClock.nanoseconds() }
@@ -167,7 +167,7 @@ final class ChatClient: SocketDelegate {
         let delay = TimeAmount.nanoseconds(base / 2 + Int64.random(in: 0...max(1, base)))
         eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
             guard !stopped else { return }
-            stats.reconnectAttempts += 1
+            stats.counts.reconnectAttempts += 1
             _ = connect(to: endpoint, timeout: .seconds(5))
         }
     }
@@ -331,28 +331,28 @@ final class ChatClient: SocketDelegate {
         sentAt[number & (sentAt.count - 1)] = timestamp
         nextNumber += 1
         inFlight += 1
-        stats.inFlight += 1
-        stats.sent += 1
+        stats.counts.inFlight += 1
+        stats.counts.sent += 1
         return true
     }
 
     private func messageAnswered(number: Int, success: Bool, retryAfterMs: Int?) {
         guard number < nextNumber, inFlight > 0 else { return }
         inFlight -= 1
-        stats.inFlight -= 1
+        stats.counts.inFlight -= 1
         let now = MonotonicClock.nanoseconds()
         let sent = sentAt[number & (sentAt.count - 1)]
         if success {
             guard acked.insert(number) else { return }
-            stats.acked += 1
-            stats.expectedDeliveries += plan.audience
+            stats.counts.acked += 1
+            stats.counts.expectedDeliveries += plan.audience
             if stats.inWindow(sent) {
-                stats.ackedInWindow += 1
+                stats.counts.ackedInWindow += 1
                 stats.ackLatency.recordNanoseconds(now &- sent)
                 stats.intervalAckLatency.recordNanoseconds(now &- sent)
             }
         } else {
-            stats.failed += 1
+            stats.counts.failed += 1
             if let retryAfterMs, retryAfterMs > 0 {
                 pausedUntil = now + UInt64(retryAfterMs) * 1_000_000
                 if send.rate == 0 {
@@ -377,7 +377,7 @@ final class ChatClient: SocketDelegate {
     func socket(_ socket: BenchSocket, didReceive text: ByteBuffer) {
         text.withUnsafeReadableBytes { bytes in
             guard let envelope = JSONScan.envelope(bytes) else {
-                stats.malformedFrames += 1
+                stats.counts.malformedFrames += 1
                 return
             }
             if JSONScan.stringEquals(bytes, envelope.type, "message") {
@@ -387,7 +387,7 @@ final class ChatClient: SocketDelegate {
             } else if JSONScan.stringEquals(bytes, envelope.type, "error") {
                 receivedError(bytes, envelope)
             } else {
-                stats.otherFrames += 1
+                stats.counts.otherFrames += 1
             }
         }
     }
@@ -395,7 +395,7 @@ final class ChatClient: SocketDelegate {
     private func receivedMessage(_ bytes: UnsafeRawBufferPointer, _ envelope: EnvelopeFields) {
         let now = MonotonicClock.nanoseconds()
         guard let dataSpan = envelope.data else {
-            stats.malformedFrames += 1
+            stats.counts.malformedFrames += 1
             return
         }
         let data = JSONScan.data(bytes, dataSpan)
@@ -407,18 +407,18 @@ final class ChatClient: SocketDelegate {
             if seq > lastSeq { lastSeq = seq }
         }
         guard let marker = Self.marker(bytes, data.content) else {
-            stats.foreignMessages += 1
+            stats.counts.foreignMessages += 1
             return
         }
-        stats.deliveries += 1
-        if stats.inWindow(now) { stats.deliveriesInWindow += 1 }
+        stats.counts.deliveries += 1
+        if stats.inWindow(now) { stats.counts.deliveriesInWindow += 1 }
         let rank = marker.sender / max(plan.roomCount, 1)
         guard marker.sender % max(plan.roomCount, 1) == plan.roomIndex, rank < received.count else {
-            stats.foreignMessages += 1
+            stats.counts.foreignMessages += 1
             return
         }
         if !received[rank].insert(marker.number) {
-            stats.duplicates += 1
+            stats.counts.duplicates += 1
             return
         }
         if stats.inWindow(marker.sentAt) {
@@ -456,7 +456,7 @@ final class ChatClient: SocketDelegate {
 
     private func receivedAck(_ bytes: UnsafeRawBufferPointer, _ envelope: EnvelopeFields) {
         guard let ref = envelope.ref, ref.count >= 3 else {
-            stats.otherFrames += 1
+            stats.counts.otherFrames += 1
             return
         }
         let first = bytes[ref.start + 1]

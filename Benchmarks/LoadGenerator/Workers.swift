@@ -12,6 +12,35 @@ final class LoopStats {
     /// Send to ack of messages sent inside the window (µs).
     var ackLatency = makeLatencyHistogram()
     var intervalAckLatency = makeLatencyHistogram()
+    /// Rejoin times after a reconnect (recovery).
+    var rejoinTimes = makeLatencyHistogram()
+    var counts = Counters()
+    var windowStart: UInt64 = .max
+    var windowEnd: UInt64 = .max
+
+    @inline(__always)
+    func inWindow(_ time: UInt64) -> Bool { time >= windowStart && time < windowEnd }
+
+    func countError(_ code: String) {
+        counts.errors[code, default: 0] += 1
+    }
+
+    /// Counters and, when asked, the histograms; resets the interval histograms.
+    func snapshot(histograms: Bool) -> LoopSnapshot {
+        var snapshot = LoopSnapshot(counts: counts, interval: intervalLatency, intervalAck: intervalAckLatency)
+        intervalLatency.reset()
+        intervalAckLatency.reset()
+        if histograms {
+            snapshot.latency = latency
+            snapshot.ackLatency = ackLatency
+            snapshot.rejoinTimes = rejoinTimes
+        }
+        return snapshot
+    }
+}
+
+/// What a loop counts, apart from its histograms.
+struct Counters: Sendable {
     var deliveries = 0
     var deliveriesInWindow = 0
     var duplicates = 0
@@ -31,80 +60,10 @@ final class LoopStats {
     var closeCodes: [Int: Int] = [:]
     /// Rejoins completed after a reconnect (recovery), and when the last one happened.
     var rejoins = 0
-    var rejoinTimes = makeLatencyHistogram()
     var lastRejoinAt: UInt64 = 0
     var reconnectAttempts = 0
-    var windowStart: UInt64 = .max
-    var windowEnd: UInt64 = .max
 
-    @inline(__always)
-    func inWindow(_ time: UInt64) -> Bool { time >= windowStart && time < windowEnd }
-
-    func countError(_ code: String) {
-        errors[code, default: 0] += 1
-    }
-
-    /// Counters and, when asked, the histograms; resets the interval histograms.
-    func snapshot(histograms: Bool) -> LoopSnapshot {
-        var snapshot = LoopSnapshot()
-        snapshot.deliveries = deliveries
-        snapshot.deliveriesInWindow = deliveriesInWindow
-        snapshot.duplicates = duplicates
-        snapshot.foreignMessages = foreignMessages
-        snapshot.otherFrames = otherFrames
-        snapshot.malformedFrames = malformedFrames
-        snapshot.sent = sent
-        snapshot.acked = acked
-        snapshot.ackedInWindow = ackedInWindow
-        snapshot.failed = failed
-        snapshot.inFlight = inFlight
-        snapshot.expectedDeliveries = expectedDeliveries
-        snapshot.errors = errors
-        snapshot.unexpectedCloses = unexpectedCloses
-        snapshot.closeCodes = closeCodes
-        snapshot.rejoins = rejoins
-        snapshot.lastRejoinAt = lastRejoinAt
-        snapshot.reconnectAttempts = reconnectAttempts
-        snapshot.interval = intervalLatency
-        snapshot.intervalAck = intervalAckLatency
-        intervalLatency.reset()
-        intervalAckLatency.reset()
-        if histograms {
-            snapshot.latency = latency
-            snapshot.ackLatency = ackLatency
-            snapshot.rejoinTimes = rejoinTimes
-        }
-        return snapshot
-    }
-}
-
-/// A copy of the counters of one loop, or of all of them merged.
-struct LoopSnapshot: Sendable {
-    var deliveries = 0
-    var deliveriesInWindow = 0
-    var duplicates = 0
-    var foreignMessages = 0
-    var otherFrames = 0
-    var malformedFrames = 0
-    var sent = 0
-    var acked = 0
-    var ackedInWindow = 0
-    var failed = 0
-    var inFlight = 0
-    var expectedDeliveries = 0
-    var errors: [String: Int] = [:]
-    var unexpectedCloses = 0
-    var closeCodes: [Int: Int] = [:]
-    var rejoins = 0
-    var lastRejoinAt: UInt64 = 0
-    var reconnectAttempts = 0
-    var interval = makeLatencyHistogram()
-    var intervalAck = makeLatencyHistogram()
-    var latency = makeLatencyHistogram()
-    var ackLatency = makeLatencyHistogram()
-    var rejoinTimes = makeLatencyHistogram()
-
-    mutating func merge(_ other: LoopSnapshot) {
+    mutating func merge(_ other: Counters) {
         deliveries += other.deliveries
         deliveriesInWindow += other.deliveriesInWindow
         duplicates += other.duplicates
@@ -123,6 +82,24 @@ struct LoopSnapshot: Sendable {
         rejoins += other.rejoins
         lastRejoinAt = max(lastRejoinAt, other.lastRejoinAt)
         reconnectAttempts += other.reconnectAttempts
+    }
+}
+
+/// A copy of the counters of one loop, or of all of them merged; reads the counters as its own
+/// properties (`snapshot.deliveries`).
+@dynamicMemberLookup
+struct LoopSnapshot: Sendable {
+    var counts = Counters()
+    var interval = makeLatencyHistogram()
+    var intervalAck = makeLatencyHistogram()
+    var latency = makeLatencyHistogram()
+    var ackLatency = makeLatencyHistogram()
+    var rejoinTimes = makeLatencyHistogram()
+
+    subscript<Value>(dynamicMember keyPath: KeyPath<Counters, Value>) -> Value { counts[keyPath: keyPath] }
+
+    mutating func merge(_ other: LoopSnapshot) {
+        counts.merge(other.counts)
         interval.add(other.interval)
         intervalAck.add(other.intervalAck)
         latency.add(other.latency)
