@@ -11,6 +11,9 @@ let package = Package(
         .library(name: "SwitchboardServer", targets: ["SwitchboardServer"]),
         .library(name: "SwitchboardClient", targets: ["SwitchboardClient"]),
         .library(name: "SwitchboardTesting", targets: ["SwitchboardTesting"]),
+        .library(name: "SwitchboardAgent", targets: ["SwitchboardAgent"]),
+        .library(name: "SwitchboardPostgres", targets: ["SwitchboardPostgres"]),
+        .library(name: "IRCBridge", targets: ["IRCBridge"]),
         .executable(name: "switchboard-bench", targets: ["LoadGenerator"]),
     ],
     dependencies: [
@@ -20,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.27.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.0"),
@@ -27,7 +31,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.25.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.21.0"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.12.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.0"),
     ],
     targets: [
         // Wire types and their JSON codec. Depends on nothing but the standard library and Foundation.
@@ -74,6 +80,40 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "WSClient", package: "swift-websocket"),
             ]
+        ),
+        // The agent kit: bots as plugins on the client library (commands, storage, schedules, exec plugins).
+        .target(
+            name: "SwitchboardAgent",
+            dependencies: [
+                "SwitchboardClient",
+                "SwitchboardProtocol",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        // The PostgreSQL storage backend.
+        .target(
+            name: "SwitchboardPostgres",
+            dependencies: [
+                "SwitchboardProtocol",
+                "SwitchboardStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
+        // The IRC bridge, an agent plugin.
+        .target(
+            name: "IRCBridge",
+            dependencies: [
+                "SwitchboardAgent",
+                "SwitchboardClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Plugins/IRCBridge"
         ),
         // Helpers for tests: a real server on port 0 and raw protocol clients.
         .target(

@@ -2,11 +2,33 @@
 # Runs every test of the project, as CI does: one build, then the whole suite.
 #
 # The tests start their own servers on free loopback ports, each on a SQLite file in a
-# temporary folder, so nothing needs to be running beforehand. Services that later tests
-# need (PostgreSQL, an IRC server) are installed and started here, so that a newcomer's
-# machine and CI behave alike.
+# temporary folder. The services that other tests need (PostgreSQL, IRC servers, a browser)
+# are installed when missing and started here, by the scripts in scripts/services/, so that
+# a newcomer's machine and CI behave alike. Each of them exports what the tests read
+# (SWITCHBOARD_TEST_*) and registers how it stops; a test that needs a service fails,
+# never skips, when the variable is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== building and running the tests (the first build takes about 5 minutes on 2 cores)"
-swift test 2>&1
+cleanups=()
+stop_services() { for ((i=${#cleanups[@]}-1; i>=0; i--)); do eval "${cleanups[i]}" || true; done; }
+trap stop_services EXIT
+
+for service in scripts/services/*.sh; do
+    [ -e "$service" ] || continue
+    echo "== starting $(basename "$service" .sh)"
+    # shellcheck source=/dev/null
+    source "$service"
+done
+
+echo "== building (the first build takes about 10 minutes on 2 cores)"
+swift build --build-tests 2>&1
+echo "== running the Swift tests"
+swift test --skip-build 2>&1
+
+# Checks that drive the built binaries from outside Swift (the web page in a browser).
+for check in scripts/checks/*.sh; do
+    [ -e "$check" ] || continue
+    echo "== $(basename "$check" .sh)"
+    bash "$check"
+done

@@ -1,0 +1,1 @@
+// The IRC bridge: an agent plugin that relays rooms and IRC channels both ways.
