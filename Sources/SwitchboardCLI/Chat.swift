@@ -180,6 +180,11 @@ struct Send: AsyncParsableCommand {
     @Flag(help: "Print the stored message as JSON.") var json = false
     @Argument(help: "The text; '-' reads standard input.") var text: [String] = []
 
+    func validate() throws {
+        // A number from outside: in range before it becomes a Duration.
+        guard (0.001...86_400).contains(timeout) else { throw ValidationError("--timeout must be 0.001 to 86400 seconds, not \(timeout)") }
+    }
+
     func run() async throws {
         var typed = text.joined(separator: " ")
         if typed == "-" || typed.isEmpty {
