@@ -49,10 +49,10 @@ extension ChatClient {
             let waiters = withState { state in
                 state.token = token
                 state.user = user
-                defer { state.tokenWaiters = [:] }
-                return Array(state.tokenWaiters.values)
+                state.directory.learn(user)
+                return state.waiters.take(.token)
             }
-            for waiter in waiters { waiter.resume(returning: token) }
+            for case .token(let waiter) in waiters { waiter.resume(returning: token) }
             return withState { $0.machine.authenticated(at: .now) }
         } catch {
             if Task.isCancelled { return .stop }
@@ -65,21 +65,7 @@ extension ChatClient {
     /// The client failed for good: everything waiting is told, and the client stops.
     private func failForGood(_ error: ClientError) {
         logger.error("the client stopped for good", metadata: ["switchboard.error": "\(error)"])
-        let (sends, joins, tokens, flushes) = withState { state in
-            let sends = state.sendWaiters.values.flatMap { $0.values }
-            state.sendWaiters = [:]
-            let flushes = Array(state.flushWaiters.values)
-            state.flushWaiters = [:]
-            let joins = state.rooms.values.flatMap { $0.waiters.values }
-            for key in state.rooms.keys { state.rooms[key]?.waiters = [:] }
-            let tokens = Array(state.tokenWaiters.values)
-            state.tokenWaiters = [:]
-            return (sends, joins, tokens, flushes)
-        }
-        for waiter in flushes { waiter.resume() }
-        for waiter in sends { waiter.resume(throwing: error) }
-        for waiter in joins { waiter.resume(throwing: error) }
-        for waiter in tokens { waiter.resume(throwing: error) }
+        Waiters.fail(withState { $0.takeAllWaiters() }, with: error)
         stopRequested.fire()
     }
 
@@ -98,7 +84,9 @@ extension ChatClient {
         if let relay = relayBox.withLock({ $0 }) { return relay }
         guard let (host, port) = configuration.webSocketHostAndPort else { return nil }
         do {
-            let relay = try await ConnectionRelay.start(target: host, port: port, connectTimeout: configuration.connectTimeout)
+            let relay = try await ConnectionRelay.start(
+                target: host, port: port, connectTimeout: configuration.connectTimeout, eventLoopGroup: eventLoopGroup
+            )
             relayBox.withLock { $0 = relay }
             return relay
         } catch {
@@ -113,6 +101,10 @@ extension ChatClient {
             var opened = false
             var finished = false
             var heartbeatTimedOut = false
+            /// The reader waits for the application to take events: silence is then not a death.
+            var readerPaused = false
+            /// The outbox's messages in flight when the connection ended.
+            var inFlight: [String] = []
         }
         let state = Mutex(State())
         var opened: Bool { state.withLock { $0.opened } }
@@ -154,10 +146,14 @@ extension ChatClient {
                             timeout: connectTimeout
                         )
                         closeFrame = try await WebSocketClient.connect(
-                            url: url, configuration: webSocketConfiguration, proxySettings: proxy, logger: connectionLogger, handler: handler
+                            url: url, configuration: webSocketConfiguration, proxySettings: proxy, eventLoopGroup: self.eventLoopGroup,
+                            logger: connectionLogger, handler: handler
                         )
                     } else {
-                        closeFrame = try await WebSocketClient.connect(url: url, configuration: webSocketConfiguration, logger: connectionLogger, handler: handler)
+                        closeFrame = try await WebSocketClient.connect(
+                            url: url, configuration: webSocketConfiguration, eventLoopGroup: self.eventLoopGroup, logger: connectionLogger,
+                            handler: handler
+                        )
                     }
                     attempt.state.withLock { $0.finished = true }
                     return .success(closeFrame)
@@ -198,7 +194,18 @@ extension ChatClient {
                 case .success(let frame?): closeCode(of: frame)
                 default: nil
                 }
-            let timedOut = attempt.state.withLock { $0.heartbeatTimedOut }
+            let (timedOut, inFlight) = attempt.state.withLock { ($0.heartbeatTimedOut, $0.inFlight) }
+            if closeCode == 1009, let culprit = inFlight.first {
+                // The server's frame limit is below the client's maxMessageBytes: sending the message again
+                // would be closed again, forever, with every message behind it waiting. It is refused for good.
+                outboxFailed(
+                    culprit,
+                    error: ClientError(
+                        .invalid,
+                        "the server closed the connection (1009) for a message larger than its frame limit (--max-frame-bytes); set maxMessageBytes to that limit"
+                    )
+                )
+            }
             let ending: ConnectionStateMachine.Ending =
                 closeCode == 4001 ? .unauthorized : timedOut ? .heartbeatTimeout : .dropped
             logger.info(
@@ -248,6 +255,13 @@ extension ChatClient {
                         case .text(let text): self.handleFrame(Array(text.utf8), link: linkID)
                         case .binary: logger.debug("ignoring a binary frame")
                         }
+                        // Back-pressure: read no more while the application has not taken what came.
+                        if self.bus.isFull {
+                            attempt.state.withLock { $0.readerPaused = true }
+                            await self.bus.waitForSpace()
+                            attempt.state.withLock { $0.readerPaused = false }
+                            monitor.withLock { $0.received(at: .now) }
+                        }
                     }
                 } catch {
                     logger.debug("the WebSocket failed", metadata: ["switchboard.error": "\(error)"])
@@ -258,6 +272,11 @@ extension ChatClient {
                     let deadline = monitor.withLock { $0.nextCheck }
                     try? await Task.sleep(until: deadline, clock: .continuous)
                     if Task.isCancelled { return }
+                    if attempt.state.withLock({ $0.readerPaused }) {
+                        // The reader is not reading, so frames are not counted: not a dead connection.
+                        monitor.withLock { $0.received(at: .now) }
+                        continue
+                    }
                     switch monitor.withLock({ $0.check(at: .now) }) {
                     case .none: break
                     case .sendPing:
@@ -280,12 +299,15 @@ extension ChatClient {
             await group.next()
             group.cancelAll()
         }
-        endLink(linkID)
+        let inFlight = endLink(linkID)
+        attempt.state.withLock { $0.inFlight = inFlight }
     }
 
     /// Sends a `join` for every subscribed room not yet joined on this connection, again whenever rung.
     private func joinRoomsOverWebSocket(_ link: Link, outbound: WebSocketOutboundWriter) async {
+        checkReady()
         while !Task.isCancelled {
+            await listRoomsToFollow(on: link.id)
             let (leaves, rooms, nextRetry) = takeRoomsToJoin(on: link.id)
             for roomId in leaves {
                 let ref = withState { state in
@@ -349,17 +371,21 @@ extension ChatClient {
 
     /// The connection ended: what was in flight goes back to the outbox, requests waiting for an
     /// answer fail, and rooms will be joined again on the next connection.
-    func endLink(_ linkID: Int) {
-        let calls = withState { state -> [CheckedContinuation<ServerEvent.Reply, any Error>] in
-            guard state.link?.id == linkID else { return [] }
+    ///
+    /// - Returns: The messages that were in flight on it, oldest first.
+    @discardableResult
+    func endLink(_ linkID: Int) -> [String] {
+        let (calls, inFlight) = withState { state -> ([Waiters.Continuation], [String]) in
+            guard state.link?.id == linkID else { return ([], []) }
             state.link = nil
+            let inFlight = state.outbox.inFlightIDs
             state.outbox.connectionLost()
-            var calls: [CheckedContinuation<ServerEvent.Reply, any Error>] = []
+            var calls: [Waiters.Continuation] = []
             for (ref, request) in state.pending where request.link == linkID {
                 // An answer that came before its caller waited for it is kept for the caller.
                 if case .answered = request.kind { continue }
                 state.pending[ref] = nil
-                if case .call(let continuation) = request.kind { calls.append(continuation) }
+                if case .call = request.kind { calls += state.waiters.take(.call(ref: ref)) }
             }
             state.leaves = []
             for key in state.rooms.keys {
@@ -367,10 +393,11 @@ extension ChatClient {
                 state.rooms[key]?.joinedOn = nil
                 state.rooms[key]?.retryJoinAt = nil
             }
-            return calls
+            state.follow.listedOn = nil
+            return (calls, inFlight)
         }
-        let error = ClientError(.connectionLost, "the connection ended before the answer came")
-        for call in calls { call.resume(throwing: error) }
+        Waiters.fail(calls, with: ClientError(.connectionLost, "the connection ended before the answer came"))
+        return inFlight
     }
 }
 

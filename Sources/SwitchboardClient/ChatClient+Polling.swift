@@ -70,6 +70,8 @@ extension ChatClient {
                     guard let bytes = try? Wire.encode(envelope) else { continue }
                     handleFrame(bytes, link: link.id)
                 }
+                // Back-pressure: poll no more while the application has not taken what came.
+                await bus.waitForSpace()
             } catch {
                 if Task.isCancelled || error.code == .shutdown { return nil }
                 logger.debug("a poll failed", metadata: ["switchboard.error": "\(error)"])
@@ -87,17 +89,19 @@ extension ChatClient {
     /// Reads each subscribed room (joining public ones), to learn its newest `seq` and recover what
     /// was missed; again whenever rung.
     private func joinRoomsOverHTTP(_ link: Link, token: String) async -> ConnectionStateMachine.PollEnding? {
+        checkReady()
         while !Task.isCancelled {
+            await listRoomsToFollow(on: link.id)
             let (_, rooms, nextRetry) = takeRoomsToJoin(on: link.id)
             let me = state.withLock { $0.user?.id }
-            for roomId in rooms.map(\.roomId) {
+            for (roomId, _, generation) in rooms {
                 do throws(ClientError) {
                     var room = try await api.room(roomId, token: token)
                     if let me, !room.members.contains(me) {
                         // A WebSocket join makes the caller a member of a public room; do the same here.
                         room = try await api.addMember(roomId: roomId, userId: me, token: token)
                     }
-                    joined(room, link: link.id)
+                    joined(room, link: link.id, generation: generation)
                 } catch {
                     if Task.isCancelled || error.code == .shutdown { return nil }
                     if error.code == .unauthorized { return .unauthorized }
