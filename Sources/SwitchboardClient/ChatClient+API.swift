@@ -7,10 +7,10 @@ import WSClient
 
 extension ChatClient {
     /// Where the client stands now.
-    public var status: ConnectionStatus { state.withLock { $0.machine.status } }
+    public var status: ConnectionStatus { state.withLock { $0.connection.machine.status } }
 
     /// The logged-in user, once the server has confirmed the credentials; `nil` before.
-    public var currentUser: User? { state.withLock { $0.user } }
+    public var currentUser: User? { state.withLock { $0.connection.user } }
 
     /// The token the client uses: the configured one, or the session token of a password login,
     /// waiting for the login if it has not happened yet.
@@ -22,7 +22,7 @@ extension ChatClient {
             return try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<String, any Error>) in
                     let now: Result<String, any Error>? = state.withLock { state in
-                        if let token = state.token { return .success(token) }
+                        if let token = state.connection.token { return .success(token) }
                         if let error = state.closedError { return .failure(error) }
                         if Task.isCancelled { return .failure(CancellationError()) }
                         state.waiters.add(.token(continuation), for: .token, id: id)
@@ -101,11 +101,11 @@ extension ChatClient {
                     let now: Result<Room, any Error>? = self.withState { state in
                         if let error = state.closedError { return .failure(error) }
                         if Task.isCancelled { return .failure(CancellationError()) }
-                        state.follow.excluded.remove(roomId)
-                        if let existing = state.rooms[roomId], let room = existing.room, existing.joinedOn != nil { return .success(room) }
-                        if state.rooms[roomId] == nil {
+                        state.subscriptions.follow.excluded.remove(roomId)
+                        if let existing = state.subscriptions.rooms[roomId], let room = existing.room, existing.joinedOn != nil { return .success(room) }
+                        if state.subscriptions.rooms[roomId] == nil {
                             self.follow(roomId, after: start, state: &state)
-                            created.withLock { $0 = state.nextGeneration }
+                            created.withLock { $0 = state.subscriptions.nextGeneration }
                         }
                         state.waiters.add(.subscription(continuation), for: .join(roomId: roomId), id: id)
                         return nil
@@ -147,8 +147,8 @@ extension ChatClient {
     public func followAllRooms() -> AsyncStream<ClientEvent> {
         let events = hub.stream { $0 }
         let bell = withState { state -> Doorbell? in
-            state.follow.all = true
-            return state.link?.joinBell
+            state.subscriptions.follow.all = true
+            return state.connection.link?.joinBell
         }
         bell?.ring()
         return events
@@ -164,12 +164,12 @@ extension ChatClient {
     /// Unsubscribes; with `generation`, only when the subscription is still that one.
     func unsubscribe(from roomId: String, generation: Int?) async {
         let waiters = withState { state -> [Waiters.Continuation] in
-            guard let room = state.rooms[roomId], generation == nil || room.generation == generation else { return [] }
-            state.rooms[roomId] = nil
-            if state.follow.all { state.follow.excluded.insert(roomId) }
-            if let link = state.link, link.isWebSocket, room.joinSentOn == link.id {
+            guard let room = state.subscriptions.rooms[roomId], generation == nil || room.generation == generation else { return [] }
+            state.subscriptions.rooms[roomId] = nil
+            if state.subscriptions.follow.all { state.subscriptions.follow.excluded.insert(roomId) }
+            if let link = state.connection.link, link.isWebSocket, room.joinSentOn == link.id {
                 // Sent by the task that sends joins, so that a quick subscribe again goes out after it.
-                state.leaves.append(roomId)
+                state.subscriptions.leaves.append(roomId)
                 link.joinBell.ring()
             }
             return state.waiters.take(.join(roomId: roomId))
@@ -179,13 +179,13 @@ extension ChatClient {
     }
 
     /// The rooms subscribed to.
-    public var subscribedRooms: [String] { state.withLock { $0.rooms.keys.sorted() } }
+    public var subscribedRooms: [String] { state.withLock { $0.subscriptions.rooms.keys.sorted() } }
 
     /// The `seq` of the last message of the room handed to the application; `nil` when not subscribed
     /// or not yet joined. It moves when a message is handed over, not when the application has handled
     /// it: to resume after a restart, record handled messages with ``markHandled(_:)``.
     public func lastSeq(in roomId: String) -> Int? {
-        state.withLock { $0.rooms[roomId]?.timeline.delivered }
+        state.withLock { $0.subscriptions.rooms[roomId]?.timeline.delivered }
     }
 
     /// Records that the application has handled `message` (and every earlier one of its room), in
@@ -227,7 +227,7 @@ extension ChatClient {
     /// for await message in room.messages where !client.isOwn(message) { … }
     /// ```
     public func isOwn(_ message: Message) -> Bool {
-        state.withLock { $0.user?.id == message.userId }
+        state.withLock { $0.connection.user?.id == message.userId }
     }
 
     /// A user the client knows (from join acks, membership events, lookups), without asking the server.
@@ -364,14 +364,17 @@ extension ChatClient {
     public var pendingMessages: [PendingMessage] { state.withLock { $0.outbox.entries } }
 
     private func makePending(_ content: String, roomId: String, replyTo: String?, meta: JSONValue?, clientId: String?) throws(ClientError) -> PendingMessage {
-        // Only what the server would refuse by closing the connection, or what no server accepts, is refused here;
-        // the content's length is the server's to judge (it answers with an error), since it is configurable.
-        guard content.unicodeScalars.contains(where: { !$0.properties.isWhitespace }) else {
-            throw ClientError(.invalid, "content must not be empty")
-        }
-        guard !content.unicodeScalars.contains("\u{0}") else { throw ClientError(.invalid, "content must not contain U+0000") }
+        // The protocol's own checks, as the server makes them; but the content's length is the server's to judge
+        // (it answers with an error), since it is configurable there.
+        var limits = Limits()
+        limits.maxContentLength = .max
         let clientId = clientId ?? UUID().uuidString.lowercased()
-        guard (1...64).contains(clientId.count) else { throw ClientError(.invalid, "clientId must be 1 to 64 characters") }
+        do {
+            _ = try Validation.content(content, limits: limits)
+            try Validation.clientId(clientId)
+        } catch {
+            throw ClientError(error)
+        }
         let now = Int(Date().timeIntervalSince1970 * 1000)
         let message = PendingMessage(clientId: clientId, roomId: roomId, content: content, replyTo: replyTo, meta: meta, queuedAt: now)
         let size = (try? Wire.encodeString(Envelope(type: .message, roomId: roomId, data: message.data, ref: "o:" + clientId)).utf8.count) ?? .max
@@ -395,7 +398,7 @@ extension ChatClient {
                 _ = state.waiters.take(.send(clientId: message.clientId))
                 throw ClientError(.outboxFull, "the outbox holds \(state.outbox.count) messages, its capacity")
             case .alreadyQueued:
-                return state.link?.outboxBell
+                return state.connection.link?.outboxBell
             case .clientIdInUse:
                 preconditionFailure("checked above")
             case .queued:
@@ -409,7 +412,7 @@ extension ChatClient {
                         throw error
                     }
                 }
-                return state.link?.outboxBell
+                return state.connection.link?.outboxBell
             }
         }
         bell?.ring()
@@ -422,9 +425,9 @@ extension ChatClient {
     @discardableResult
     public func sendTyping(_ isTyping: Bool = true, in roomId: String) async -> Bool {
         let target = withState { state -> (WebSocketOutboundWriter, String)? in
-            guard let link = state.link, case .webSocket(let writer) = link.kind else { return nil }
-            let ref = state.makeRef("t")
-            state.pending[ref] = PendingRequest(link: link.id, kind: .ignore)
+            guard let link = state.connection.link, case .webSocket(let writer) = link.kind else { return nil }
+            let ref = state.requests.makeRef("t")
+            state.requests.pending[ref] = PendingRequest(link: link.id, kind: .ignore)
             return (writer, ref)
         }
         guard let (writer, ref) = target else { return false }
@@ -458,19 +461,19 @@ extension ChatClient {
     func request<Payload: Codable & Sendable>(_ type: EnvelopeType, roomId: String?, data: Payload) async throws -> ServerEvent.Reply {
         let target = try withState { state -> (WebSocketOutboundWriter, String, Int) in
             if let error = state.closedError { throw error }
-            guard let link = state.link else { throw ClientError(.notConnected, "the client is not connected") }
+            guard let link = state.connection.link else { throw ClientError(.notConnected, "the client is not connected") }
             guard case .webSocket(let writer) = link.kind else {
                 throw ClientError(.unavailable, "\(type) needs the WebSocket, and the client is long polling")
             }
-            let ref = state.makeRef("c")
-            state.pending[ref] = PendingRequest(link: link.id, kind: .awaiting)
+            let ref = state.requests.makeRef("c")
+            state.requests.pending[ref] = PendingRequest(link: link.id, kind: .awaiting)
             return (writer, ref, link.id)
         }
         let (writer, ref, linkID) = target
         do {
             try await writer.write(.text(Wire.encodeString(Envelope(type: type, roomId: roomId, data: data, ref: ref))))
         } catch {
-            state.withLock { _ = $0.pending.removeValue(forKey: ref) }
+            state.withLock { _ = $0.requests.pending.removeValue(forKey: ref) }
             throw ClientError(.connectionLost, "the connection ended before the request went out", cause: error)
         }
         do {
@@ -478,18 +481,18 @@ extension ChatClient {
                 try await withTaskCancellationHandler {
                     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ServerEvent.Reply, any Error>) in
                         let now: Result<ServerEvent.Reply, any Error>? = self.state.withLock { state in
-                            guard let pending = state.pending[ref], pending.link == linkID else {
+                            guard let pending = state.requests.pending[ref], pending.link == linkID else {
                                 return .failure(ClientError(.connectionLost, "the connection ended before the answer came"))
                             }
                             if case .answered(let result) = pending.kind {
-                                state.pending[ref] = nil
+                                state.requests.pending[ref] = nil
                                 return result.mapError { $0 as any Error }
                             }
                             if Task.isCancelled {
-                                state.pending[ref] = nil
+                                state.requests.pending[ref] = nil
                                 return .failure(CancellationError())
                             }
-                            state.pending[ref] = PendingRequest(link: linkID, kind: .call)
+                            state.requests.pending[ref] = PendingRequest(link: linkID, kind: .call)
                             state.waiters.add(.reply(continuation), for: .call(ref: ref), id: 0)
                             return nil
                         }
@@ -497,7 +500,7 @@ extension ChatClient {
                     }
                 } onCancel: {
                     let waiters = self.state.withLock { state -> [Waiters.Continuation] in
-                        state.pending[ref] = nil
+                        state.requests.pending[ref] = nil
                         return state.waiters.take(.call(ref: ref))
                     }
                     Waiters.fail(waiters, with: CancellationError())
@@ -505,7 +508,7 @@ extension ChatClient {
             }
         } catch {
             // After a timeout or a cancellation, an answer that comes later has nobody to go to.
-            state.withLock { _ = $0.pending.removeValue(forKey: ref) }
+            state.withLock { _ = $0.requests.pending.removeValue(forKey: ref) }
             throw error
         }
     }
@@ -597,7 +600,7 @@ extension ChatClient {
             finish: { queue.finish() }
         )
         let added = hub.add(subscriber) != nil
-        let (current, version) = state.withLock { ($0.machine.status, $0.statusVersion) }
+        let (current, version) = state.withLock { ($0.connection.machine.status, $0.connection.statusVersion) }
         if isNewer(version) { queue.pushNow(current, lossy: true) }
         // The client has stopped: its last status, and the end.
         if !added { queue.finish() }
@@ -755,8 +758,8 @@ extension ChatClient {
 extension ChatClient.State {
     /// Why nothing more can be done, when that is so.
     var closedError: ClientError? {
-        if case .failed(let error) = machine.status { return error }
-        if stopping || machine.isFinal { return ClientError(.shutdown, "the client was disconnected") }
+        if case .failed(let error) = connection.machine.status { return error }
+        if isClosed { return ClientError(.shutdown, "the client was disconnected") }
         return nil
     }
 }

@@ -9,7 +9,7 @@ extension ChatClient {
     /// client stops or fails for good.
     func connectionLoop() async {
         var generator = SystemRandomNumberGenerator()
-        var action = withState { $0.machine.start() }
+        var action = withState { $0.connection.machine.start() }
         while !Task.isCancelled {
             logger.trace("connection action", metadata: ["switchboard.action": "\(action)"])
             switch action {
@@ -21,7 +21,7 @@ extension ChatClient {
                 action = await runPolling(using: &generator)
             case .wait(let delay):
                 try? await Task.sleep(for: delay)
-                action = withState { $0.machine.waitElapsed() }
+                action = withState { $0.connection.machine.waitElapsed() }
             case .fail(let error):
                 failForGood(error)
                 return
@@ -47,18 +47,18 @@ extension ChatClient {
             }
             logger.debug("authenticated", metadata: ["switchboard.user": "\(user.username)"])
             let waiters = withState { state in
-                state.token = token
-                state.user = user
+                state.connection.token = token
+                state.connection.user = user
                 state.directory.learn(user)
                 return state.waiters.take(.token)
             }
             for case .token(let waiter) in waiters { waiter.resume(returning: token) }
-            return withState { $0.machine.authenticated(at: .now) }
+            return withState { $0.connection.machine.authenticated(at: .now) }
         } catch {
             if Task.isCancelled { return .stop }
             logger.debug("authentication failed", metadata: ["switchboard.error": "\(error)"])
             let failure: ConnectionStateMachine.ConnectFailure = error.code == .unauthorized ? .unauthorized : .unreachable
-            return withState { $0.machine.authenticationFailed(failure, using: &generator) }
+            return withState { $0.connection.machine.authenticationFailed(failure, using: &generator) }
         }
     }
 
@@ -71,7 +71,7 @@ extension ChatClient {
 
     /// Closes the open WebSocket with 1000, so that the server sees a clean goodbye.
     func closeLinkGracefully() async {
-        let link = state.withLock { $0.link }
+        let link = state.withLock { $0.connection.link }
         if let link, case .webSocket(let writer) = link.kind {
             try? await writer.close(.normalClosure, reason: "client disconnected")
         }
@@ -112,12 +112,12 @@ extension ChatClient {
 
     /// Opens the WebSocket, runs it until it ends, and reports the outcome to the state machine.
     private func runWebSocket(using generator: inout SystemRandomNumberGenerator) async -> ConnectionStateMachine.Action {
-        guard let token = state.withLock({ $0.token }) else {
-            return withState { $0.machine.webSocketFailed(.unauthorized, using: &generator) }
+        guard let token = state.withLock({ $0.connection.token }) else {
+            return withState { $0.connection.machine.webSocketFailed(.unauthorized, using: &generator) }
         }
         let linkID = withState { state in
-            state.nextLinkID += 1
-            return state.nextLinkID
+            state.connection.nextLinkID += 1
+            return state.connection.nextLinkID
         }
         let attempt = Attempt()
         let webSocketConfiguration = WebSocketClientConfiguration(
@@ -187,7 +187,7 @@ extension ChatClient {
         }
 
         // A connection that ends because the client stops is not a drop: no reconnecting status.
-        if Task.isCancelled || state.withLock({ $0.stopping }) { return .stop }
+        if Task.isCancelled || state.withLock({ $0.lifecycle.stopping }) { return .stop }
         if attempt.opened {
             let closeCode: UInt16? =
                 switch outcome {
@@ -212,7 +212,7 @@ extension ChatClient {
                 "the WebSocket closed",
                 metadata: ["switchboard.close.code": "\(closeCode.map(String.init) ?? "none")", "switchboard.ending": "\(ending)"]
             )
-            return withState { $0.machine.webSocketEnded(ending, at: .now, using: &generator) }
+            return withState { $0.connection.machine.webSocketEnded(ending, at: .now, using: &generator) }
         }
 
         // It never opened. HTTP tells why: a refused token, a WebSocket-hostile network, or a server that is down.
@@ -228,7 +228,7 @@ extension ChatClient {
             if Task.isCancelled { return .stop }
             failure = error.code == .unauthorized ? .unauthorized : .unreachable
         }
-        return withState { $0.machine.webSocketFailed(failure, using: &generator) }
+        return withState { $0.connection.machine.webSocketFailed(failure, using: &generator) }
     }
 
     /// One open WebSocket: reads frames, keeps the heartbeat, joins rooms and sends the outbox,
@@ -240,8 +240,8 @@ extension ChatClient {
         let link = Link(id: linkID, kind: .webSocket(outbound), outboxBell: Doorbell(), joinBell: Doorbell())
         let openedAt = ContinuousClock.now
         withState { state in
-            state.machine.webSocketOpened(at: openedAt)
-            state.link = link
+            state.connection.machine.webSocketOpened(at: openedAt)
+            state.connection.link = link
         }
         logger.info("the WebSocket is open")
         let monitor = Locked(HeartbeatMonitor(interval: configuration.heartbeat.interval, timeout: configuration.heartbeat.timeout, now: openedAt))
@@ -282,7 +282,7 @@ extension ChatClient {
                     case .sendPing:
                         logger.trace("the connection is quiet; pinging")
                         // Not registered as pending: any frame, the pong included, is the answer.
-                        let ref = self.withState { $0.makeRef("p") }
+                        let ref = self.withState { $0.requests.makeRef("p") }
                         try? await outbound.write(.text(Wire.encodeString(Envelope<EmptyData>(type: .ping, data: EmptyData(), ref: ref))))
                     case .dead:
                         logger.warning("no answer to a ping: the connection is dead")
@@ -311,8 +311,8 @@ extension ChatClient {
             let (leaves, rooms, nextRetry) = takeRoomsToJoin(on: link.id)
             for roomId in leaves {
                 let ref = withState { state in
-                    let ref = state.makeRef("l")
-                    state.pending[ref] = PendingRequest(link: link.id, kind: .ignore)
+                    let ref = state.requests.makeRef("l")
+                    state.requests.pending[ref] = PendingRequest(link: link.id, kind: .ignore)
                     return ref
                 }
                 do {
@@ -323,8 +323,8 @@ extension ChatClient {
             }
             for room in rooms {
                 let ref = withState { state in
-                    let ref = state.makeRef("j")
-                    state.pending[ref] = PendingRequest(link: link.id, kind: .join(roomId: room.roomId, generation: room.generation))
+                    let ref = state.requests.makeRef("j")
+                    state.requests.pending[ref] = PendingRequest(link: link.id, kind: .join(roomId: room.roomId, generation: room.generation))
                     return ref
                 }
                 logger.debug("joining", metadata: ["switchboard.room": "\(room.roomId)", "switchboard.since": "\(room.since.map(String.init) ?? "live")"])
@@ -349,7 +349,7 @@ extension ChatClient {
             let next = withState { state -> OutboxMachine.Next in
                 let next = state.outbox.next(at: .now)
                 if case .send(let message) = next {
-                    state.pending["o:" + message.clientId] = PendingRequest(link: link.id, kind: .outbox(clientId: message.clientId))
+                    state.requests.pending["o:" + message.clientId] = PendingRequest(link: link.id, kind: .outbox(clientId: message.clientId))
                 }
                 return next
             }
@@ -376,24 +376,24 @@ extension ChatClient {
     @discardableResult
     func endLink(_ linkID: Int) -> [String] {
         let (calls, inFlight) = withState { state -> ([Waiters.Continuation], [String]) in
-            guard state.link?.id == linkID else { return ([], []) }
-            state.link = nil
+            guard state.connection.link?.id == linkID else { return ([], []) }
+            state.connection.link = nil
             let inFlight = state.outbox.inFlightIDs
             state.outbox.connectionLost()
             var calls: [Waiters.Continuation] = []
-            for (ref, request) in state.pending where request.link == linkID {
+            for (ref, request) in state.requests.pending where request.link == linkID {
                 // An answer that came before its caller waited for it is kept for the caller.
                 if case .answered = request.kind { continue }
-                state.pending[ref] = nil
+                state.requests.pending[ref] = nil
                 if case .call = request.kind { calls += state.waiters.take(.call(ref: ref)) }
             }
-            state.leaves = []
-            for key in state.rooms.keys {
-                state.rooms[key]?.joinSentOn = nil
-                state.rooms[key]?.joinedOn = nil
-                state.rooms[key]?.retryJoinAt = nil
+            state.subscriptions.leaves = []
+            for key in state.subscriptions.rooms.keys {
+                state.subscriptions.rooms[key]?.joinSentOn = nil
+                state.subscriptions.rooms[key]?.joinedOn = nil
+                state.subscriptions.rooms[key]?.retryJoinAt = nil
             }
-            state.follow.listedOn = nil
+            state.subscriptions.follow.listedOn = nil
             return (calls, inFlight)
         }
         Waiters.fail(calls, with: ClientError(.connectionLost, "the connection ended before the answer came"))

@@ -20,8 +20,8 @@ extension ChatClient {
         switch event {
         case .message(let message):
             withState { state in
-                guard state.rooms[message.roomId] != nil else { return }
-                apply(state.rooms[message.roomId]!.timeline.received(message), roomId: message.roomId, state: &state)
+                guard state.subscriptions.rooms[message.roomId] != nil else { return }
+                apply(state.subscriptions.rooms[message.roomId]!.timeline.received(message), roomId: message.roomId, state: &state)
             }
         case .typing(let roomId, let userId, let isTyping):
             emitIfSubscribed(roomId, .typing(TypingEvent(roomId: roomId, userId: userId, isTyping: isTyping)))
@@ -43,12 +43,12 @@ extension ChatClient {
         case .join(let roomId, let user):
             withState { state in
                 state.directory.learn(user)
-                if state.rooms[roomId] != nil { emit(.memberJoined(roomId: roomId, user: user)) }
+                if state.subscriptions.rooms[roomId] != nil { emit(.memberJoined(roomId: roomId, user: user)) }
             }
         case .leave(let roomId, let user):
             withState { state in
                 state.directory.learn(user)
-                if state.rooms[roomId] != nil { emit(.memberLeft(roomId: roomId, user: user)) }
+                if state.subscriptions.rooms[roomId] != nil { emit(.memberLeft(roomId: roomId, user: user)) }
             }
         case .room(let data):
             roomAppeared(data)
@@ -73,7 +73,7 @@ extension ChatClient {
 
     private func emitIfSubscribed(_ roomId: String, _ event: ClientEvent) {
         withState { state in
-            if state.rooms[roomId] != nil { emit(event) }
+            if state.subscriptions.rooms[roomId] != nil { emit(event) }
         }
     }
 
@@ -86,9 +86,9 @@ extension ChatClient {
         let change = MemberChange(roomId: roomId, user: data.user, change: data.change, by: data.by)
         let waiters = withState { state -> [Waiters.Continuation] in
             state.directory.apply(change)
-            guard state.rooms[roomId] != nil else { return [] }
+            guard state.subscriptions.rooms[roomId] != nil else { return [] }
             emit(.member(change))
-            guard change.change == .removed, change.user.id == state.user?.id else { return [] }
+            guard change.change == .removed, change.user.id == state.connection.user?.id else { return [] }
             // The server ends the subscription with this event: so does the client, without a join to retry.
             let error = ClientError(.forbidden, "removed from the room\(change.by.map { " by \($0)" } ?? "")")
             return endSubscription(roomId, error: error, state: &state)
@@ -102,7 +102,7 @@ extension ChatClient {
         withState { state in
             state.directory.learn(data.room)
             emit(.room(data))
-            guard state.follow.all, state.rooms[data.room.id] == nil, !state.follow.excluded.contains(data.room.id) else { return }
+            guard state.subscriptions.follow.all, state.subscriptions.rooms[data.room.id] == nil, !state.subscriptions.follow.excluded.contains(data.room.id) else { return }
             // The server sends `room` when a room is made with the user in it or the user is added, before any
             // message of it reaches the user: so it is followed from the `lastSeq` of that moment, with no guess
             // at which messages are new. (A room that appears while the client is offline is found by the listing
@@ -113,22 +113,22 @@ extension ChatClient {
 
     /// Starts following a room without a caller waiting: the join goes out on the current connection.
     func follow(_ roomId: String, after seq: Int?, state: inout State) {
-        state.nextGeneration += 1
-        state.rooms[roomId] = RoomState(timeline: RoomTimeline(after: seq), generation: state.nextGeneration)
-        state.link?.joinBell.ring()
+        state.subscriptions.nextGeneration += 1
+        state.subscriptions.rooms[roomId] = RoomState(timeline: RoomTimeline(after: seq), generation: state.subscriptions.nextGeneration)
+        state.connection.link?.joinBell.ring()
     }
 
     /// The answer to a request of ours.
     func answered(ref: String?, link: Int, _ result: Result<ServerEvent.Reply, ClientError>) {
         guard let ref else { return }
         let (request, callers) = withState { state -> (PendingRequest?, [Waiters.Continuation]) in
-            guard let request = state.pending[ref], request.link == link else { return (nil, []) }
+            guard let request = state.requests.pending[ref], request.link == link else { return (nil, []) }
             if case .awaiting = request.kind {
                 // The caller has not started waiting yet: keep the answer for it, under the same lock.
-                state.pending[ref] = PendingRequest(link: link, kind: .answered(result))
+                state.requests.pending[ref] = PendingRequest(link: link, kind: .answered(result))
                 return (nil, [])
             }
-            state.pending[ref] = nil
+            state.requests.pending[ref] = nil
             return (request, state.waiters.take(.call(ref: ref)))
         }
         guard let request else {
@@ -172,7 +172,7 @@ extension ChatClient {
                 }
             case .failure(let error):
                 // The answer to the join of an earlier subscription to the room (unsubscribed since) is stale.
-                guard state.withLock({ $0.rooms[roomId]?.generation == generation }) else { return }
+                guard state.withLock({ $0.subscriptions.rooms[roomId]?.generation == generation }) else { return }
                 if error.isTransient {
                     retryJoinLater(roomId)
                 } else {
@@ -188,15 +188,15 @@ extension ChatClient {
     ///   unsubscribed and subscribed again since) changes nothing. Checked under the same lock as the change.
     func joined(_ room: Room, lastSeq: Int? = nil, online: [String]? = nil, link: Int, generation: Int? = nil) {
         let waiters = withState { state -> [Waiters.Continuation] in
-            guard let current = state.rooms[room.id] else { return [] }
+            guard let current = state.subscriptions.rooms[room.id] else { return [] }
             if let generation, current.generation != generation { return [] }
             let lastSeq = lastSeq ?? room.lastSeq
-            state.rooms[room.id]!.room = room
-            state.rooms[room.id]!.joinedOn = link
-            state.rooms[room.id]!.catchingUpTo = lastSeq
+            state.subscriptions.rooms[room.id]!.room = room
+            state.subscriptions.rooms[room.id]!.joinedOn = link
+            state.subscriptions.rooms[room.id]!.catchingUpTo = lastSeq
             state.directory.learn(room)
             if let online { state.directory.online.formUnion(online) }
-            apply(state.rooms[room.id]!.timeline.joined(lastSeq: lastSeq), roomId: room.id, state: &state)
+            apply(state.subscriptions.rooms[room.id]!.timeline.joined(lastSeq: lastSeq), roomId: room.id, state: &state)
             return state.waiters.take(.join(roomId: room.id))
         }
         for case .subscription(let waiter) in waiters { waiter.resume(returning: room) }
@@ -205,9 +205,9 @@ extension ChatClient {
     /// A join failed for a passing reason: try it again in a second, on the same connection.
     func retryJoinLater(_ roomId: String) {
         let bell = withState { state -> Doorbell? in
-            state.rooms[roomId]?.joinSentOn = nil
-            state.rooms[roomId]?.retryJoinAt = .now + .seconds(1)
-            return state.link?.joinBell
+            state.subscriptions.rooms[roomId]?.joinSentOn = nil
+            state.subscriptions.rooms[roomId]?.retryJoinAt = .now + .seconds(1)
+            return state.connection.link?.joinBell
         }
         bell?.ring()
     }
@@ -217,17 +217,17 @@ extension ChatClient {
         let now = ContinuousClock.now
         return withState { state in
             // Leaves and joins are taken together so that one task writes them in the order they were asked for.
-            let leaves = state.leaves
-            state.leaves = []
+            let leaves = state.subscriptions.leaves
+            state.subscriptions.leaves = []
             var rooms: [(roomId: String, since: Int?, generation: Int)] = []
             var nextRetry: ContinuousClock.Instant?
-            for (roomId, room) in state.rooms.sorted(by: { $0.key < $1.key }) where room.joinSentOn != link {
+            for (roomId, room) in state.subscriptions.rooms.sorted(by: { $0.key < $1.key }) where room.joinSentOn != link {
                 if let retry = room.retryJoinAt, retry > now {
                     nextRetry = min(nextRetry ?? retry, retry)
                     continue
                 }
-                state.rooms[roomId]?.joinSentOn = link
-                state.rooms[roomId]?.retryJoinAt = nil
+                state.subscriptions.rooms[roomId]?.joinSentOn = link
+                state.subscriptions.rooms[roomId]?.retryJoinAt = nil
                 rooms.append((roomId, room.timeline.since, room.generation))
             }
             return (leaves, rooms, nextRetry)
@@ -243,7 +243,7 @@ extension ChatClient {
 
     /// Ends a room's subscription for a reason of the server's; returns the callers waiting for its join.
     private func endSubscription(_ roomId: String, error: ClientError, state: inout State) -> [Waiters.Continuation] {
-        guard state.rooms.removeValue(forKey: roomId) != nil else { return [] }
+        guard state.subscriptions.rooms.removeValue(forKey: roomId) != nil else { return [] }
         emit(.subscriptionEnded(roomId: roomId, error))
         return state.waiters.take(.join(roomId: roomId))
     }
@@ -259,8 +259,8 @@ extension ChatClient {
         if let after = output.fetchAfter {
             fetchContinuation.yield(FetchRequest(roomId: roomId, after: after, delay: nil))
         }
-        if let target = state.rooms[roomId]?.catchingUpTo, let delivered = state.rooms[roomId]?.timeline.delivered, delivered >= target {
-            state.rooms[roomId]?.catchingUpTo = nil
+        if let target = state.subscriptions.rooms[roomId]?.catchingUpTo, let delivered = state.subscriptions.rooms[roomId]?.timeline.delivered, delivered >= target {
+            state.subscriptions.rooms[roomId]?.catchingUpTo = nil
             emit(.caughtUp(roomId: roomId, seq: delivered))
             emitReadyIfDue(state: &state)
         }
@@ -269,11 +269,11 @@ extension ChatClient {
     /// Sends `ready` once per connection, when every followed room has caught up (and, when following
     /// every room, the rooms were listed).
     func emitReadyIfDue(state: inout State) {
-        guard let link = state.link, state.follow.readyOn != link.id else { return }
-        if state.follow.all && state.follow.listedOn != link.id { return }
-        let waiting = state.rooms.values.contains { $0.joinedOn != link.id || $0.catchingUpTo != nil }
+        guard let link = state.connection.link, state.subscriptions.follow.readyOn != link.id else { return }
+        if state.subscriptions.follow.all && state.subscriptions.follow.listedOn != link.id { return }
+        let waiting = state.subscriptions.rooms.values.contains { $0.joinedOn != link.id || $0.catchingUpTo != nil }
         guard !waiting else { return }
-        state.follow.readyOn = link.id
+        state.subscriptions.follow.readyOn = link.id
         emit(.ready)
     }
 
@@ -286,7 +286,7 @@ extension ChatClient {
     /// yet, from the position store's `seq` or else from their newest. Retried until it works or the link ends.
     func listRoomsToFollow(on link: Int) async {
         while !Task.isCancelled {
-            let due = state.withLock { $0.follow.all && $0.follow.listedOn != link && $0.link?.id == link }
+            let due = state.withLock { $0.subscriptions.follow.all && $0.subscriptions.follow.listedOn != link && $0.connection.link?.id == link }
             guard due else { return }
             do {
                 let token = try await token()
@@ -296,14 +296,14 @@ extension ChatClient {
                     starts[summary.room.id] = try await startPosition(of: summary.room.id) ?? summary.room.lastSeq
                 }
                 withState { state in
-                    guard state.link?.id == link else { return }
+                    guard state.connection.link?.id == link else { return }
                     for summary in summaries {
                         state.directory.learn(summary.room)
                         let id = summary.room.id
-                        guard state.rooms[id] == nil, !state.follow.excluded.contains(id) else { continue }
+                        guard state.subscriptions.rooms[id] == nil, !state.subscriptions.follow.excluded.contains(id) else { continue }
                         follow(id, after: starts[id], state: &state)
                     }
-                    state.follow.listedOn = link
+                    state.subscriptions.follow.listedOn = link
                     emitReadyIfDue(state: &state)
                 }
                 logger.debug("following every room", metadata: ["switchboard.rooms": "\(summaries.count)"])
@@ -340,7 +340,7 @@ extension ChatClient {
 
     /// A message left the outbox: takes its senders, and the flush waiters if the outbox is now empty.
     private func settle(_ clientId: String, in state: inout State) -> Settled {
-        var settled = Settled(clientId: clientId, bell: state.link?.outboxBell)
+        var settled = Settled(clientId: clientId, bell: state.connection.link?.outboxBell)
         settled.senders = state.waiters.take(.send(clientId: clientId))
         if state.outbox.isEmpty { settled.flushes = state.waiters.take(.flush) }
         return settled
@@ -387,7 +387,7 @@ extension ChatClient {
             default:
                 dropped = state.outbox.refused(clientId)
             }
-            guard let dropped else { return (nil, Settled(clientId: clientId, removed: false, bell: state.link?.outboxBell)) }
+            guard let dropped else { return (nil, Settled(clientId: clientId, removed: false, bell: state.connection.link?.outboxBell)) }
             emit(.messageRejected(dropped, error))
             return (dropped, settle(clientId, in: &state))
         }
@@ -421,9 +421,9 @@ extension ChatClient {
                 metadata: ["switchboard.room": "\(request.roomId)", "switchboard.after": "\(request.after)", "switchboard.count": "\(page.messages.count)"]
             )
             withState { state in
-                guard state.rooms[request.roomId] != nil else { return }
+                guard state.subscriptions.rooms[request.roomId] != nil else { return }
                 apply(
-                    state.rooms[request.roomId]!.timeline.page(after: request.after, page.messages, hasMore: page.hasMore),
+                    state.subscriptions.rooms[request.roomId]!.timeline.page(after: request.after, page.messages, hasMore: page.hasMore),
                     roomId: request.roomId, state: &state
                 )
             }
@@ -443,8 +443,8 @@ extension ChatClient {
                 metadata: ["switchboard.room": "\(request.roomId)", "switchboard.error": "\(error)", "switchboard.wait": "\(delay.formattedSeconds)"]
             )
             withState { state in
-                guard state.rooms[request.roomId] != nil else { return }
-                let output = state.rooms[request.roomId]!.timeline.pageFailed()
+                guard state.subscriptions.rooms[request.roomId] != nil else { return }
+                let output = state.subscriptions.rooms[request.roomId]!.timeline.pageFailed()
                 if let after = output.fetchAfter {
                     fetchContinuation.yield(FetchRequest(roomId: request.roomId, after: after, delay: delay, attempt: request.attempt + 1))
                 }

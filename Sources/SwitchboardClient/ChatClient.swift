@@ -145,15 +145,17 @@ public final class ChatClient: Sendable {
         }
         self.api = HTTPAPI(base: configuration.httpBase, timeout: configuration.requestTimeout, client: self.httpClient)
         var state = State(
-            machine: ConnectionStateMachine(
-                backoff: configuration.backoff, fallback: configuration.fallback, canLogInAgain: configuration.credentials.isPassword
+            connection: Connection(
+                machine: ConnectionStateMachine(
+                    backoff: configuration.backoff, fallback: configuration.fallback, canLogInAgain: configuration.credentials.isPassword
+                )
             ),
             outbox: OutboxMachine(
                 capacity: configuration.outbox.capacity, maxInFlight: configuration.outbox.maxInFlight,
                 maxServerFailures: configuration.outbox.maxServerFailures, restoring: restored
             )
         )
-        if case .token(let token) = configuration.credentials { state.token = token }
+        if case .token(let token) = configuration.credentials { state.connection.token = token }
         self.state = Mutex(state)
         hub = EventHub(buffers: configuration.eventBuffers)
         bus = EventQueue(capacity: configuration.eventBuffers.messages, lossyCapacity: configuration.eventBuffers.live)
@@ -174,8 +176,8 @@ public final class ChatClient: Sendable {
     /// Call it once. ``withClient(configuration:logger:_:)`` calls it for you.
     public func run() async {
         let (first, stopping) = state.withLock { state in
-            defer { state.runStarted = true }
-            return (!state.runStarted, state.stopping)
+            defer { state.lifecycle.runStarted = true }
+            return (!state.lifecycle.runStarted, state.lifecycle.stopping)
         }
         guard first else {
             logger.warning("ChatClient.run() called twice; the second call returns at once")
@@ -215,11 +217,11 @@ public final class ChatClient: Sendable {
     /// ```
     @discardableResult
     public func disconnect() async -> DisconnectReport {
-        if let report = state.withLock({ $0.report }) { return report }
+        if let report = state.withLock({ $0.lifecycle.report }) { return report }
         await flush(timeout: configuration.shutdownFlushTimeout)
         let running = state.withLock { state in
-            state.stopping = true
-            return state.runStarted
+            state.lifecycle.stopping = true
+            return state.lifecycle.runStarted
         }
         stopRequested.fire()
         if running {
@@ -229,13 +231,13 @@ public final class ChatClient: Sendable {
             if ownsHTTPClient { try? await httpClient.shutdown() }
             stopped.fire()
         }
-        return state.withLock { $0.report } ?? DisconnectReport(unsent: [], keptInFile: outboxFile != nil)
+        return state.withLock { $0.lifecycle.report } ?? DisconnectReport(unsent: [], keptInFile: outboxFile != nil)
     }
 
     /// Waits until the outbox is empty, or `timeout` passes, or the client cannot send any more.
     func flush(timeout: Duration) async {
         let id = state.withLock { state -> Int? in
-            guard !state.outbox.isEmpty, !state.machine.isFinal, !state.stopping else { return nil }
+            guard !state.outbox.isEmpty, !state.connection.machine.isFinal, !state.lifecycle.stopping else { return nil }
             return state.waiters.makeID()
         }
         guard let id else { return }
@@ -245,7 +247,7 @@ public final class ChatClient: Sendable {
                 await withTaskCancellationHandler {
                     await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                         let now = self.state.withLock { state -> Bool in
-                            if state.outbox.isEmpty || state.machine.isFinal || Task.isCancelled { return true }
+                            if state.outbox.isEmpty || state.connection.machine.isFinal || Task.isCancelled { return true }
                             state.waiters.add(.flush(continuation), for: .flush, id: id)
                             return false
                         }
@@ -264,17 +266,17 @@ public final class ChatClient: Sendable {
     /// The ends of the client: final status, waiters failed, streams finished, the report kept.
     private func finishStopping() {
         let taken = state.withLock { state -> (waiters: [Waiters.Continuation], report: DisconnectReport)? in
-            guard state.report == nil else { return nil }
-            let before = state.machine.status
-            _ = state.machine.stop()
+            guard state.lifecycle.report == nil else { return nil }
+            let before = state.connection.machine.status
+            _ = state.connection.machine.stop()
             let unsent = state.outbox.removeAll()
             let report = DisconnectReport(unsent: unsent, keptInFile: outboxFile != nil)
-            state.report = report
-            state.stopping = true
+            state.lifecycle.report = report
+            state.lifecycle.stopping = true
             let waiters = state.takeAllWaiters()
-            if state.machine.status != before {
-                state.statusVersion += 1
-                bus.pushNow(EventHub.Item(event: .status(state.machine.status), statusVersion: state.statusVersion), lossy: true)
+            if state.connection.machine.status != before {
+                state.connection.statusVersion += 1
+                bus.pushNow(EventHub.Item(event: .status(state.connection.machine.status), statusVersion: state.connection.statusVersion), lossy: true)
             }
             bus.finish()
             fetchContinuation.finish()
@@ -300,50 +302,81 @@ public final class ChatClient: Sendable {
 
     // MARK: State
 
-    /// Everything the client's tasks share, behind one lock.
+    /// Everything the client's tasks share, behind one lock, by concern: each part is its own struct, and
+    /// the pure state machines (``ConnectionStateMachine``, ``OutboxMachine``, ``RoomTimeline``) are kept in them.
     struct State: Sendable {
+        /// The connection: its state machine, credentials, and the open link.
+        var connection: Connection
+        /// The messages waiting to be sent.
+        var outbox: OutboxMachine
+        /// The rooms subscribed to or followed.
+        var subscriptions = Subscriptions()
+        /// Requests sent on the current connection and not yet answered.
+        var requests = Requests()
+        /// Every caller waiting for something: a send's ack, a join, the token, the outbox to drain, an answer.
+        var waiters = Waiters()
+        /// Users and room members, as learnt from the server.
+        var directory = Directory()
+        /// Whether the client runs, is stopping, and what it could not send.
+        var lifecycle = Lifecycle()
+
+        /// Whether the client can do nothing more.
+        var isClosed: Bool { lifecycle.stopping || connection.machine.isFinal }
+
+        /// Takes every waiter, for one failure: the requests' and the rooms' alike.
+        mutating func takeAllWaiters() -> [Waiters.Continuation] {
+            requests.forgetCalls()
+            return waiters.takeAll()
+        }
+    }
+
+    /// Where the client stands with the server.
+    struct Connection: Sendable {
         var machine: ConnectionStateMachine
         var token: String?
         var user: User?
-        var outbox: OutboxMachine
-        /// Every caller waiting for something: a send's ack, a join, the token, the outbox to drain, an answer.
-        var waiters = Waiters()
+        /// The open connection, if any.
+        var link: Link?
+        var nextLinkID = 0
+        /// Bumped at every status change, so that a status stream can tell an older status from a newer one.
+        var statusVersion = 0
+    }
+
+    /// The rooms the application follows.
+    struct Subscriptions: Sendable {
         var rooms: [String: RoomState] = [:]
-        /// Following every room of the user (``ChatClient/followAllRooms()``).
-        var follow = Follow()
-        /// Users and room members, as learnt from the server.
-        var directory = Directory()
         /// Rooms to leave on the current WebSocket, in the order they were unsubscribed.
         var leaves: [String] = []
         /// Numbers subscriptions, so that an answer meant for an earlier one is not taken for the current one.
         var nextGeneration = 0
-        /// Bumped at every status change, so that a status stream can tell an older status from a newer one.
-        var statusVersion = 0
-        /// The open connection, if any.
-        var link: Link?
-        var nextLinkID = 0
-        /// Requests sent on the current WebSocket and not yet answered, by `ref`.
+        /// Following every room of the user (``ChatClient/followAllRooms()``).
+        var follow = Follow()
+    }
+
+    /// Requests sent on the WebSocket and not yet answered, by `ref`.
+    struct Requests: Sendable {
         var pending: [String: PendingRequest] = [:]
-        var nextRef = 0
-        var runStarted = false
-        var stopping = false
-        var report: DisconnectReport?
+        private var nextRef = 0
 
         mutating func makeRef(_ prefix: String) -> String {
             nextRef += 1
             return "\(prefix)\(nextRef)"
         }
 
-        /// Whether the client can do nothing more.
-        var isClosed: Bool { stopping || machine.isFinal }
-
-        /// Takes every waiter, for one failure: the requests' and the rooms' alike.
-        mutating func takeAllWaiters() -> [Waiters.Continuation] {
+        /// Forgets the requests whose callers wait in ``Waiters`` (they are failed there).
+        mutating func forgetCalls() {
             for (ref, request) in pending {
                 if case .call = request.kind { pending[ref] = nil }
             }
-            return waiters.takeAll()
         }
+    }
+
+    /// The client's life: started, stopping, stopped.
+    struct Lifecycle: Sendable {
+        var runStarted = false
+        var stopping = false
+        /// What could not be sent, once stopped.
+        var report: DisconnectReport?
     }
 
     /// Following every room of the user, as rooms appear and go.
@@ -423,13 +456,13 @@ public final class ChatClient: Sendable {
     @discardableResult
     func withState<Value>(_ body: (inout State) throws -> Value) rethrows -> Value {
         try state.withLock { state in
-            let before = state.machine.status
+            let before = state.connection.machine.status
             let value = try body(&state)
-            let after = state.machine.status
+            let after = state.connection.machine.status
             if after != before {
                 logger.info("status changed", metadata: ["switchboard.status": "\(after)"])
-                state.statusVersion += 1
-                bus.pushNow(EventHub.Item(event: .status(after), statusVersion: state.statusVersion), lossy: true)
+                state.connection.statusVersion += 1
+                bus.pushNow(EventHub.Item(event: .status(after), statusVersion: state.connection.statusVersion), lossy: true)
             }
             return value
         }

@@ -1,4 +1,5 @@
 import Foundation
+import SwitchboardProtocol
 
 /// Everything a ``ChatClient`` can be told, with a default for every field but the credentials.
 ///
@@ -33,7 +34,7 @@ public struct ClientConfiguration: Sendable {
     /// Largest `message` envelope the client sends, in bytes: set it to the server's `--max-frame-bytes`
     /// (65536 by default). The server closes a connection that sends a larger frame, so a larger message
     /// is refused at ``ChatClient/send(_:to:replyTo:meta:clientId:)`` rather than resent after every reconnection.
-    public var maxMessageBytes: Int = 65536
+    public var maxMessageBytes: Int = Limits().maxFrameBytes
     /// How much each stream and listener may hold that its reader has not taken yet.
     public var eventBuffers: EventBuffers = EventBuffers()
     /// How long ``ChatClient/send(_:to:replyTo:meta:clientId:)`` and ``ChatClient/subscribe(to:after:)``

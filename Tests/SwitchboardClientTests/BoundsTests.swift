@@ -172,23 +172,23 @@ struct BoundsTests {
     func staleJoinAck() throws {
         let client = try ChatClient(configuration: testConfiguration("http://127.0.0.1:9", token: "sb_x"), logger: testLogger("stale"))
         client.withState { state in
-            state.rooms["r1"] = ChatClient.RoomState(timeline: RoomTimeline(), generation: 2)
+            state.subscriptions.rooms["r1"] = ChatClient.RoomState(timeline: RoomTimeline(), generation: 2)
         }
         let room = Room(id: "r1", name: "r1", kind: .group, isPublic: false, createdAt: 0, lastSeq: 5, members: [])
         client.joined(room, lastSeq: 5, link: 1, generation: 1)
-        #expect(client.state.withLock { $0.rooms["r1"]?.joinedOn } == nil)
+        #expect(client.state.withLock { $0.subscriptions.rooms["r1"]?.joinedOn } == nil)
         client.joined(room, lastSeq: 5, link: 1, generation: 2)
-        #expect(client.state.withLock { $0.rooms["r1"]?.joinedOn } == 1)
+        #expect(client.state.withLock { $0.subscriptions.rooms["r1"]?.joinedOn } == 1)
     }
 
     @Test("an error code this library does not know settles its request as a final error")
     func unknownErrorCode() throws {
         let client = try ChatClient(configuration: testConfiguration("http://127.0.0.1:9", token: "sb_x"), logger: testLogger("codes"))
-        client.withState { $0.pending["c1"] = ChatClient.PendingRequest(link: 1, kind: .awaiting) }
+        client.withState { $0.requests.pending["c1"] = ChatClient.PendingRequest(link: 1, kind: .awaiting) }
         let frame = #"{"type":"error","ref":"c1","data":{"code":"brand_new","message":"a newer server says no"},"timestamp":1}"#
         client.handleFrame(Array(frame.utf8), link: 1)
         let answer = client.state.withLock { state -> ClientError? in
-            guard case .answered(.failure(let error))? = state.pending["c1"]?.kind else { return nil }
+            guard case .answered(.failure(let error))? = state.requests.pending["c1"]?.kind else { return nil }
             return error
         }
         #expect(answer?.code == .refused)
@@ -205,9 +205,9 @@ struct BoundsTests {
             client.withState { state in
                 var timeline = RoomTimeline(after: 0)
                 _ = timeline.joined(lastSeq: 3)
-                state.rooms[room.id] = ChatClient.RoomState(timeline: timeline, generation: 1)
+                state.subscriptions.rooms[room.id] = ChatClient.RoomState(timeline: timeline, generation: 1)
             }
-            #expect(client.state.withLock { $0.rooms[room.id]?.timeline.fetching } == true)
+            #expect(client.state.withLock { $0.subscriptions.rooms[room.id]?.timeline.fetching } == true)
             await client.fetch(ChatClient.FetchRequest(roomId: room.id, after: 0, delay: nil))
             let again = try await collect(client.fetches, count: 1, timeout: .seconds(5)).first
             #expect(again?.roomId == room.id)
