@@ -79,6 +79,9 @@ struct Serve: AsyncParsableCommand {
         """)
     var synchronous: SynchronousMode = SynchronousMode(rawValue: environment("SWITCHBOARD_SYNCHRONOUS", "full").lowercased()) ?? .full
 
+    // Hardening: WebSocket
+    @OptionGroup var webSocketLimits: WebSocketLimitOptions
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
         guard (4...31).contains(bcryptCost) else { throw ValidationError("--bcrypt-cost must be 4 to 31") }
@@ -105,6 +108,8 @@ struct Serve: AsyncParsableCommand {
         configuration.pingTimeout = .milliseconds(pingTimeoutMs)
         configuration.bcryptCost = bcryptCost
         configuration.logFrames = debugsWebSocket
+        // Hardening: WebSocket
+        webSocketLimits.apply(to: &configuration)
 
         var storeConfiguration = SQLiteStore.Configuration()
         storeConfiguration.synchronous = synchronous.store

@@ -82,6 +82,11 @@ struct HTTPRoutes {
         api.get("events") { request, context in
             try json(try await poll(try context.requireIdentity(), query: request.uri.queryParameters))
         }
+
+        // Hardening: WebSocket (1.1): who is online and typing in a room, members only.
+        api.get("rooms/:id/presence") { _, context in
+            try json(try await service.presence(try context.requireIdentity(), roomId: try context.parameters.require("id")))
+        }
     }
 
     /// One long poll: a new session without a cursor, else the events after the cursor.
