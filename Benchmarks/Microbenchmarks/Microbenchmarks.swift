@@ -143,8 +143,8 @@ final class FanoutRoom: Sendable {
         hub.roomCreated(room, now: 0)
         for (index, user) in users.enumerated() {
             let id = hub.register(user: user, tokenId: "t_\(index)", tokenExpiresAt: nil, sink: sink(index), rooms: [room], now: 0)
-            hub.beginJoin(id, roomId: roomId, now: 0)
-            hub.completeJoin(id, roomId: roomId, replay: [], ack: OutgoingFrame(json: Array("{}".utf8)), lastSeq: 0)
+            _ = hub.beginJoin(id, roomId: roomId, now: 0)
+            _ = hub.completeJoin(id, roomId: roomId, ack: JoinAck(room: room, lastSeq: 0, replayed: 0, truncated: false), ref: nil, now: 0)
         }
     }
 

@@ -156,6 +156,8 @@ struct Serve: AsyncParsableCommand {
         configuration.maxPollSessionsPerUser = maxPollSessionsPerUser
         configuration.metricsToken = metricsToken.isEmpty ? nil : metricsToken
     }
+    // Hardening: WebSocket
+    @OptionGroup var webSocketLimits: WebSocketLimitOptions
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
@@ -185,6 +187,8 @@ struct Serve: AsyncParsableCommand {
         configuration.bcryptCost = bcryptCost
         configuration.logFrames = debugsWebSocket
         applyHardeningHTTP(to: &configuration)
+        // Hardening: WebSocket
+        webSocketLimits.apply(to: &configuration)
 
         var storeConfiguration = SQLiteStore.Configuration()
         storeConfiguration.synchronous = synchronous.store

@@ -26,6 +26,15 @@ public struct IncomingFrame: Sendable {
         do {
             head = try Wire.decode(Head.self, from: bytes)
         } catch {
+            // A `\uD800` without its pair is the one flaw that makes a decoder refuse JSON that is
+            // otherwise whole; read `ref` and `roomId` past it, so that the answer carries them.
+            if let repaired = Self.replacingLoneSurrogates(in: bytes), let head = try? Wire.decode(Head.self, from: repaired) {
+                self.ref = head.ref?.stringValue
+                self.roomId = head.roomId?.stringValue
+                self.request = .failure(ProtocolError(
+                    .invalid, "the frame holds a \\u escape of a lone surrogate, which is no character; escape the pair, or send the character itself"))
+                return
+            }
             self.ref = nil
             self.roomId = nil
             self.request = .failure(ProtocolError(.invalid, "the frame is not a JSON object"))
@@ -34,6 +43,45 @@ public struct IncomingFrame: Sendable {
         self.ref = head.ref?.stringValue
         self.roomId = head.roomId?.stringValue
         self.request = Result { () throws(ProtocolError) in try Self.request(from: head, limits: limits) }
+    }
+
+    /// The bytes with each `\u` escape of an unpaired surrogate replaced by `\uFFFD` (the same
+    /// length), or nil when there is none.
+    static func replacingLoneSurrogates(in bytes: some Collection<UInt8>) -> [UInt8]? {
+        var bytes = Array(bytes)
+        func surrogate(at index: Int) -> UInt16? {
+            guard index + 6 <= bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u"),
+                let value = UInt16(String(decoding: bytes[(index + 2)..<(index + 6)], as: UTF8.self), radix: 16),
+                (0xD800...0xDFFF).contains(value)
+            else { return nil }
+            return value
+        }
+        var changed = false
+        var inString = false
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if !inString {
+                if byte == UInt8(ascii: "\"") { inString = true }
+                index += 1
+            } else if byte == UInt8(ascii: "\"") {
+                inString = false
+                index += 1
+            } else if byte != UInt8(ascii: "\\") {
+                index += 1
+            } else if let value = surrogate(at: index) {
+                if value < 0xDC00, let low = surrogate(at: index + 6), low >= 0xDC00 {
+                    index += 12
+                    continue
+                }
+                bytes.replaceSubrange((index + 2)..<(index + 6), with: Array("FFFD".utf8))
+                changed = true
+                index += 6
+            } else {
+                index += 2
+            }
+        }
+        return changed ? bytes : nil
     }
 
     /// Every field a server reads, each as whatever JSON it holds, so that types are checked here.

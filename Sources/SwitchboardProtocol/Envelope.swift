@@ -32,6 +32,8 @@ public struct EnvelopeType: RawRepresentable, Codable, Sendable, Hashable, Expre
     public static let ping: EnvelopeType = "ping"
     /// The answer to `ping`.
     public static let pong: EnvelopeType = "pong"
+    /// A member was added to or removed from a room (1.1).
+    public static let member: EnvelopeType = "member"
 }
 
 /// One protocol frame: `{type, roomId?, data?, timestamp, userId?, ref?}`.
@@ -149,11 +151,14 @@ public struct JoinAck: Codable, Sendable, Hashable {
     public var replayed: Int
     /// More than the replay cap were missed: nothing was replayed; page `after=since` over HTTP.
     public var truncated: Bool
-    public init(room: Room, lastSeq: Int, replayed: Int, truncated: Bool) {
+    /// The room's members online when the join completed (1.1; nil from an older server).
+    public var online: [String]?
+    public init(room: Room, lastSeq: Int, replayed: Int, truncated: Bool, online: [String]? = nil) {
         self.room = room
         self.lastSeq = lastSeq
         self.replayed = replayed
         self.truncated = truncated
+        self.online = online
     }
 }
 
@@ -208,6 +213,38 @@ public struct PresenceData: Codable, Sendable, Hashable {
 public struct MemberData: Codable, Sendable, Hashable {
     public var user: User
     public init(user: User) { self.user = user }
+}
+
+/// Whether a `member` event adds or removes.
+public enum MemberChange: String, Codable, Sendable, Hashable {
+    case added
+    case removed
+}
+
+/// A `member` event (1.1): a user added to or removed from a room, and by whom.
+///
+/// It reaches every connection subscribed to the room, the concerned user's included; a removed
+/// user's connections get nothing more from that room after it.
+public struct MemberChangeData: Codable, Sendable, Hashable {
+    public var user: User
+    public var change: MemberChange
+    /// Who made the change; nil when the server or an administrator did.
+    public var by: String?
+    public init(user: User, change: MemberChange, by: String?) {
+        self.user = user
+        self.change = change
+        self.by = by
+    }
+}
+
+/// The answer of `GET /api/rooms/{id}/presence` (1.1): members online and members typing.
+public struct RoomPresence: Codable, Sendable, Hashable {
+    public var online: [String]
+    public var typing: [String]
+    public init(online: [String], typing: [String]) {
+        self.online = online
+        self.typing = typing
+    }
 }
 
 /// A `room` event: sent to members not subscribed to the room when it changes.

@@ -26,8 +26,9 @@ public enum Validation {
     /// Trims white space at both ends and checks the length, counted in Unicode scalars.
     /// - Returns: the text to store.
     public static func content(_ raw: String, limits: Limits = Limits()) throws(ProtocolError) -> String {
-        if raw.unicodeScalars.contains("\u{0}") {
-            throw ProtocolError(.invalid, "content must not contain U+0000")
+        if let control = raw.unicodeScalars.first(where: isForbiddenInContent) {
+            throw ProtocolError(
+                .invalid, "content must not contain the control character \(describe(control)); send a new line as \\n, never \\r")
         }
         let trimmed = trimmed(raw)
         let count = trimmed.unicodeScalars.count
@@ -40,8 +41,9 @@ public enum Validation {
 
     /// A room name: 1 to `maxNameLength` characters after trimming.
     public static func roomName(_ raw: String, limits: Limits = Limits()) throws(ProtocolError) -> String {
+        try checkName(raw, field: "name")
         let name = trimmed(raw)
-        guard !name.isEmpty, name.count <= limits.maxNameLength, !name.unicodeScalars.contains("\u{0}") else {
+        guard !name.isEmpty, name.count <= limits.maxNameLength else {
             throw ProtocolError(.invalid, "name must be 1 to \(limits.maxNameLength) characters")
         }
         return name
@@ -67,8 +69,9 @@ public enum Validation {
 
     /// A display name: 1 to `maxNameLength` characters after trimming.
     public static func displayName(_ raw: String, limits: Limits = Limits()) throws(ProtocolError) -> String {
+        try checkName(raw, field: "displayName")
         let name = trimmed(raw)
-        guard !name.isEmpty, name.count <= limits.maxNameLength, !name.unicodeScalars.contains("\u{0}") else {
+        guard !name.isEmpty, name.count <= limits.maxNameLength else {
             throw ProtocolError(.invalid, "displayName must be 1 to \(limits.maxNameLength) characters")
         }
         return name
@@ -86,6 +89,37 @@ public enum Validation {
         guard (1...limits.maxClientIdLength).contains(clientId.count) else {
             throw ProtocolError(.invalid, "clientId must be 1 to \(limits.maxClientIdLength) characters")
         }
+    }
+
+    /// Whether content may not hold `scalar`: the C0 controls but tab and line feed (so carriage
+    /// return too), DEL and the C1 controls.
+    public static func isForbiddenInContent(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x09, 0x0A: false
+        case 0x00...0x1F, 0x7F...0x9F: true
+        default: false
+        }
+    }
+
+    /// Whether a name (display name, room name) may not hold `scalar`: every control character,
+    /// and the bidirectional formatting characters that can make a name read as another.
+    public static func isForbiddenInName(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x00...0x1F, 0x7F...0x9F, 0x202A...0x202E, 0x2066...0x2069: true
+        default: false
+        }
+    }
+
+    private static func checkName(_ raw: String, field: String) throws(ProtocolError) {
+        if let control = raw.unicodeScalars.first(where: isForbiddenInName) {
+            throw ProtocolError(.invalid, "\(field) must not contain the control or bidirectional formatting character \(describe(control))")
+        }
+    }
+
+    /// `U+001B` for a scalar.
+    static func describe(_ scalar: Unicode.Scalar) -> String {
+        let hex = String(scalar.value, radix: 16, uppercase: true)
+        return "U+" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
     }
 
     /// White space at both ends removed, without Foundation.

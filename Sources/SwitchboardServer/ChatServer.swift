@@ -62,6 +62,7 @@ public struct ChatServer: Service {
         router.group("ws")
             .add(middleware: AuthMiddleware(accounts: accounts, allowsQueryToken: true))
             .ws("") { inbound, outbound, context in
+                context.requestContext.upgraded()
                 guard let identity = context.requestContext.identity else { return }
                 try await serveWebSocket(
                     inbound: inbound, outbound: outbound, identity: identity, channel: context.requestContext.channel,

@@ -1,5 +1,6 @@
 import Logging
 import NIOWebSocket
+import Synchronization
 import SwitchboardProtocol
 import SwitchboardStore
 
@@ -22,6 +23,10 @@ struct ChatService: Sendable {
     let metrics: ServerMetrics
     let messageLimiter: RateLimiter
     let typingLimiter: RateLimiter
+    let roomLimiter: RateLimiter
+    let joinLimiter: RateLimiter
+    /// Messages submitted and not yet answered: the group-commit queue's length.
+    let pendingMessages: PendingCount
     let logger: Logger
 
     init(configuration: ServerConfiguration, store: any ChatStore, hub: Hub, metrics: ServerMetrics, logger: Logger) {
@@ -32,6 +37,9 @@ struct ChatService: Sendable {
         self.metrics = metrics
         self.messageLimiter = RateLimiter(perSecond: configuration.messagesPerSecond, burst: configuration.messageBurst)
         self.typingLimiter = RateLimiter(perSecond: configuration.typingPerSecond, burst: configuration.typingBurst)
+        self.roomLimiter = RateLimiter(perSecond: configuration.roomsPerHour / 3600, burst: max(1, configuration.roomsPerHour))
+        self.joinLimiter = RateLimiter(perSecond: configuration.joinsPerSecond, burst: configuration.joinBurst)
+        self.pendingMessages = PendingCount()
         self.logger = logger
     }
 
@@ -49,6 +57,7 @@ struct ChatService: Sendable {
 
     func createRoom(_ identity: Identity, _ request: CreateRoomRequest) async throws -> Room {
         let name = try Validation.roomName(request.name, limits: configuration.limits)
+        try limit(roomLimiter, identity, "too many rooms created")
         let members = Array(Set(request.members ?? []).subtracting([identity.user.id]))
         let room = try await storeCall {
             try await store.createRoom(NewRoom(name: name, isPublic: request.isPublic ?? false, creatorId: identity.user.id, memberIds: members, now: Clock.milliseconds()))
@@ -94,12 +103,12 @@ struct ChatService: Sendable {
         if state.room.kind == .direct, !state.members.contains(userId) {
             throw ProtocolError(.forbidden, "a direct room has exactly two members")
         }
-        guard try await storeCall({ try await store.user(id: userId) }) != nil else {
+        guard let user = try await storeCall({ try await store.user(id: userId) }) else {
             throw ProtocolError(.notFound, "no user \(userId)")
         }
         if state.members.contains(userId) { return state.room }
         let room = try await storeCall { try await store.addMember(roomId: roomId, userId: userId, now: Clock.milliseconds()) }
-        hub.memberAdded(userId, to: room, now: Clock.milliseconds())
+        hub.memberAdded(user, to: room, by: identity.user.id, now: Clock.milliseconds())
         return room
     }
 
@@ -117,7 +126,10 @@ struct ChatService: Sendable {
         guard let room = try await storeCall({ try await store.removeMember(roomId: roomId, userId: userId) }) else {
             throw ProtocolError(.notFound, "user \(userId) is not a member of this room")
         }
-        hub.memberRemoved(userId, from: room, now: Clock.milliseconds())
+        let user: User? = userId == identity.user.id ? identity.user : try await storeCall { try await store.user(id: userId) }
+        if let user {
+            hub.memberRemoved(user, from: room, by: identity.user.id, now: Clock.milliseconds())
+        }
         return room
     }
 
@@ -148,13 +160,15 @@ struct ChatService: Sendable {
     /// rules for WebSocket and HTTP.
     func prepareMessage(_ identity: Identity, roomId: String, _ data: SendMessageData) async throws -> NewMessage {
         _ = try await memberRoom(identity, roomId)
-        if case .limited(let wait) = messageLimiter.take(identity.user.id) {
-            throw ProtocolError(.rateLimited, "too many messages; try again in \(wait.milliseconds) ms", retryAfterMs: wait.milliseconds)
-        }
+        try limit(messageLimiter, identity, "too many messages")
         if let replyTo = data.replyTo {
             guard let original = try await storeCall({ try await store.message(id: replyTo) }), original.roomId == roomId else {
                 throw ProtocolError(.notFound, "replyTo: no message \(replyTo) in this room")
             }
+        }
+        // Last, so that a slot is taken only by a message that will be submitted.
+        guard pendingMessages.take(limit: configuration.maxPendingMessages) else {
+            throw ProtocolError(.rateLimited, "the server is busy storing messages; try again in 100 ms", retryAfterMs: 100)
         }
         return NewMessage(
             roomId: roomId, userId: identity.user.id, content: data.content, clientId: data.clientId,
@@ -168,7 +182,9 @@ struct ChatService: Sendable {
     func submitMessage(_ message: NewMessage, receivedAt: ContinuousClock.Instant, reply: MessageReply) {
         let publisher = self.publisher
         let logger = self.logger
+        let pendingMessages = self.pendingMessages
         store.submitAppend([message]) { result in
+            pendingMessages.release()
             // Runs in commit order on the store's writer: only queue, so that the next commit
             // starts at once; the publisher keeps this order, so rooms stay in `seq` order.
             let outcome = result.map { $0[0] }.mapError { Self.protocolError(from: $0, logger: logger) }
@@ -186,16 +202,19 @@ struct ChatService: Sendable {
 
     func typing(_ identity: Identity, roomId: String, isTyping: Bool) async throws {
         _ = try await memberRoom(identity, roomId)
-        if case .limited(let wait) = typingLimiter.take(identity.user.id) {
-            throw ProtocolError(.rateLimited, "too many typing indicators; try again in \(wait.milliseconds) ms", retryAfterMs: wait.milliseconds)
-        }
+        try limit(typingLimiter, identity, "too many typing indicators")
         hub.typing(roomId: roomId, userId: identity.user.id, isTyping: isTyping, now: Clock.milliseconds())
     }
 
     func react(_ identity: Identity, roomId: String, _ data: ReactionData) async throws -> ReactionAck {
         _ = try await memberRoom(identity, roomId)
+        // Reactions share the messages' budget: each is a durable write and an event to the room.
+        try limit(messageLimiter, identity, "too many messages and reactions")
         guard let message = try await storeCall({ try await store.message(id: data.messageId) }), message.roomId == roomId else {
             throw ProtocolError(.notFound, "no message \(data.messageId) in this room")
+        }
+        if data.action == .add, message.reactions[data.reaction] == nil, message.reactions.count >= configuration.maxReactionsPerMessage {
+            throw ProtocolError(.forbidden, "this message has \(message.reactions.count) different reactions, the most allowed; add one of those")
         }
         let outcome = try await storeCall {
             try await store.react(messageId: data.messageId, userId: identity.user.id, reaction: data.reaction, action: data.action, now: Clock.milliseconds())
@@ -209,31 +228,55 @@ struct ChatService: Sendable {
 
     // MARK: Joining
 
+    /// The room's members online and typing; members only.
+    func presence(_ identity: Identity, roomId: String) async throws -> RoomPresence {
+        hub.presence(of: try await memberRoom(identity, roomId))
+    }
+
+    /// Takes a token from `limiter` for the caller, or throws `rate_limited`.
+    private func limit(_ limiter: RateLimiter, _ identity: Identity, _ what: String) throws(ProtocolError) {
+        if case .limited(let wait) = limiter.take(identity.user.id) {
+            throw ProtocolError(.rateLimited, "\(what); try again in \(wait.milliseconds) ms", retryAfterMs: wait.milliseconds)
+        }
+    }
+
+    // MARK: Joining
+
     /// Subscribes a connection to a room: replay after `since`, then the ack, then live events.
-    func join(_ identity: Identity, connection: Int, roomId: String, since: Int?, ref: String?) async throws {
+    ///
+    /// The replay is written as fast as the client reads it, however large; live events of the
+    /// room wait in the hub meanwhile, and follow the ack.
+    func join(_ identity: Identity, connection: Int, sink: any EventSink, roomId: String, since: Int?, ref: String?) async throws {
+        try limit(joinLimiter, identity, "too many joins")
         var state = try await roomState(roomId)
         if !state.members.contains(identity.user.id) {
             guard state.room.isPublic else { throw ProtocolError(.forbidden, "you are not a member of this private room") }
             let room = try await storeCall { try await store.addMember(roomId: roomId, userId: identity.user.id, now: Clock.milliseconds()) }
-            hub.memberAdded(identity.user.id, to: room, now: Clock.milliseconds())
+            hub.memberAdded(identity.user, to: room, by: identity.user.id, now: Clock.milliseconds())
             state = hub.room(roomId) ?? state
         }
-        hub.beginJoin(connection, roomId: roomId, now: Clock.milliseconds())
+        var start = hub.beginJoin(connection, roomId: roomId, now: Clock.milliseconds())
+        if start == .unknownRoom {
+            state = try await roomState(roomId)
+            start = hub.beginJoin(connection, roomId: roomId, now: Clock.milliseconds())
+        }
+        guard start == .subscribed else { throw ProtocolError(.forbidden, "you are not a member of this room") }
         let replay: Replay
         do {
             replay = try await storeCall { try await store.replay(roomId: roomId, since: since ?? Int.max, cap: configuration.limits.replayCap) }
             try await storeCall { try await store.markRead(roomId: roomId, userId: identity.user.id, seq: replay.lastSeq) }
+            let now = Clock.milliseconds()
+            try await sink.sendPaced(replay.messages.map { OutgoingFrame.messageEvent($0, messageJSON: OutgoingFrame.messageJSON($0), now: now) })
         } catch {
             hub.leave(connection, roomId: roomId, now: Clock.milliseconds())
             throw error
         }
-        let now = Clock.milliseconds()
-        let frames = replay.messages.map { OutgoingFrame.messageEvent($0, messageJSON: OutgoingFrame.messageJSON($0), now: now) }
         var room = hub.room(roomId)?.room ?? state.room
         room.lastSeq = max(room.lastSeq, replay.lastSeq)
         let ack = JoinAck(room: room, lastSeq: replay.lastSeq, replayed: replay.messages.count, truncated: replay.truncated)
-        let ackFrame = encode(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: now, ref: ref))
-        hub.completeJoin(connection, roomId: roomId, replay: frames, ack: ackFrame, lastSeq: replay.lastSeq)
+        guard hub.completeJoin(connection, roomId: roomId, ack: ack, ref: ref, now: Clock.milliseconds()) else {
+            throw ProtocolError(.forbidden, "you were removed from this room while joining it")
+        }
     }
 
     /// Runs a store call, turning its errors into the protocol's.
@@ -264,4 +307,26 @@ struct ChatService: Sendable {
             return ProtocolError(.internal, "internal error")
         }
     }
+}
+
+/// A count with a ceiling, shared by every connection: how many messages wait for their commit.
+final class PendingCount: Sendable {
+    private let count = Atomic<Int>(0)
+
+    /// Counts one more unless `limit` are already counted.
+    func take(limit: Int) -> Bool {
+        var current = count.load(ordering: .relaxed)
+        while current < limit {
+            let (exchanged, original) = count.compareExchange(expected: current, desired: current + 1, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    func release() {
+        count.subtract(1, ordering: .relaxed)
+    }
+
+    var value: Int { count.load(ordering: .relaxed) }
 }

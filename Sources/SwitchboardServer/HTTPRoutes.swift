@@ -122,6 +122,11 @@ struct HTTPRoutes {
         else {
             throw ProtocolError(.unauthorized, "GET /metrics needs 'Authorization: Bearer <the server's --metrics-token>'")
         }
+
+        // Hardening: WebSocket (1.1): who is online and typing in a room, members only.
+        api.get("rooms/:id/presence") { _, context in
+            try json(try await service.presence(try context.requireIdentity(), roomId: try context.parameters.require("id")))
+        }
     }
 
     /// One long poll: a new session without a cursor, else the events after the cursor.

@@ -90,17 +90,60 @@ final class Hub: Sendable {
         /// Kept up to date so that a message to a room everyone joined costs nothing extra.
         var watchers: [String: Set<Int>] = [:]
         var typing: [TypingKey: Scheduled<Void>] = [:]
+        /// Size of `rooms` past which rooms nobody connected follows are dropped.
+        var roomCacheSweepAt = 0
     }
 
     private let state = Mutex(State())
     private let metrics: ServerMetrics
     private let typingExpiry: TimeAmount
     private let timers: any EventLoop
+    private let maxConnectionsPerUser: Int
+    private let roomCacheSize: Int
 
     init(configuration: ServerConfiguration, metrics: ServerMetrics) {
         self.metrics = metrics
         self.typingExpiry = .nanoseconds(Int64(configuration.typingExpiry.seconds * 1e9))
         self.timers = MultiThreadedEventLoopGroup.singleton.next()
+        self.maxConnectionsPerUser = max(1, configuration.maxConnectionsPerUser)
+        self.roomCacheSize = max(1, configuration.roomCacheSize)
+        state.withLock { $0.roomCacheSweepAt = roomCacheSize }
+        metrics.setCensus { [weak self] in
+            guard let census = self?.census() else { return [] }
+            return [
+                ("switchboard_hub_connections", census.connections), ("switchboard_hub_subscriptions", census.subscriptions),
+                ("switchboard_hub_users", census.users), ("switchboard_hub_watchers", census.watchers),
+                ("switchboard_hub_typing", census.typing), ("switchboard_hub_rooms", census.rooms),
+                ("switchboard_hub_room_entries", census.roomEntries),
+            ]
+        }
+    }
+
+    /// What the hub holds, for tests and diagnostics: every count returns to zero (rooms to at
+    /// most the cache size) once every connection has closed.
+    struct Census: Sendable, Equatable {
+        var connections: Int
+        var subscriptions: Int
+        var users: Int
+        var watchers: Int
+        var typing: Int
+        var rooms: Int
+        /// Room entries in the per-room tables other than `rooms`.
+        var roomEntries: Int
+    }
+
+    func census() -> Census {
+        state.withLock { state in
+            Census(
+                connections: state.connections.count,
+                subscriptions: state.subscribers.values.reduce(0) { $0 + $1.count },
+                users: state.userConnections.count + state.userRooms.count,
+                watchers: state.watchers.values.reduce(0) { $0 + $1.count },
+                typing: state.typing.count,
+                rooms: state.rooms.count,
+                roomEntries: state.subscribers.count + state.watchers.count + state.subscribedConnections.count
+            )
+        }
     }
 
     // MARK: Rooms
@@ -115,8 +158,36 @@ final class Hub: Sendable {
         state.withLock { state in
             if state.rooms[room.id] == nil {
                 state.rooms[room.id] = RoomState(room: room, members: Set(room.members))
+                trimRoomCache(keeping: room.id, state: &state)
             }
         }
+    }
+
+    /// Drops the rooms that no connection follows (neither subscribed nor a connected member)
+    /// once the cache outgrows its size; they are read from the store again when next needed.
+    /// A sweep costs a pass over the cache, so the next one waits until it has doubled.
+    private func trimRoomCache(keeping kept: String, state: inout State) {
+        guard state.rooms.count > state.roomCacheSweepAt else { return }
+        for roomId in Array(state.rooms.keys) where roomId != kept {
+            if state.subscribers[roomId] == nil, state.watchers[roomId]?.isEmpty ?? true {
+                state.rooms[roomId] = nil
+                state.watchers[roomId] = nil
+                state.subscribedConnections[roomId] = nil
+            }
+        }
+        state.roomCacheSweepAt = max(roomCacheSize, 2 * state.rooms.count)
+    }
+
+    /// The room's members online, and those typing, for `GET /api/rooms/{id}/presence`.
+    func presence(of room: RoomState) -> RoomPresence {
+        state.withLock { state in
+            let typing = state.typing.keys.filter { $0.roomId == room.room.id && room.members.contains($0.userId) }.map(\.userId)
+            return RoomPresence(online: online(among: room.members, state: state), typing: typing.sorted())
+        }
+    }
+
+    private func online(among members: Set<String>, state: State) -> [String] {
+        members.filter { state.userConnections[$0] != nil }.sorted()
     }
 
     /// A room was created: tell its members' connections.
@@ -125,38 +196,50 @@ final class Hub: Sendable {
             state.rooms[room.id] = RoomState(room: room, members: Set(room.members))
             for member in room.members { addRoom(room.id, toUser: member, now: now, state: &state) }
             sendRoomEvent(room.id, now: now, state: &state)
+            trimRoomCache(keeping: room.id, state: &state)
         }
     }
 
-    /// A user became a member of a room.
-    func memberAdded(_ userId: String, to room: Room, now: Int) {
+    /// A user became a member of a room, added by `by` (nil: the server or an administrator).
+    func memberAdded(_ user: User, to room: Room, by: String?, now: Int) {
         state.withLock { state in
             let known = state.rooms[room.id]
-            let members = (known?.members ?? []).union(room.members).union([userId])
+            let members = (known?.members ?? []).union(room.members).union([user.id])
             var updated = room
             updated.members = members.sorted()
             state.rooms[room.id] = RoomState(room: updated, members: members, lastMessage: known?.lastMessage)
-            addRoom(room.id, toUser: userId, now: now, state: &state)
+            sendMemberEvent(room.id, MemberChangeData(user: user, change: .added, by: by), now: now, state: &state)
+            addRoom(room.id, toUser: user.id, now: now, state: &state)
             sendRoomEvent(room.id, now: now, state: &state)
+            trimRoomCache(keeping: room.id, state: &state)
         }
     }
 
-    /// A user stopped being a member of a room: their connections lose its events.
-    func memberRemoved(_ userId: String, from room: Room, now: Int) {
+    /// A user stopped being a member of a room: the room's subscribers, theirs included, get a
+    /// `member` event, then their connections lose the room's events.
+    func memberRemoved(_ user: User, from room: Room, by: String?, now: Int) {
         state.withLock { state in
             let known = state.rooms[room.id]
             var members = (known?.members ?? Set(room.members))
-            members.remove(userId)
+            members.remove(user.id)
             var updated = room
             updated.members = members.sorted()
             state.rooms[room.id] = RoomState(room: updated, members: members, lastMessage: known?.lastMessage)
-            state.userRooms[userId]?.remove(room.id)
-            for id in state.userConnections[userId] ?? [] {
+            sendMemberEvent(room.id, MemberChangeData(user: user, change: .removed, by: by), now: now, state: &state)
+            state.userRooms[user.id]?.remove(room.id)
+            for id in state.userConnections[user.id] ?? [] {
                 unsubscribe(id, from: room.id, now: now, state: &state)
                 state.watchers[room.id]?.remove(id)
             }
+            if state.watchers[room.id]?.isEmpty ?? false { state.watchers[room.id] = nil }
             sendRoomEvent(room.id, now: now, state: &state)
+            trimRoomCache(keeping: room.id, state: &state)
         }
+    }
+
+    private func sendMemberEvent(_ roomId: String, _ change: MemberChangeData, now: Int, state: inout State) {
+        let frame = encode(Envelope(type: .member, roomId: roomId, data: change, timestamp: now, userId: change.user.id))
+        sendToSubscribers(of: roomId, frame, seq: nil, except: nil, state: &state)
     }
 
     private func addRoom(_ roomId: String, toUser userId: String, now: Int, state: inout State) {
@@ -187,6 +270,7 @@ final class Hub: Sendable {
             }
             // The list was read before this lock: a removal since then shows here, and wins.
             let memberRooms = rooms.filter { state.rooms[$0.id]?.members.contains(user.id) ?? true }
+            if !followsAllRooms { closeOldestConnection(of: user.id, state: state) }
             state.connections[id] = Connection(
                 user: user, tokenId: tokenId, tokenExpiresAt: tokenExpiresAt, sink: sink, followsAllRooms: followsAllRooms
             )
@@ -204,6 +288,14 @@ final class Hub: Sendable {
         }
         metrics.connections.increment()
         return id
+    }
+
+    /// Past the cap of WebSocket connections per user, closes the user's oldest one: a client
+    /// that reconnects keeps working while the connection it lost times out.
+    private func closeOldestConnection(of userId: String, state: State) {
+        let sockets = (state.userConnections[userId] ?? []).filter { state.connections[$0]?.followsAllRooms == false }
+        guard sockets.count >= maxConnectionsPerUser, let oldest = sockets.min(), let connection = state.connections[oldest] else { return }
+        connection.sink.close(code: .policyViolation, reason: "more than \(maxConnectionsPerUser) connections of one user; the oldest is closed")
     }
 
     /// Removes a connection; announces leaves and, after the user's last connection, offline.
@@ -224,6 +316,7 @@ final class Hub: Sendable {
                 sendPresence(of: connection.user.id, .offline, now: now, state: &state)
                 state.userRooms[connection.user.id] = nil
             }
+            trimRoomCache(keeping: "", state: &state)
             return true
         }
         if removed { metrics.connections.decrement() }
@@ -258,23 +351,38 @@ final class Hub: Sendable {
 
     // MARK: Joining and leaving
 
+    /// How `beginJoin` went.
+    enum JoinStart: Equatable {
+        case subscribed
+        /// The user is not a member (any more): a removal came first.
+        case notMember
+        /// The room is not in the cache: load it and try again.
+        case unknownRoom
+    }
+
     /// Subscribes a connection to a room, holding live events back until `completeJoin`.
-    func beginJoin(_ id: Int, roomId: String, now: Int) {
+    /// Membership is checked here, under the lock that removals take, so that a removal racing
+    /// the join either comes first (and the join is refused) or ends the new subscription.
+    func beginJoin(_ id: Int, roomId: String, now: Int) -> JoinStart {
         state.withLock { state in
+            guard let room = state.rooms[roomId] else { return .unknownRoom }
+            guard let connection = state.connections[id], room.members.contains(connection.user.id) else { return .notMember }
             subscribe(id, to: roomId, as: .joining([]), now: now, state: &state)
+            return .subscribed
         }
     }
 
-    /// Sends the replay and the ack, then the events held back that the replay did not cover.
-    func completeJoin(_ id: Int, roomId: String, replay: [OutgoingFrame], ack: OutgoingFrame, lastSeq: Int) {
+    /// Sends the ack (with the members online now), then the events held back that the replay
+    /// did not cover. False when the subscription ended meanwhile (the user was removed).
+    func completeJoin(_ id: Int, roomId: String, ack: JoinAck, ref: String?, now: Int) -> Bool {
         state.withLock { state in
-            guard let connection = state.connections[id] else { return }
+            guard let connection = state.connections[id], let subscription = connection.subscriptions[roomId] else { return false }
+            var ack = ack
+            ack.online = online(among: state.rooms[roomId]?.members ?? Set(ack.room.members), state: state)
             var fanOut = FanOut()
-            for frame in replay { fanOut.add(frame, to: connection.sink, socket: connection.socket) }
-            fanOut.add(ack, to: connection.sink, socket: connection.socket)
-            var delivered = lastSeq
-            let subscription = connection.subscriptions[roomId]
-            if case .joining(let pending) = subscription?.phase {
+            fanOut.add(encode(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: now, ref: ref)), to: connection.sink, socket: connection.socket)
+            var delivered = ack.lastSeq
+            if case .joining(let pending) = subscription.phase {
                 for event in pending {
                     if let seq = event.seq {
                         guard seq > delivered else { continue }
@@ -284,7 +392,8 @@ final class Hub: Sendable {
                 }
             }
             fanOut.send()
-            subscription?.phase = .live(lastSeq: delivered)
+            subscription.phase = .live(lastSeq: delivered)
+            return true
         }
     }
 
@@ -323,6 +432,7 @@ final class Hub: Sendable {
         }
         let remaining = (state.subscribedConnections[roomId]?[user.id] ?? 1) - 1
         state.subscribedConnections[roomId]?[user.id] = remaining > 0 ? remaining : nil
+        if state.subscribedConnections[roomId]?.isEmpty ?? false { state.subscribedConnections[roomId] = nil }
         if remaining == 0 {
             let frame = encode(Envelope(type: .leave, roomId: roomId, data: MemberData(user: user), timestamp: now, userId: user.id))
             sendToSubscribers(of: roomId, frame, seq: nil, except: user.id, state: &state)

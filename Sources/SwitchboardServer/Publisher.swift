@@ -8,7 +8,8 @@ import SwitchboardStore
 enum MessageReply: Sendable {
     /// A WebSocket: its `ack` (with the request's `ref`) goes out after the message's own event,
     /// batched with the other frames to its event loop; a failure goes to `onFailure`.
-    case socket(any EventSink, ref: String?, onFailure: @Sendable (ProtocolError) -> Void)
+    /// `answered` runs once either is on its way to the socket.
+    case socket(any EventSink, ref: String?, onFailure: @Sendable (ProtocolError) -> Void, answered: @Sendable () -> Void)
     /// Anyone else (HTTP): called once the message is published, or with the failure.
     case callback(@Sendable (Result<MessageAck, ProtocolError>) -> Void)
 }
@@ -74,6 +75,7 @@ final class Publisher: Sendable {
         // Callbacks run after the publications before them are queued, so that an HTTP answer
         // or an error never overtakes what was stored earlier.
         var callbacks: [() -> Void] = []
+        var answeredCallbacks: [@Sendable () -> Void] = []
         func flush() {
             if !publications.isEmpty {
                 hub.publish(publications, now: now)
@@ -84,7 +86,8 @@ final class Publisher: Sendable {
         }
         for item in items {
             switch (item.result, item.reply) {
-            case (.success(let stored), .socket(let sink, let ref, _)):
+            case (.success(let stored), .socket(let sink, let ref, _, let answered)):
+                answeredCallbacks.append(answered)
                 let json = OutgoingFrame.messageJSON(stored.message)
                 publications.append(Hub.Publication(
                     message: stored.message,
@@ -98,7 +101,8 @@ final class Publisher: Sendable {
                 }
                 flush()
                 callback(.success(MessageAck(message: stored.message, duplicate: stored.duplicate)))
-            case (.failure(let error), .socket(_, _, let onFailure)):
+            case (.failure(let error), .socket(_, _, let onFailure, let answered)):
+                answeredCallbacks.append(answered)
                 callbacks.append { onFailure(error) }
                 flush()
             case (.failure(let error), .callback(let callback)):
@@ -107,6 +111,7 @@ final class Publisher: Sendable {
             }
         }
         flush()
+        for answered in answeredCallbacks { answered() }
         for item in items {
             if case .success(let stored) = item.result, !stored.duplicate {
                 metrics.stored.increment()

@@ -78,6 +78,25 @@ public struct ServerConfiguration: Sendable {
     public var maxPollSessionsPerUser: Int = 8
     /// Bearer token that `GET /metrics` requires; nil: `/metrics` is not served.
     public var metricsToken: String? = nil
+    // Hardening: WebSocket
+    /// Messages accepted and waiting for their group commit, all connections together; past it a
+    /// new message gets `rate_limited` (nothing accepted is dropped), so a database that falls
+    /// behind cannot fill the memory.
+    public var maxPendingMessages: Int = 10_000
+    /// Distinct reactions one message may carry; adding another is `forbidden`.
+    public var maxReactionsPerMessage: Int = 20
+    /// WebSocket connections one user may hold; a new one past it closes the oldest (1008).
+    public var maxConnectionsPerUser: Int = 20
+    /// Rooms (group rooms) a user may create each hour, sustained and at once.
+    public var roomsPerHour: Double = 20
+    /// `join` envelopes a user may send each second (each stores a read marker, and a membership
+    /// for a public room), sustained.
+    public var joinsPerSecond: Double = 10
+    /// `join` envelopes a user may send at once, so that a client following many rooms can
+    /// rejoin them all after a reconnect.
+    public var joinBurst: Double = 200
+    /// Rooms the hub keeps in memory beyond those its connections follow.
+    public var roomCacheSize: Int = 10_000
 
     /// Who may register.
     public enum Registration: String, Sendable, CaseIterable {

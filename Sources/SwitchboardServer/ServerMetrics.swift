@@ -1,5 +1,6 @@
 import Metrics
 import Prometheus
+import Synchronization
 import SwitchboardProtocol
 
 /// The server's metrics, on a registry of its own so that several servers in one process
@@ -17,6 +18,9 @@ final class ServerMetrics: Sendable {
     /// bcrypt computations (hashes and verifications of passwords).
     let passwordHashes: Metrics.Counter
     private let factory: PrometheusMetricsFactory
+    /// What the hub holds, read when the metrics are rendered: every figure but the rooms falls
+    /// back to zero once every connection has closed.
+    private let census = Mutex<(@Sendable () -> [(label: String, value: Int)])?>(nil)
 
     init() {
         let registry = PrometheusCollectorRegistry()
@@ -46,9 +50,19 @@ final class ServerMetrics: Sendable {
         deliveryLatency.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
     }
 
+    /// Sets where `render` reads the hub's live objects from.
+    func setCensus(_ read: @escaping @Sendable () -> [(label: String, value: Int)]) {
+        census.withLock { $0 = read }
+    }
+
     /// The registry in Prometheus' text format.
     func render() -> String {
-        registry.emitToString()
+        if let read = census.withLock({ $0 }) {
+            for (label, value) in read() {
+                Gauge(label: label, factory: factory).record(value)
+            }
+        }
+        return registry.emitToString()
     }
 }
 

@@ -8,6 +8,15 @@ protocol EventSink: AnyObject, Sendable {
     func send(_ frame: OutgoingFrame)
     /// Ends the client's session with a WebSocket close code.
     func close(code: WebSocketErrorCode, reason: String)
+    /// Queues frames as fast as the client takes them (a `join`'s replay): returns once all are
+    /// queued; throws when the connection ends first.
+    func sendPaced(_ frames: [OutgoingFrame]) async throws
+}
+
+extension EventSink {
+    func sendPaced(_ frames: [OutgoingFrame]) async throws {
+        for frame in frames { send(frame) }
+    }
 }
 
 /// Sits in a WebSocket's channel pipeline, behind the frame decoder: writes the hub's frames
@@ -36,6 +45,15 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var pingTask: RepeatedTask?
     private var flushPending = false
     private var closing = false
+    /// Cuts the TCP connection when the close handshake does not finish in time (the client
+    /// stopped reading, so the close frame waits behind its queue).
+    private var closeDeadline: Scheduled<Void>?
+    /// Checks text frames as they come, fragments included: RFC 6455 closes with 1007 on bad UTF-8.
+    private var textValidator = UTF8Validator()
+    private var readingText = false
+    /// Frames written only while the socket is writable, and the promise to complete when all are.
+    private var paced: (frames: ArraySlice<OutgoingFrame>, promise: EventLoopPromise<Void>)?
+    private var writingPaced = false
 
     init(configuration: ServerConfiguration, logger: Logger) {
         self.pingInterval = .nanoseconds(Int64(configuration.pingInterval.seconds * 1e9))
@@ -53,10 +71,17 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        pingTask?.cancel()
-        pingTask = nil
+        stopTimers()
+        failPaced()
         self.context = nil
         self.rawContext = nil
+    }
+
+    private func stopTimers() {
+        pingTask?.cancel()
+        pingTask = nil
+        closeDeadline?.cancel()
+        closeDeadline = nil
     }
 
     /// Where complete frames are written; set once, right after this handler is added.
@@ -65,16 +90,42 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        pingTask?.cancel()
-        pingTask = nil
+        stopTimers()
+        failPaced()
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if unwrapInboundIn(data).opcode == .pong {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .pong:
             heartbeat.receivedPong()
+        case .text, .continuation, .binary:
+            // Nothing more is read from a connection being closed.
+            guard !closing else { return }
+            if frame.opcode == .text {
+                readingText = true
+                textValidator = UTF8Validator()
+            } else if frame.opcode == .binary {
+                readingText = false
+            }
+            if readingText {
+                let valid = textValidator.consume(frame.data, maskKey: frame.maskKey) && (!frame.fin || textValidator.isComplete)
+                if frame.fin { readingText = false }
+                guard valid else {
+                    close(code: .dataInconsistentWithMessage, reason: "a text frame is not valid UTF-8")
+                    return
+                }
+            }
+        default:
+            break
         }
         context.fireChannelRead(data)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { writePaced() }
+        context.fireChannelWritabilityChanged()
     }
 
     /// Queues a frame; the flush happens once for everything queued in this event-loop tick.
@@ -110,8 +161,49 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
     }
 
+    /// Writes a `join`'s replay a little at a time: while the socket is writable, then on each
+    /// change back to writable, so that a replay of any size reaches a client that reads without
+    /// ever counting as a backlog. Frames queued meanwhile (other rooms) go out between them.
+    func writePaced(_ frames: [OutgoingFrame], promise: EventLoopPromise<Void>) {
+        guard rawContext != nil, !closing, paced == nil else {
+            promise.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        paced = (frames[...], promise)
+        writePaced()
+    }
+
+    private func writePaced() {
+        // Writes and flushes change the writability, which calls back in here: one loop at a time.
+        guard !writingPaced else { return }
+        writingPaced = true
+        defer { writingPaced = false }
+        while var current = paced, let context, let rawContext, !closing {
+            while let frame = current.frames.first, context.channel.isWritable {
+                current.frames.removeFirst()
+                rawContext.write(NIOAny(frame.wire), promise: nil)
+            }
+            paced = current
+            context.flush()
+            // The flush may have closed the connection (and failed the promise) or made room.
+            guard let after = paced else { return }
+            if after.frames.isEmpty {
+                paced = nil
+                after.promise.succeed()
+                return
+            }
+            guard context.channel.isWritable else { return }
+        }
+    }
+
+    private func failPaced() {
+        let promise = paced?.promise
+        paced = nil
+        promise?.fail(ChannelError.ioOnClosedChannel)
+    }
+
     private func pingDue() {
-        guard let context, !closing else { return }
+        guard let context else { return }
         guard case .sendPing(let number) = heartbeat.pingDue() else { return }
         var payload = context.channel.allocator.buffer(capacity: 8)
         payload.writeInteger(UInt64(number))
@@ -120,22 +212,35 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         context.eventLoop.scheduleTask(in: pingTimeout) {
             let handler = handler.value
             if handler.heartbeat.timeoutDue(number: number) == .close {
-                handler.logger.debug("closing a connection that did not answer a ping")
-                handler.close(code: .goingAway, reason: "ping timeout")
+                handler.logger.debug("cutting a connection that did not answer a ping")
+                handler.abort()
             }
         }
     }
 
-    /// Sends a close frame and closes the connection.
+    /// Ends the TCP connection at once, whatever waits unsent: a close frame could not pass it.
+    private func abort() {
+        guard let context else { return }
+        closing = true
+        failPaced()
+        context.close(promise: nil)
+    }
+
+    /// Sends a close frame and closes the connection; cuts it after the ping timeout when the
+    /// close frame cannot get through.
     func close(code: WebSocketErrorCode, reason: String) {
         guard let context, !closing else { return }
         closing = true
+        failPaced()
         var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
         data.write(webSocketErrorCode: code)
         data.writeString(reason)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
             .whenComplete { _ in channel.close(promise: nil) }
+        closeDeadline = context.eventLoop.scheduleTask(in: pingTimeout) {
+            channel.close(promise: nil)
+        }
     }
 }
 
@@ -159,6 +264,14 @@ final class SocketWriter: EventSink {
     func close(code: WebSocketErrorCode, reason: String) {
         let handler = self.handler
         eventLoop.execute { handler.value.close(code: code, reason: reason) }
+    }
+
+    func sendPaced(_ frames: [OutgoingFrame]) async throws {
+        guard !frames.isEmpty else { return }
+        let promise = eventLoop.makePromise(of: Void.self)
+        let handler = self.handler
+        eventLoop.execute { handler.value.writePaced(frames, promise: promise) }
+        try await promise.futureResult.get()
     }
 
     /// Installs a handler behind the WebSocket frame decoder of `channel` and returns its writer.
@@ -220,5 +333,51 @@ struct FanOut {
             }
         }
         for (sink, frame) in others { sink.send(frame) }
+    }
+}
+
+/// A UTF-8 check that takes a text message fragment by fragment (RFC 3629: no overlong forms,
+/// no surrogates, nothing above U+10FFFF), so that a character split between fragments passes.
+struct UTF8Validator {
+    /// Continuation bytes still expected, and the range the next one must fall in.
+    private var remaining = 0
+    private var lower: UInt8 = 0x80
+    private var upper: UInt8 = 0xBF
+
+    /// Whether no character is left unfinished.
+    var isComplete: Bool { remaining == 0 }
+
+    /// Checks the (masked, when `maskKey` is given) bytes of one frame.
+    mutating func consume(_ buffer: ByteBuffer, maskKey: WebSocketMaskingKey?) -> Bool {
+        buffer.withUnsafeReadableBytes { bytes in
+            guard let maskKey else { return consume(bytes) }
+            for index in bytes.indices where !consume(bytes[index] ^ maskKey[index % 4]) { return false }
+            return true
+        }
+    }
+
+    private mutating func consume(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        for byte in bytes where !consume(byte) { return false }
+        return true
+    }
+
+    mutating func consume(_ byte: UInt8) -> Bool {
+        if remaining == 0 {
+            switch byte {
+            case 0x00...0x7F: return true
+            case 0xC2...0xDF: remaining = 1
+            case 0xE0: (remaining, lower) = (2, 0xA0)
+            case 0xE1...0xEC, 0xEE...0xEF: remaining = 2
+            case 0xED: (remaining, upper) = (2, 0x9F)
+            case 0xF0: (remaining, lower) = (3, 0x90)
+            case 0xF1...0xF3: remaining = 3
+            case 0xF4: (remaining, upper) = (3, 0x8F)
+            default: return false
+            }
+            return true
+        }
+        guard byte >= lower, byte <= upper else { return false }
+        (remaining, lower, upper) = (remaining - 1, 0x80, 0xBF)
+        return true
     }
 }

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOWebSocket
+import Synchronization
 import SwitchboardProtocol
 
 /// One WebSocket's requests, answered one at a time in the order they came.
@@ -14,6 +15,8 @@ struct WebSocketSession {
     let sink: any EventSink
     let logger: Logger
     private var rateLimitedInARow = 0
+    /// Messages accepted and not yet answered: a flood close waits for their acks.
+    private let unanswered = UnansweredMessages()
 
     init(service: ChatService, identity: Identity, connection: Int, sink: any EventSink, logger: Logger) {
         self.service = service
@@ -51,6 +54,8 @@ struct WebSocketSession {
             if error.code == .rateLimited {
                 rateLimitedInARow += 1
                 if rateLimitedInARow >= service.configuration.floodCloseAfter {
+                    // Messages accepted before the flood are stored: their acks go out first.
+                    await unanswered.waitUntilNone()
                     throw Close(code: .policyViolation, reason: "too many requests over the rate limit")
                 }
             } else {
@@ -73,7 +78,7 @@ struct WebSocketSession {
         case .ping(let data):
             send(Envelope<JSONValue>(type: .pong, data: data, timestamp: now, ref: ref))
         case .join(let roomId, let since):
-            try await service.join(identity, connection: connection, roomId: roomId, since: since, ref: ref)
+            try await service.join(identity, connection: connection, sink: sink, roomId: roomId, since: since, ref: ref)
         case .leave(let roomId):
             if !service.hub.isSubscribed(connection, to: roomId) {
                 // Not joined is fine; not existing is `not_found`.
@@ -86,7 +91,9 @@ struct WebSocketSession {
             // commit, so one connection's messages share group commits and keep their order.
             let message = try await service.prepareMessage(identity, roomId: roomId, data)
             let session = self
+            let unanswered = self.unanswered
             let reply: MessageReply
+            unanswered.add()
             if service.configuration.logFrames {
                 // Through `send`, which logs every frame; after the message's event all the same.
                 reply = .callback { result in
@@ -96,10 +103,12 @@ struct WebSocketSession {
                     case .failure(let error):
                         session.sendError(error, ref: ref, roomId: roomId)
                     }
+                    unanswered.remove()
                 }
             } else {
                 // The ack is encoded and sent with the batch that publishes the message.
-                reply = .socket(sink, ref: ref, onFailure: { error in session.sendError(error, ref: ref, roomId: roomId) })
+                reply = .socket(
+                    sink, ref: ref, onFailure: { error in session.sendError(error, ref: ref, roomId: roomId) }, answered: unanswered.remove)
             }
             service.submitMessage(message, receivedAt: receivedAt, reply: reply)
         case .typing(let roomId, let isTyping):
@@ -122,5 +131,42 @@ struct WebSocketSession {
             logger.debug("frame sent", metadata: ["switchboard.frame": "\(String(buffer: frame.json))"])
         }
         sink.send(frame)
+    }
+}
+
+/// How many of a session's messages wait for their answer, and who waits for none to be left.
+final class UnansweredMessages: Sendable {
+    private struct State {
+        var count = 0
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    func add() {
+        state.withLock { $0.count += 1 }
+    }
+
+    /// One answer is on its way to the socket.
+    @Sendable func remove() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.count -= 1
+            guard state.count == 0 else { return [] }
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    /// Returns once every message added so far is answered.
+    func waitUntilNone() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let none = state.withLock { state in
+                if state.count == 0 { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if none { continuation.resume() }
+        }
     }
 }
