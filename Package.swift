@@ -91,7 +91,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Yams", package: "Yams"),
-            ]
+                // Exec plugins, webhooks and health (Exec/, Webhooks/, Health/).
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            exclude: ["Exec/exec-plugin.schema.json"]
         ),
         // The PostgreSQL storage backend.
         .target(
@@ -165,6 +172,17 @@ let package = Package(
         .testTarget(name: "SwitchboardCLITests", dependencies: ["SwitchboardProtocol", "SwitchboardTesting"]),
         .testTarget(name: "LoadGeneratorTests", dependencies: ["LoadGenerator", "SwitchboardTesting"]),
         .testTarget(name: "SwitchboardStoreTests", dependencies: ["SwitchboardStore"]),
+        // Exec plugins (with the Python example bot), webhooks and the agent's health endpoint.
+        .testTarget(
+            name: "SwitchboardAgentExtrasTests",
+            dependencies: [
+                "SwitchboardAgent",
+                "SwitchboardClient",
+                "SwitchboardTesting",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "SwitchboardServerTests",
             dependencies: [
