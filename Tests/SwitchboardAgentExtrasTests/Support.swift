@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
+import NIOHTTP1
 import SwitchboardClient
 import SwitchboardProtocol
 import SwitchboardTesting
