@@ -6,15 +6,15 @@ import SwitchboardProtocol
 
 /// The agent's health endpoint: `GET /healthz` and Prometheus `GET /metrics`, on a port of its own.
 ///
-/// `/healthz` answers 200 `{"status":"ok","bots":[…]}` when every bot is online, and 503 with
+/// `/healthz` answers 200 with a ``HealthReport`` when every bot is online, and 503 with
 /// `"status":"degraded"` when one is not (connecting, reconnecting, failed), so that a supervisor
-/// or load balancer sees a bot that cannot reach its server. Each bot's entry holds its state,
-/// events handled, handler errors and outbox length. `/metrics` prints ``AgentMetrics``.
+/// or load balancer sees a bot that cannot reach its server. `/metrics` prints
+/// ``HealthReport/prometheusText()``. The figures are read at each request.
 ///
 /// A `Service`: it stops gracefully with its service group, or when its task is cancelled.
 ///
 /// ```swift
-/// let health = HealthListener(host: "127.0.0.1", port: 9090, metrics: metrics, logger: logger)
+/// let health = HealthListener(port: 9090, figures: { agent.figures() }, logger: logger)
 /// try await ServiceGroup(services: [agent, health], gracefulShutdownSignals: [.sigterm], logger: logger).run()
 /// ```
 public struct HealthListener: Service {
@@ -22,36 +22,36 @@ public struct HealthListener: Service {
     public let host: String
     /// The port; 0 picks a free one.
     public let port: Int
-    /// The figures it shows.
-    public let metrics: AgentMetrics
+    /// Reads every bot's figures.
+    public let figures: @Sendable () -> [BotFigures]
     let logger: Logger
     let onListening: @Sendable (Int) async -> Void
 
-    /// A listener on `host`:`port` showing `metrics`.
+    /// A listener on `host`:`port` showing `figures`.
     ///
     /// - Parameter onListening: called with the port once it accepts connections (useful with port 0).
     public init(
-        host: String = "127.0.0.1", port: Int, metrics: AgentMetrics, logger: Logger,
+        host: String = "127.0.0.1", port: Int, figures: @escaping @Sendable () -> [BotFigures], logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) {
         self.host = host
         self.port = port
-        self.metrics = metrics
+        self.figures = figures
         self.logger = logger
         self.onListening = onListening
     }
 
     public func run() async throws {
         let router = Router()
-        router.get("healthz") { [metrics] _, _ in
-            let health = metrics.health()
-            return try jsonResponse(health, status: health.isHealthy ? .ok : .serviceUnavailable)
+        router.get("healthz") { [figures] _, _ in
+            let report = HealthReport(figures())
+            return try jsonResponse(report, status: report.isHealthy ? .ok : .serviceUnavailable)
         }
-        router.get("metrics") { [metrics] _, _ in
+        router.get("metrics") { [figures] _, _ in
             Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.render()))
+                body: ResponseBody(byteBuffer: ByteBuffer(string: HealthReport(figures()).prometheusText()))
             )
         }
         try await serveHTTP(router: router, host: host, port: port, name: "health", logger: logger, onListening: onListening)
