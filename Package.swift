@@ -96,7 +96,11 @@ let package = Package(
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
-            ]
+                // Exec plugins, webhooks and health (Exec/, Webhooks/, Health/).
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            exclude: ["Exec/exec-plugin.schema.json"]
         ),
         // The test harness for plugin authors: a server and an agent in one line, a tester, a test clock.
         .target(
@@ -216,6 +220,19 @@ let package = Package(
         .testTarget(
             name: "BotsTests",
             dependencies: ["SwitchboardAgent", "SwitchboardAgentTesting", "EchoBot", "DiceBot", "RemindBot", "WelcomeBot", "KarmaBot"]
+        ),
+        // Exec plugins (with the Python example bot), webhooks and the agent's health endpoint.
+        .testTarget(
+            name: "SwitchboardAgentExtrasTests",
+            dependencies: [
+                "SwitchboardAgent",
+                "SwitchboardAgentTesting",
+                "SwitchboardClient",
+                "SwitchboardTesting",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "SwitchboardServerTests",

@@ -1,0 +1,210 @@
+import Foundation
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A program started with pipes on its standard input, output and error, read and written through
+/// SwiftNIO so that no thread blocks on them.
+struct ExecProcess {
+    /// How the program ended.
+    enum Exit: Sendable, Hashable, CustomStringConvertible {
+        case status(Int32)
+        case signal(Int32)
+
+        var description: String {
+            switch self {
+            case .status(let code): "exited with status \(code)"
+            case .signal(let signal): "was killed by signal \(signal)"
+            }
+        }
+    }
+
+    /// The pipes of a running program.
+    struct Pipes {
+        let processId: Int32
+        let standardOutput: NIOAsyncChannelInboundStream<ByteBuffer>
+        let standardError: NIOAsyncChannelInboundStream<ByteBuffer>
+        let standardInput: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    }
+
+    /// Starts `command` (a program found on `PATH` unless it holds a `/`, then its arguments), runs
+    /// `body` with its pipes, then stops it: standard input is closed, then `SIGTERM`, then `SIGKILL`
+    /// after `stopTimeout` if it is still running. Returns when the program has ended.
+    ///
+    /// - Throws: ``ExecError`` when the program cannot be found or started; what `body` throws.
+    static func run(
+        command: [String], environment: [String: String], workingDirectory: String?, stopTimeout: Duration,
+        body: (Pipes) async throws -> Void
+    ) async throws -> Exit {
+        guard let program = command.first else {
+            throw ExecError(code: .invalidConfiguration, message: "`command` is empty; give the program and its arguments, e.g. [python3, bot.py]")
+        }
+        let executable = try findExecutable(program, environment: environment)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = Array(command.dropFirst())
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, configured in configured }
+        if let workingDirectory { process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
+
+        let input = try PipeDescriptors()
+        let output: PipeDescriptors
+        let error: PipeDescriptors
+        do {
+            output = try PipeDescriptors()
+            do { error = try PipeDescriptors() } catch {
+                output.closeBoth()
+                throw error
+            }
+        } catch {
+            input.closeBoth()
+            throw error
+        }
+        process.standardInput = FileHandle(fileDescriptor: input.read, closeOnDealloc: false)
+        process.standardOutput = FileHandle(fileDescriptor: output.write, closeOnDealloc: false)
+        process.standardError = FileHandle(fileDescriptor: error.write, closeOnDealloc: false)
+        do {
+            try process.run()
+        } catch let failure {
+            for pipe in [input, output, error] { pipe.closeBoth() }
+            throw ExecError(code: .cannotStart, message: "cannot start \(executable): \(failure)")
+        }
+        // The child has its own copies now; the parent keeps only its ends.
+        close(input.read)
+        close(output.write)
+        close(error.write)
+
+        let processId = process.processIdentifier
+        do {
+            let group = MultiThreadedEventLoopGroup.singleton
+            let standardInput = try await wrap(NIOPipeBootstrap(group: group), output: input.write)
+            let standardOutput = try await wrap(NIOPipeBootstrap(group: group), input: output.read)
+            let standardError = try await wrap(NIOPipeBootstrap(group: group), input: error.read)
+            try await standardInput.executeThenClose { _, writer in
+                try await standardOutput.executeThenClose { stdout, _ in
+                    try await standardError.executeThenClose { stderr, _ in
+                        try await body(Pipes(processId: processId, standardOutput: stdout, standardError: stderr, standardInput: writer))
+                    }
+                }
+            }
+        } catch {
+            await stopOutsideCancellation(process, timeout: stopTimeout)
+            throw error
+        }
+        await stopOutsideCancellation(process, timeout: stopTimeout)
+        return process.terminationReason == .uncaughtSignal
+            ? .signal(process.terminationStatus) : .status(process.terminationStatus)
+    }
+
+    /// Stops the program even when the calling task is cancelled (at shutdown): a program is never
+    /// left behind.
+    private static func stopOutsideCancellation(_ process: Process, timeout: Duration) async {
+        await Task { await stop(process, timeout: timeout) }.value
+    }
+
+    /// Stops a program whose standard input is closed: a moment to leave by itself, then `SIGTERM`,
+    /// then `SIGKILL` after `timeout`.
+    private static func stop(_ process: Process, timeout: Duration) async {
+        if await waitForExit(process, upTo: .milliseconds(200)) { return }
+        kill(process.processIdentifier, SIGTERM)
+        if await waitForExit(process, upTo: timeout) { return }
+        kill(process.processIdentifier, SIGKILL)
+        _ = await waitForExit(process, upTo: .seconds(3600))
+    }
+
+    /// Whether the program ended within `limit`. Foundation reaps it; this looks every 10 ms.
+    private static func waitForExit(_ process: Process, upTo limit: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while process.isRunning {
+            if ContinuousClock.now >= deadline { return false }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return true
+    }
+
+    private static func wrap(_ bootstrap: NIOPipeBootstrap, input: CInt) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        do {
+            return try await bootstrap.takingOwnershipOfDescriptor(input: input) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel(wrappingChannelSynchronously: channel) }
+            }
+        } catch {
+            close(input)
+            throw error
+        }
+    }
+
+    private static func wrap(_ bootstrap: NIOPipeBootstrap, output: CInt) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        do {
+            return try await bootstrap.takingOwnershipOfDescriptor(output: output) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel(wrappingChannelSynchronously: channel) }
+            }
+        } catch {
+            close(output)
+            throw error
+        }
+    }
+
+    /// The path of `program`: itself when it holds a `/`, else the first executable file of that
+    /// name in `PATH` (the configured environment's, else the agent's).
+    static func findExecutable(_ program: String, environment: [String: String]) throws -> String {
+        if program.contains("/") {
+            guard FileManager.default.isExecutableFile(atPath: program) else {
+                throw ExecError(code: .cannotStart, message: "\(program) is not an executable file; check the path and its permissions (chmod +x)")
+            }
+            return program
+        }
+        let path = environment["PATH"] ?? ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        for folder in path.split(separator: ":") {
+            let candidate = "\(folder)/\(program)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        throw ExecError(code: .cannotStart, message: "program `\(program)` not found on PATH (\(path)); install it or give its full path in `command`")
+    }
+}
+
+/// The two ends of a pipe, both closed on `exec` so that no other child inherits them.
+private struct PipeDescriptors {
+    let read: CInt
+    let write: CInt
+
+    init() throws {
+        var descriptors: [CInt] = [-1, -1]
+        guard pipe(&descriptors) == 0 else {
+            throw ExecError(code: .cannotStart, message: "cannot make a pipe: \(String(cString: strerror(errno)))")
+        }
+        for descriptor in descriptors { _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC) }
+        read = descriptors[0]
+        write = descriptors[1]
+    }
+
+    func closeBoth() {
+        close(read)
+        close(write)
+    }
+}
+
+/// Why an exec plugin's program could not run.
+public struct ExecError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The kind of failure.
+    public enum Code: String, Sendable, Hashable {
+        /// The plugin's configuration cannot work (an empty `command`).
+        case invalidConfiguration
+        /// The program could not be found or started.
+        case cannotStart
+        /// The program did not answer the agent's `hello` in time, or answered it wrongly.
+        case handshake
+    }
+
+    /// The kind of failure.
+    public var code: Code
+    /// What happened and how to fix it.
+    public var message: String
+
+    public var description: String { message }
+}

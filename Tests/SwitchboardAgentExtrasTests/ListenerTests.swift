@@ -1,0 +1,165 @@
+import Foundation
+import NIOHTTP1
+import Synchronization
+import SwitchboardClient
+import SwitchboardProtocol
+import SwitchboardTesting
+import Testing
+
+@testable import SwitchboardAgent
+
+/// The webhook and health listeners over real HTTP, posting through a real client to a real server.
+@Suite("Webhook and health listeners", .timeLimit(.minutes(1)))
+struct ListenerTests {
+    /// Runs `listen` (given a port callback) in the background and `body` with the port.
+    static func withListener(
+        _ listen: @escaping @Sendable (@escaping @Sendable (Int) async -> Void) async throws -> Void,
+        _ body: (Int) async throws -> Void
+    ) async throws {
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let task = Task { try await listen { port in continuation.yield(port) } }
+        defer { task.cancel() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw TestFailure("the listener did not start") }
+        try await body(port)
+        task.cancel()
+        try await task.value
+    }
+
+    @Test("a signed webhook posts into the room; a bad signature gets 401, is logged and posts nothing; a bearer secret works")
+    func webhooks() async throws {
+        try await TestServer.withServer { server in
+            let ana = try await server.register("ana")
+            let hookbot = try await server.register("hookbot")
+            let room = try await server.createRoom("deploys", token: ana.token, members: [hookbot.user.id])
+            let recorder = LogRecorder()
+            var configuration = WebhookConfiguration(hooks: [
+                .init(path: "/github", room: room.id, authentication: .hmac(secret: "gh-secret"),
+                      template: try MessageTemplate("{{ pusher.name }} pushed to {{ repository.full_name }}")),
+                .init(path: "/alerts", room: room.id, authentication: .bearer(secret: "alert-token")),
+            ])
+            configuration.port = 0
+            try await ChatClient.withClient(configuration: clientConfiguration(server, token: hookbot.token), logger: quietLogger("hookbot")) { client in
+                let listener = WebhookListener(configuration: configuration, logger: recorder.logger()) { hook, text in
+                    try await client.send(text, to: hook.room)
+                }
+                try await Self.withListener({ try await listener.run(onListening: $0) }) { port in
+                    let socket = try await server.connect(token: ana.token)
+                    _ = try await socket.join(room.id)
+
+                    let payload = Array(#"{"pusher":{"name":"ana"},"repository":{"full_name":"acme/site"}}"#.utf8)
+                    let signature = WebhookAuthentication.signature(of: payload, secret: "gh-secret")
+                    let good = try await http(.POST, port: port, "/github", headers: [("X-Hub-Signature-256", signature), ("Content-Type", "application/json")], body: payload)
+                    #expect(good.status == 201)
+                    #expect(good.json?["message"]?["content"] == "ana pushed to acme/site")
+                    let posted = try await socket.next("message").decode(Message.self)
+                    #expect(posted.content == "ana pushed to acme/site")
+                    #expect(posted.userId == hookbot.user.id)
+
+                    let forged = WebhookAuthentication.signature(of: payload, secret: "guessed")
+                    let bad = try await http(.POST, port: port, "/github", headers: [("X-Hub-Signature-256", forged)], body: payload)
+                    #expect(bad.status == 401)
+                    #expect(bad.json?["error"]?["code"] == "unauthorized")
+                    try await recorder.waitFor("webhook refused: the signature does not match the body and the secret")
+                    let unsigned = try await http(.POST, port: port, "/github", body: payload)
+                    #expect(unsigned.status == 401)
+
+                    let wrongBearer = try await http(.POST, port: port, "/alerts", headers: [("Authorization", "Bearer nope")], body: Array("disk full".utf8))
+                    #expect(wrongBearer.status == 401)
+                    let alert = try await http(.POST, port: port, "/alerts", headers: [("Authorization", "Bearer alert-token")], body: Array("disk full on db1".utf8))
+                    #expect(alert.status == 201)
+                    // The next message in the room is the alert: the refused requests posted nothing.
+                    let next = try await socket.next("message").decode(Message.self)
+                    #expect(next.content == "disk full on db1")
+                    #expect(next.seq == posted.seq + 1)
+
+                    #expect(try await http(.POST, port: port, "/nowhere", body: payload).status == 404)
+                    await socket.close()
+                }
+            }
+        }
+    }
+
+    @Test("a webhook for a room the bot is not in answers 502 and posts nothing")
+    func notAMember() async throws {
+        try await TestServer.withServer { server in
+            let ana = try await server.register("ana")
+            let hookbot = try await server.register("hookbot")
+            let closed = try await server.createRoom("private", token: ana.token)
+            var configuration = WebhookConfiguration(hooks: [.init(path: "/in", room: closed.id, authentication: .bearer(secret: "t"))])
+            configuration.port = 0
+            try await ChatClient.withClient(configuration: clientConfiguration(server, token: hookbot.token), logger: quietLogger("hookbot")) { client in
+                let listener = WebhookListener(configuration: configuration, logger: quietLogger("webhooks")) { hook, text in
+                    try await client.send(text, to: hook.room)
+                }
+                try await Self.withListener({ try await listener.run(onListening: $0) }) { port in
+                    let answer = try await http(.POST, port: port, "/in", headers: [("Authorization", "Bearer t")], body: Array("hello".utf8))
+                    #expect(answer.status == 502)
+                    #expect(try await server.request(.GET, "/api/rooms/\(closed.id)", token: ana.token).decode(RoomResponse.self).room.lastSeq == 0)
+                }
+            }
+        }
+    }
+
+    @Test("/healthz and /metrics show each bot's state, events, errors, latency and outbox")
+    func health() async throws {
+        try await TestServer.withServer { server in
+            let dice = try await server.register("dice")
+            try await ChatClient.withClient(configuration: clientConfiguration(server, token: dice.token), logger: quietLogger("dice")) { client in
+                try await eventually("the bot connected") { client.status == .connected }
+                let ghostIsThere = Mutex(true)
+                let figures: @Sendable () -> [BotFigures] = {
+                    var all = [
+                        BotFigures(name: "dice", status: client.status, eventsHandled: 2, handlerErrors: 1, handlerSeconds: 0.25, outboxLength: client.pendingMessages.count)
+                    ]
+                    if ghostIsThere.withLock({ $0 }) {
+                        all.append(BotFigures(name: "ghost", status: .reconnecting(attempt: 3, nextDelay: .seconds(2)), eventsHandled: 0, handlerErrors: 0, handlerSeconds: 0, outboxLength: 4))
+                    }
+                    return all
+                }
+                try await Self.withListener({ onListening in
+                    try await HealthListener(port: 0, figures: figures, logger: quietLogger("health"), onListening: onListening).run()
+                }) { port in
+                    let degraded = try await http(.GET, port: port, "/healthz")
+                    #expect(degraded.status == 503)
+                    #expect(degraded.json?["status"] == "degraded")
+                    #expect(degraded.json?["bots"] == [
+                        ["name": "dice", "state": "connected", "online": true, "eventsHandled": 2, "handlerErrors": 1, "handlerSeconds": 0.25, "outbox": 0],
+                        ["name": "ghost", "state": "reconnecting", "online": false, "eventsHandled": 0, "handlerErrors": 0, "handlerSeconds": 0, "outbox": 4],
+                    ])
+
+                    let text = try await http(.GET, port: port, "/metrics")
+                    #expect(text.status == 200)
+                    #expect(text.contentType?.hasPrefix("text/plain; version=0.0.4") == true)
+                    for line in [
+                        "# TYPE switchboard_agent_connection_state gauge",
+                        #"switchboard_agent_connection_state{bot="dice",state="connected"} 1"#,
+                        #"switchboard_agent_connection_state{bot="dice",state="reconnecting"} 0"#,
+                        #"switchboard_agent_connection_state{bot="ghost",state="reconnecting"} 1"#,
+                        "# TYPE switchboard_agent_events_handled_total counter",
+                        #"switchboard_agent_events_handled_total{bot="dice"} 2"#,
+                        #"switchboard_agent_handler_errors_total{bot="dice"} 1"#,
+                        "# TYPE switchboard_agent_handler_duration_seconds summary",
+                        #"switchboard_agent_handler_duration_seconds_sum{bot="dice"} 0.25"#,
+                        #"switchboard_agent_handler_duration_seconds_count{bot="dice"} 3"#,
+                        #"switchboard_agent_outbox_length{bot="ghost"} 4"#,
+                    ] {
+                        #expect(text.text.contains(line + "\n"), "missing: \(line)")
+                    }
+
+                    ghostIsThere.withLock { $0 = false }
+                    let healthy = try await http(.GET, port: port, "/healthz")
+                    #expect(healthy.status == 200)
+                    #expect(healthy.json?["status"] == "ok")
+                    #expect(!(try await http(.GET, port: port, "/metrics")).text.contains(#"bot="ghost""#))
+                }
+            }
+        }
+    }
+
+    @Test("label values are escaped in the metrics text")
+    func escaping() {
+        let report = HealthReport([BotFigures(name: "a\"b\\c\nd", status: .connected, eventsHandled: 0, handlerErrors: 0, handlerSeconds: 0, outboxLength: 0)])
+        #expect(report.prometheusText().contains(#"switchboard_agent_outbox_length{bot="a\"b\\c\nd"} 0"#))
+    }
+}
