@@ -105,6 +105,7 @@ struct Serve: AsyncParsableCommand {
         configuration.pingTimeout = .milliseconds(pingTimeoutMs)
         configuration.bcryptCost = bcryptCost
         configuration.logFrames = debugsWebSocket
+        configuration.web = web == .on
 
         var storeConfiguration = SQLiteStore.Configuration()
         storeConfiguration.synchronous = synchronous.store
@@ -121,4 +122,13 @@ struct Serve: AsyncParsableCommand {
             logger.info("stopped; finishing writes")
         }
     }
+
+    // Web
+    @Option(help: "Serve the web page at /: on or off (env: SWITCHBOARD_WEB).")
+    var web: Switch = Switch(rawValue: environment("SWITCHBOARD_WEB", "on").lowercased()) ?? .on
+}
+
+/// `--web on|off`.
+enum Switch: String, ExpressibleByArgument, CaseIterable {
+    case on, off
 }
