@@ -38,7 +38,7 @@ struct WebPageTests {
     func assets() async throws {
         try await withServer { server in
             let page = try await server.request(.GET, "/")
-            let script = try #require(page.text.firstRange(of: #/src="(/assets/([0-9a-f]{12})/app\.js)"/#))
+            let script = try #require(page.text.firstMatch(of: #/src="(/assets/([0-9a-f]{12})/app\.js)"/#))
             let (path, version) = (String(script.output.1), String(script.output.2))
 
             let asset = try await server.request(.GET, path)

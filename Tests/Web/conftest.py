@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -120,6 +121,71 @@ class Server:
         status, answer = self.api("GET", f"/api/rooms/{room_id}/messages?limit=200", token=token)
         assert status == 200, answer
         return answer["messages"]
+
+
+class UpgradeRefusingProxy:
+    """An HTTP proxy in front of a server that refuses WebSocket upgrades with 403, as some
+    corporate proxies do; every other request passes (one per connection)."""
+
+    def __init__(self, upstream_port: int):
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", free_port()))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(client,), daemon=True).start()
+
+    def serve(self, client):
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(65536)
+                if not chunk:
+                    return
+                head += chunk
+            head, rest = head.split(b"\r\n\r\n", 1)
+            if b" /ws" in head.split(b"\r\n")[0]:
+                client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                return
+            with socket.create_connection(("127.0.0.1", self.upstream_port)) as upstream:
+                upstream.sendall(self.closing(head) + rest)
+                threading.Thread(target=self.pipe, args=(client, upstream), daemon=True).start()
+                # The answer says `Connection: close` too, so that the browser sends nothing more on this connection.
+                answer = b""
+                while b"\r\n\r\n" not in answer:
+                    chunk = upstream.recv(65536)
+                    if not chunk:
+                        return
+                    answer += chunk
+                answer_head, answer_rest = answer.split(b"\r\n\r\n", 1)
+                client.sendall(self.closing(answer_head) + answer_rest)
+                self.pipe(upstream, client)
+
+    @staticmethod
+    def closing(head: bytes) -> bytes:
+        lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"connection:")]
+        return b"\r\n".join(lines + [b"Connection: close"]) + b"\r\n\r\n"
+
+    @staticmethod
+    def pipe(source, destination):
+        try:
+            while chunk := source.recv(65536):
+                destination.sendall(chunk)
+        except OSError:
+            pass
+
+    def close(self):
+        self.listener.close()
 
 
 @pytest.fixture(autouse=True)

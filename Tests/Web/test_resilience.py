@@ -3,7 +3,7 @@ import re
 
 from playwright.sync_api import expect
 
-from conftest import create_room, log, register, send, session_of, unique
+from conftest import PASSWORD, UpgradeRefusingProxy, create_room, log, register, send, session_of, unique
 
 
 def test_a_message_typed_while_the_server_is_down_is_delivered_once_after_it_comes_back(own_server, new_page, screenshots):
@@ -63,3 +63,31 @@ def test_a_message_typed_offline_survives_a_reload_and_is_sent_once(server, new_
     contents = [message["content"] for message in server.messages(token, room_id)]
     assert contents == ["typed offline"]
     assert page.evaluate("localStorage.getItem('switchboard.outbox.' + JSON.parse(localStorage.getItem('switchboard.session')).user.id)") is None
+
+
+def test_a_page_whose_websocket_is_refused_falls_back_to_polling(server, new_page):
+    proxy = UpgradeRefusingProxy(server.port)
+    page = new_page(proxy)
+    register_without_websocket(page, unique("poller"))
+    expect(page.locator("#connection-text")).to_have_text("Connected (polling fallback)", timeout=20_000)
+    token = session_of(page)["token"]
+    create_room(page, unique("polled"))
+    room_id = page.evaluate("decodeURIComponent(location.hash.slice('#room='.length))")
+
+    send(page, "sent over HTTP")
+    expect(log(page).filter(has_text="sent over HTTP")).to_have_count(1)
+    other = server.register(unique("other"))
+    assert server.api("POST", f"/api/rooms/{room_id}/members", {"userId": other["user"]["id"]}, token=token)[0] == 200
+    assert server.api("POST", f"/api/rooms/{room_id}/messages", {"content": "polled in"}, token=other["token"])[0] == 201
+    expect(log(page).filter(has_text="polled in")).to_have_count(1)
+    assert [message["content"] for message in server.messages(token, room_id)] == ["sent over HTTP", "polled in"]
+    assert page.errors == []
+    proxy.close()
+
+
+def register_without_websocket(page, username):
+    page.goto("/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.locator("#account")).to_be_visible()

@@ -185,6 +185,7 @@ async function start(token, user) {
   connection.addEventListener('status', () => { renderConnection(); updateComposer(); });
   connection.addEventListener('event', (event) => enqueue(() => handleEvent(event.detail)));
   connection.addEventListener('open', (event) => enqueue(() => recover(event.detail.mode)));
+  connection.addEventListener('joined', (event) => enqueue(() => joined(event.detail.roomId, event.detail.ack)));
   connection.addEventListener('unauthorized', () => signOut('The server ended this session: sign in again.'));
   state.outbox.addEventListener('change', () => { renderConnection(); renderPending(); });
   state.outbox.addEventListener('sent', (event) => enqueue(() => receiveMessage(event.detail.message)));
@@ -389,15 +390,15 @@ async function openRoom(roomId) {
   scrollToEnd();
   activateLast();
   loadPresence(roomId);
-  state.connection.subscribe(roomId, () => (state.timeline?.roomId === roomId ? state.timeline.lastSeq : undefined))
-    .then((ack) => ack && afterJoin(timeline, ack)).catch(() => {});
+  state.connection.subscribe(roomId, () => (state.timeline?.roomId === roomId ? state.timeline.lastSeq : undefined));
   byId('composer-input').focus();
 }
 
-/** The `ack` of a join: the members online (1.1), and the missed messages when the replay was cut short. */
-function afterJoin(timeline, ack) {
+/** The `ack` of a (re)join: the members online (1.1), and the missed messages when the replay was cut short. */
+async function joined(roomId, ack) {
   for (const userId of ack.online ?? []) updatePresence(userId, true);
-  if (ack.truncated) enqueue(() => catchUp(timeline, ack.lastSeq));
+  const timeline = state.timeline;
+  if (ack.truncated && timeline?.roomId === roomId) await catchUp(timeline, ack.lastSeq);
 }
 
 async function loadPresence(roomId) {

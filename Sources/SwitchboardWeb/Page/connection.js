@@ -61,7 +61,8 @@ export function isMissingRoute(error) {
  * The live connection: a WebSocket, or long polling when the WebSocket is refused while HTTP works.
  *
  * Events: `status` (detail: the status), `event` (detail: a server envelope), `open` (detail:
- * `{mode: 'websocket' | 'polling'}`: time to recover), `unauthorized` (the token was refused: final).
+ * `{mode: 'websocket' | 'polling'}`: time to recover), `joined` (detail: `{roomId, ack}`, after each
+ * (re)join), `unauthorized` (the token was refused: final).
  */
 export class Connection extends EventTarget {
   constructor(api, { fallbackAfterFailures = 2, retryWebSocketEveryMs = 60_000, pollTimeoutMs = 25_000,
@@ -112,8 +113,7 @@ export class Connection extends EventTarget {
   /** Follows a room's live events; `since` gives the last `seq` the page holds, asked at each (re)join. */
   subscribe(roomId, since) {
     this.subscriptions.set(roomId, since);
-    if (this.isWebSocket) return this.join(roomId);
-    return Promise.resolve(null);
+    if (this.isWebSocket) this.join(roomId);
   }
 
   unsubscribe(roomId) {
@@ -123,7 +123,9 @@ export class Connection extends EventTarget {
 
   join(roomId) {
     const since = this.subscriptions.get(roomId)?.();
-    return this.request('join', roomId, since == null ? {} : { since });
+    this.request('join', roomId, since == null ? {} : { since })
+      .then((ack) => this.dispatchEvent(new CustomEvent('joined', { detail: { roomId, ack } })))
+      .catch(() => {}); // closed meanwhile: joined again on the next open
   }
 
   /** Sends an envelope over the WebSocket; resolves with the `ack`'s data, rejects with the `error`'s. */
@@ -164,7 +166,7 @@ export class Connection extends EventTarget {
       this.pingSentAt = 0;
       this.heartbeat = setInterval(() => this.checkHeartbeat(socket), 1000);
       this.setStatus({ state: 'connected' });
-      for (const roomId of this.subscriptions.keys()) this.join(roomId).catch(() => {});
+      for (const roomId of this.subscriptions.keys()) this.join(roomId);
       this.dispatchEvent(new CustomEvent('open', { detail: { mode: 'websocket' } }));
     };
     socket.onmessage = (message) => {
