@@ -67,7 +67,7 @@ class Server:
     def start(self):
         self.process = subprocess.Popen(
             [BINARY, "serve", "--port", str(self.port), "--database", str(self.database), "--bcrypt-cost", "4",
-             "--messages-per-second", "1000", "--message-burst", "1000"],
+             "--messages-per-second", "1000", "--message-burst", "1000", "--auth-attempts-per-minute", "1000"],
             stdout=self.log, stderr=self.log, env={**os.environ, "SWITCHBOARD_WEB": "on"},
         )
         deadline = time.monotonic() + 30
