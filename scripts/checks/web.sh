@@ -20,13 +20,15 @@ if [ ! -x "$binary" ]; then
     exit 1
 fi
 
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+install_debian() {
+    $sudo apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q -o DPkg::Lock::Timeout=300 "$@" >/dev/null
+}
 if [ ! -x "$chromium" ]; then
     echo "web: installing chromium from Debian's packages (about 120 MB, a minute or so)"
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo=sudo
-    $sudo apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q -o DPkg::Lock::Timeout=300 \
-        chromium chromium-driver fonts-noto-color-emoji >/dev/null
+    install_debian chromium chromium-driver fonts-noto-color-emoji
 fi
 if [ ! -x "$chromium" ]; then
     echo "web: FAILED: no browser at $chromium after installing Debian's chromium" >&2
@@ -35,6 +37,7 @@ fi
 
 if [ ! -x "$venv/bin/python" ] || ! cmp -s Tests/Web/requirements.txt "$venv/requirements.txt"; then
     echo "web: installing the pinned Python packages into $venv"
+    python3 -c 'import ensurepip, venv' 2>/dev/null || install_debian python3 python3-venv
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q -r Tests/Web/requirements.txt
     cp Tests/Web/requirements.txt "$venv/requirements.txt"

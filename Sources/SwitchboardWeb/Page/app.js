@@ -48,9 +48,9 @@ function renderConnection() {
   const status = state.connection?.status ?? { state: 'offline' };
   const waiting = waitingText();
   let text;
-  let state_ = status.state;
+  let shown = status.state;
   if (!navigator.onLine && status.state !== 'connected') {
-    state_ = 'offline';
+    shown = 'offline';
     text = waiting ? `Offline with ${waiting}` : 'Offline';
   } else if (status.state === 'connected') {
     text = 'Connected';
@@ -64,9 +64,9 @@ function renderConnection() {
   } else {
     text = 'Not connected';
   }
-  if (waiting && state_ !== 'offline') text += ` · ${waiting}`;
+  if (waiting && shown !== 'offline') text += ` · ${waiting}`;
   const element = byId('connection');
-  element.dataset.state = state_;
+  element.dataset.state = shown;
   byId('connection-text').textContent = text;
   // The live region hears of changes of state and of the waiting count, not of each second.
   const announced = text.replace(/in \d+ s /, '');
