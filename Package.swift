@@ -49,12 +49,15 @@ let package = Package(
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
             ]
         ),
+        // The web page that `switchboard serve` serves at `/`: plain HTML, CSS and JavaScript modules, no build step.
+        .target(name: "SwitchboardWeb", resources: [.copy("Page")]),
         // The bundled chat server: HTTP API, WebSocket endpoint, fan-out, presence, typing, limits.
         .target(
             name: "SwitchboardServer",
             dependencies: [
                 "SwitchboardProtocol",
                 "SwitchboardStore",
+                "SwitchboardWeb",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),

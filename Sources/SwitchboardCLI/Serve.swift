@@ -192,6 +192,7 @@ struct Serve: AsyncParsableCommand {
         applyHardeningHTTP(to: &configuration)
         // Hardening: WebSocket
         webSocketLimits.apply(to: &configuration)
+        configuration.web = web == .on
 
         var storeConfiguration = SQLiteStore.Configuration()
         storeConfiguration.synchronous = synchronous.store
@@ -212,4 +213,13 @@ struct Serve: AsyncParsableCommand {
             logger.info("stopped; finishing writes")
         }
     }
+
+    // Web
+    @Option(help: "Serve the web page at /: on or off (env: SWITCHBOARD_WEB).")
+    var web: Switch = Switch(rawValue: environment("SWITCHBOARD_WEB", "on").lowercased()) ?? .on
+}
+
+/// `--web on|off`.
+enum Switch: String, ExpressibleByArgument, CaseIterable {
+    case on, off
 }

@@ -59,6 +59,7 @@ public struct ChatServer: Service {
         let router = Router(context: ChatRequestContext.self)
         router.add(middleware: ErrorMiddleware(metrics: metrics))
         HTTPRoutes(service: service, accounts: accounts, polls: polls).add(to: router)
+        if configuration.web { WebRoutes.mount(on: router, logger: logger) }
         router.group("ws")
             .add(middleware: AuthMiddleware(accounts: accounts, allowsQueryToken: true))
             .ws("") { inbound, outbound, context in

@@ -107,4 +107,8 @@ public struct ServerConfiguration: Sendable {
     }
 
     public init() {}
+
+    // Web
+    /// Whether `/` serves the web page (a chat client for the browser) and its assets (`--web on|off`).
+    public var web: Bool = true
 }
