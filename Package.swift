@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "SwitchboardClient", targets: ["SwitchboardClient"]),
         .library(name: "SwitchboardTesting", targets: ["SwitchboardTesting"]),
         .library(name: "SwitchboardAgent", targets: ["SwitchboardAgent"]),
+        .library(name: "SwitchboardAgentTesting", targets: ["SwitchboardAgentTesting"]),
+        .library(name: "SwitchboardBots", targets: ["EchoBot", "DiceBot", "RemindBot", "WelcomeBot", "KarmaBot"]),
         .library(name: "SwitchboardPostgres", targets: ["SwitchboardPostgres"]),
         .library(name: "IRCBridge", targets: ["IRCBridge"]),
         .executable(name: "switchboard-bench", targets: ["LoadGenerator"]),
@@ -88,11 +90,34 @@ let package = Package(
                 "SwitchboardClient",
                 "SwitchboardProtocol",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        // The test harness for plugin authors: a server and an agent in one line, a tester, a test clock.
+        .target(
+            name: "SwitchboardAgentTesting",
+            dependencies: [
+                "SwitchboardAgent",
+                "SwitchboardClient",
+                "SwitchboardProtocol",
+                "SwitchboardServer",
+                "SwitchboardStore",
+                "SwitchboardTesting",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The bundled bots, each a plugin written as a plugin author would.
+        .target(name: "EchoBot", dependencies: ["SwitchboardAgent", "SwitchboardClient"], path: "Bots/Echo"),
+        .target(name: "DiceBot", dependencies: ["SwitchboardAgent", "SwitchboardClient"], path: "Bots/Dice"),
+        .target(name: "RemindBot", dependencies: ["SwitchboardAgent", "SwitchboardClient"], path: "Bots/Remind"),
+        .target(name: "WelcomeBot", dependencies: ["SwitchboardAgent", "SwitchboardClient"], path: "Bots/Welcome"),
+        .target(name: "KarmaBot", dependencies: ["SwitchboardAgent", "SwitchboardClient"], path: "Bots/Karma"),
         // The PostgreSQL storage backend.
         .target(
             name: "SwitchboardPostgres",
@@ -138,6 +163,12 @@ let package = Package(
         .executableTarget(
             name: "SwitchboardCLI",
             dependencies: [
+                "DiceBot",
+                "EchoBot",
+                "KarmaBot",
+                "RemindBot",
+                "SwitchboardAgent",
+                "WelcomeBot",
                 "SwitchboardClient",
                 "SwitchboardProtocol",
                 "SwitchboardServer",
@@ -169,6 +200,12 @@ let package = Package(
         .testTarget(name: "SwitchboardCLITests", dependencies: ["SwitchboardProtocol", "SwitchboardTesting"]),
         .testTarget(name: "LoadGeneratorTests", dependencies: ["LoadGenerator", "SwitchboardTesting"]),
         .testTarget(name: "SwitchboardStoreTests", dependencies: ["SwitchboardStore"]),
+        .testTarget(name: "SwitchboardAgentTests", dependencies: ["SwitchboardAgent", "SwitchboardAgentTesting", "SwitchboardTesting", "EchoBot"]),
+        // Every bundled bot, tested with the harness (one target, to keep linking cheap).
+        .testTarget(
+            name: "BotsTests",
+            dependencies: ["SwitchboardAgent", "SwitchboardAgentTesting", "EchoBot", "DiceBot", "RemindBot", "WelcomeBot", "KarmaBot"]
+        ),
         // The IRC bridge against real IRC servers (scripts/services/irc.sh) and a real chat server.
         .testTarget(
             name: "IRCBridgeTests",

@@ -79,6 +79,10 @@ struct Serve: AsyncParsableCommand {
         """)
     var synchronous: SynchronousMode = SynchronousMode(rawValue: environment("SWITCHBOARD_SYNCHRONOUS", "full").lowercased()) ?? .full
 
+    // The agent in the server's process (issue 10).
+    @Option(help: "Run the bots of this agent configuration in the server's process; bots given no token are created (env: SWITCHBOARD_AGENT_CONFIG).")
+    var agent: String? = ProcessInfo.processInfo.environment["SWITCHBOARD_AGENT_CONFIG"]
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
         guard (4...31).contains(bcryptCost) else { throw ValidationError("--bcrypt-cost must be 4 to 31") }
@@ -113,9 +117,13 @@ struct Serve: AsyncParsableCommand {
         }
         try await database.withStore(logger: logger, configuration: storeConfiguration) { store in
             logger.info("database opened", metadata: ["switchboard.database": "\(database.database)"])
-            let server = ChatServer(configuration: configuration, store: store, logger: logger)
+            // The agent (--agent) starts once the server listens.
+            let inProcessAgent = try agent.map { try InProcessAgent(file: $0, store: store, host: host, logger: logger) }
+            let server = ChatServer(configuration: configuration, store: store, logger: logger) { port in inProcessAgent?.serverListening(on: port) }
             let group = ServiceGroup(
-                configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                configuration: .init(
+                    services: [.init(service: server)] + (inProcessAgent.map { [.init(service: $0)] } ?? []),
+                    gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             )
             try await group.run()
             logger.info("stopped; finishing writes")

@@ -11,7 +11,7 @@ struct Switchboard: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchboard",
         abstract: "A self-hosted chat server, and the tools around it.",
-        subcommands: [Serve.self, Users.self, Tokens.self, Rooms.self, Chat.self, Send.self, Tail.self],
+        subcommands: [Serve.self, Users.self, Tokens.self, Rooms.self, Chat.self, Send.self, Tail.self, AgentCommand.self],
         defaultSubcommand: Serve.self
     )
 }
