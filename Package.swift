@@ -211,9 +211,11 @@ let package = Package(
             name: "IRCBridgeTests",
             dependencies: [
                 "IRCBridge",
+                "SwitchboardAgentTesting",
                 "SwitchboardTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .testTarget(
