@@ -141,9 +141,13 @@ let package = Package(
             dependencies: [
                 "SwitchboardAgent",
                 "SwitchboardClient",
+                "SwitchboardProtocol",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Plugins/IRCBridge"
         ),
@@ -235,6 +239,18 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        // The IRC bridge against real IRC servers (scripts/services/irc.sh) and a real chat server.
+        .testTarget(
+            name: "IRCBridgeTests",
+            dependencies: [
+                "IRCBridge",
+                "SwitchboardAgentTesting",
+                "SwitchboardTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .testTarget(

@@ -207,6 +207,8 @@ private final class FrontHandler: ChannelInboundHandler {
         let (id, target, refusesUpgrades, hold) = proxy.register(connection)
         self.id = id
         self.refusesUpgrades = refusesUpgrades
+        // Only an HTTP head needs reading before forwarding; other protocols (IRC) flow at once.
+        self.sniffing = refusesUpgrades
         if hold {
             connection.blackHole()
             return

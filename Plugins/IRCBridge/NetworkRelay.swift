@@ -1,0 +1,208 @@
+import Logging
+import Metrics
+import SwitchboardClient
+import SwitchboardProtocol
+import Synchronization
+
+/// A message for the chat side, from IRC.
+public struct ChatPost: Sendable, Hashable {
+    /// The room.
+    public var roomId: String
+    /// The text (`/me …` for an IRC ACTION).
+    public var content: String
+    /// `{"bridge": {"network", "channel", "nick"}}`, so that clients can show the IRC nick.
+    public var meta: JSONValue
+}
+
+/// A chat message for IRC.
+public struct ChatMessageToRelay: Sendable, Hashable {
+    /// The room it was sent to.
+    public var roomId: String
+    /// The room's name, for `{room}` in the template.
+    public var roomName: String
+    /// The author's name, for `{nick}`.
+    public var senderName: String
+    /// The text.
+    public var content: String
+    /// The message's `meta`, to recognise what a bridge relayed.
+    public var meta: JSONValue?
+
+    /// A message.
+    public init(roomId: String, roomName: String, senderName: String, content: String, meta: JSONValue? = nil) {
+        self.roomId = roomId
+        self.roomName = roomName
+        self.senderName = senderName
+        self.content = content
+        self.meta = meta
+    }
+}
+
+/// One IRC network relayed to its rooms: the relay nick's connection, the mappings, and the
+/// formatting and loop rules in both directions. Independent of the agent, so that it can be
+/// driven by anything that posts to chat.
+public final class NetworkRelay: Sendable {
+    /// The network's configuration.
+    public let network: IRCNetworkConfiguration
+    /// The relay nick's IRC connection.
+    public let irc: IRCClient
+    private let logger: Logger
+    private let post: @Sendable (ChatPost) async -> Void
+    private let rooms: Mutex<[String: IRCMapping]>  // room id → mapping, once resolved
+    private let metrics: RelayMetrics
+
+    /// A relay; `post` delivers IRC messages to chat (through the client's outbox, so that nothing
+    /// is lost while chat is down). Nothing connects until `run()`.
+    public init(network: IRCNetworkConfiguration, logger: Logger, backoff: ReconnectBackoff = ReconnectBackoff(), post: @escaping @Sendable (ChatPost) async -> Void) {
+        self.network = network
+        self.logger = logger
+        self.post = post
+        self.rooms = Mutex([:])
+        self.metrics = RelayMetrics(network: network.name)
+        let box = RelayBox()
+        self.irc = IRCClient(configuration: network.clientConfiguration(backoff: backoff), logger: logger) { event in
+            await box.relay?.receive(event)
+        }
+        box.relay = self
+    }
+
+    /// Connects and relays until cancelled, publishing the connection's health as metrics.
+    public func run() async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await self.irc.run() }
+            group.addTask {
+                while !Task.isCancelled {
+                    self.metrics.update(self.irc.status)
+                    try await Task.sleep(for: .seconds(1))
+                }
+            }
+        }
+    }
+
+    /// Tells the relay a room's id and name: mappings name rooms either way.
+    public func resolve(roomId: String, name: String?) {
+        guard let mapping = network.mappings.first(where: { $0.room == roomId || $0.room == name }) else { return }
+        rooms.withLock { $0[roomId] = mapping }
+    }
+
+    /// The channel a room is relayed to, if any.
+    public func channel(for roomId: String) -> String? { rooms.withLock { $0[roomId]?.channel } }
+
+    /// Relays a chat message to IRC, unless it came from a bridge on this network (no loops).
+    /// Returns the lines queued.
+    @discardableResult
+    public func relayToIRC(_ message: ChatMessageToRelay) async throws -> [String] {
+        guard let channel = channel(for: message.roomId) else { return [] }
+        if let origin = message.meta?["bridge"]?["network"]?.stringValue, origin == network.name { return [] }
+        var text = message.content
+        var action = false
+        if text.hasPrefix("/me ") {
+            text = String(text.dropFirst(4))
+            action = true
+        }
+        let lines = network.format.lines(
+            nick: message.senderName,
+            room: message.roomName,
+            text: text,
+            action: action,
+            budget: irc.textBudget(for: channel, action: action)
+        )
+        try await irc.send(lines, to: channel, action: action)
+        return lines
+    }
+
+    /// Relays a reaction as text, when `relay.reactions` is on.
+    public func relayReaction(_ reaction: String, by senderName: String, roomId: String, action: String) async throws {
+        guard network.relay.reactions, action == "add", let channel = channel(for: roomId) else { return }
+        try await irc.send(["\(RelayFormat.noPing(senderName)) reacted \(reaction)"], to: channel)
+    }
+
+    private func room(for channel: String) -> String? {
+        rooms.withLock { rooms in rooms.first { IRCCase.equal($0.value.channel, channel) }?.key }
+    }
+
+    private func receive(_ event: IRCClientEvent) async {
+        guard case .irc(let event) = event else { return }
+        switch event {
+        case .message(let message):
+            guard let channel = message.channel, let roomId = room(for: channel) else { return }
+            guard !message.isEcho, !IRCCase.equal(message.nick, irc.status.nick ?? network.nick) else { return }
+            guard !message.isNotice || network.relay.notices else { return }
+            let text = IRCFormatting.convert(message.text, mode: network.relay.formatting).trimmingSpaces()
+            guard !text.isEmpty else { return }
+            await post(ChatPost(roomId: roomId, content: message.isAction ? "/me " + text : text, meta: meta(channel: channel, nick: message.nick)))
+        case .join(let channel, let nick) where network.relay.membership:
+            await notice("\(nick) joined \(channel)", channel: channel, nick: nick)
+        case .part(let channel, let nick, let reason) where network.relay.membership:
+            await notice("\(nick) left \(channel)" + (reason.isEmpty ? "" : " (\(reason))"), channel: channel, nick: nick)
+        case .kick(let channel, let nick, let by, let reason) where network.relay.membership:
+            await notice("\(nick) was kicked from \(channel) by \(by)" + (reason.isEmpty ? "" : " (\(reason))"), channel: channel, nick: nick)
+        case .quit(let nick, let reason, let channels) where network.relay.membership:
+            for channel in channels { await notice("\(nick) quit" + (reason.isEmpty ? "" : " (\(reason))"), channel: channel, nick: nick) }
+        case .nickChange(let old, let new, let channels) where network.relay.membership:
+            for channel in channels { await notice("\(old) is now known as \(new)", channel: channel, nick: new) }
+        case .topic(let channel, let nick?, let topic) where network.relay.topics:
+            await notice("\(nick) set the topic of \(channel): \(IRCFormatting.convert(topic))", channel: channel, nick: nick)
+        default:
+            break
+        }
+    }
+
+    private func notice(_ text: String, channel: String, nick: String) async {
+        guard let roomId = room(for: channel) else { return }
+        await post(ChatPost(roomId: roomId, content: text, meta: meta(channel: channel, nick: nick, event: true)))
+    }
+
+    private func meta(channel: String, nick: String, event: Bool = false) -> JSONValue {
+        var bridge: [String: JSONValue] = ["network": .string(network.name), "channel": .string(channel), "nick": .string(nick)]
+        if event { bridge["event"] = .bool(true) }
+        return .object(["bridge": .object(bridge)])
+    }
+}
+
+/// Lets the IRC client's event handler reach the relay that owns it (set once, right after init).
+private final class RelayBox: @unchecked Sendable {
+    // Written once in `NetworkRelay.init` before the client can run; read only after.
+    nonisolated(unsafe) var relay: NetworkRelay?
+}
+
+/// Per-network gauges for the agent's `/metrics`.
+private struct RelayMetrics: Sendable {
+    let connected: Gauge
+    let queued: Gauge
+    let unconfirmed: Gauge
+    let lag: Gauge
+    let floodDelay: Gauge
+    let sent: Gauge
+
+    init(network: String) {
+        let dimensions = [("network", network)]
+        connected = Gauge(label: "switchboard_irc_connected", dimensions: dimensions)
+        queued = Gauge(label: "switchboard_irc_queue_length", dimensions: dimensions)
+        unconfirmed = Gauge(label: "switchboard_irc_unconfirmed_lines", dimensions: dimensions)
+        lag = Gauge(label: "switchboard_irc_lag_seconds", dimensions: dimensions)
+        floodDelay = Gauge(label: "switchboard_irc_flood_delay_seconds", dimensions: dimensions)
+        sent = Gauge(label: "switchboard_irc_sent_lines", dimensions: dimensions)
+    }
+
+    func update(_ status: IRCClientStatus) {
+        connected.record(status.state == .registered ? 1 : 0)
+        queued.record(status.queued)
+        unconfirmed.record(status.unconfirmed)
+        lag.record(status.lag.map(Self.seconds) ?? 0)
+        floodDelay.record(Self.seconds(status.floodDelay))
+        sent.record(status.sent)
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
+
+extension String {
+    fileprivate func trimmingSpaces() -> String {
+        var result = Substring(self)
+        while let first = result.first, first.isWhitespace { result.removeFirst() }
+        while let last = result.last, last.isWhitespace { result.removeLast() }
+        return String(result)
+    }
+}

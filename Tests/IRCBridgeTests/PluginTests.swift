@@ -1,0 +1,61 @@
+import SwitchboardAgent
+import SwitchboardAgentTesting
+import SwitchboardTesting
+import Testing
+import Yams
+
+@testable import IRCBridge
+
+@Suite("The IRC bridge as an agent plugin", .serialized)
+struct PluginTests {
+    @Test(.timeLimit(.minutes(1)))
+    func relaysThroughTheAgent() async throws {
+        let port = try IRCServers.inspircd()
+        let channel = IRCServers.uniqueChannel()
+        let nick = IRCServers.uniqueNick("agt")
+        let user = try await IRCTestPeer.connect(port: port, nick: IRCServers.uniqueNick("irc"))
+        try await user.join(channel)
+        // The configuration as a YAML file gives it: ten lines.
+        let yaml = """
+            networks:
+              - name: local
+                server: 127.0.0.1
+                port: \(port)
+                tls: false
+                nick: \(nick)
+                floodControl: {burst: 10, intervalMilliseconds: 50}
+                mappings:
+                  - {room: test-room, channel: "\(channel)"}
+            """
+        let configuration = try YAMLDecoder().decode(IRCBridgeConfiguration.self, from: yaml)
+        #expect(configuration.networks.first?.floodControl == FloodControl(burst: 10, interval: .milliseconds(50)))
+        #expect(configuration.networks.first?.verifyCertificate == true)
+        let plugin = IRCBridgePlugin(configuration: configuration)
+        try await BotTest.run(plugins: [plugin]) { test in
+            _ = try await user.next(timeout: .seconds(20)) { $0.command == "JOIN" && $0.sourceNick == nick }
+            try await test.say("hello from chat")
+            #expect(try await user.privmsg(to: channel).parameters[1] == "<tester> hello from chat")
+            try await user.send("PRIVMSG \(channel) :hello from IRC")
+            let relayed = try await test.tester.nextMessage(from: test.bot.id, timeout: .seconds(20))
+            #expect(relayed.content == "hello from IRC")
+            #expect(relayed.meta?["bridge"]?["nick"]?.stringValue == user.nick)
+            #expect(relayed.meta?["bridge"]?["network"]?.stringValue == "local")
+            // The bot's own relayed message did not go back to IRC.
+            #expect(await user.nothing(for: .milliseconds(300)) { $0.command == "PRIVMSG" } == nil)
+        }
+        await user.close()
+    }
+
+    @Test func refusesABadConfigurationWithTheReason() throws {
+        let yaml = """
+            networks:
+              - server: irc.example.org
+                mappings: [{room: general, channel: "general"}]
+            """
+        #expect(throws: DecodingError.self) { try YAMLDecoder().decode(IRCBridgeConfiguration.self, from: yaml) }
+        let defaults = try YAMLDecoder().decode(IRCBridgeConfiguration.self, from: "networks: [{server: irc.example.org}]")
+        #expect(defaults.networks[0].port == 6697)
+        #expect(defaults.networks[0].clientConfiguration().server.usesTLS)
+        #expect(defaults.networks[0].floodControl == FloodControl())
+    }
+}

@@ -1,0 +1,219 @@
+import Logging
+import SwitchboardClient
+import SwitchboardProtocol
+import SwitchboardTesting
+import Testing
+
+@testable import IRCBridge
+
+/// A chat server with a bot and a user in one room, and a relay for that room: what the plugin
+/// does with the agent, done here with the client library directly.
+struct RelayFixture {
+    var server: TestServer
+    var bot: AuthResponse
+    var ann: AuthResponse
+    var room: Room
+
+    static func make(_ server: TestServer) async throws -> RelayFixture {
+        let bot = try await server.register("relaybot")
+        let ann = try await server.register("ann")
+        let room = try await server.createRoom("general", token: ann.token, members: [bot.user.id])
+        return RelayFixture(server: server, bot: bot, ann: ann, room: room)
+    }
+
+    func chatConfiguration(url: String, outboxFile: String? = nil) -> ClientConfiguration {
+        var configuration = ClientConfiguration(server: url, credentials: .token(bot.token))
+        configuration.backoff.initialDelay = .milliseconds(50)
+        configuration.backoff.maxDelay = .milliseconds(400)
+        configuration.connectTimeout = .seconds(3)
+        configuration.outbox.file = outboxFile
+        return configuration
+    }
+}
+
+/// Runs a relay between the fixture's room and `network`, as the plugin does: chat messages of
+/// others go to IRC in order; IRC messages come to chat through the client's outbox.
+func withRelay<Result: Sendable>(
+    _ fixture: RelayFixture,
+    network: IRCNetworkConfiguration,
+    chatURL: String? = nil,
+    outboxFile: String? = nil,
+    _ body: (NetworkRelay, ChatClient) async throws -> Result
+) async throws -> Result {
+    var logger = Logger(label: "switchboard.test.relay")
+    logger.logLevel = .critical
+    let configuration = fixture.chatConfiguration(url: chatURL ?? fixture.server.baseURL, outboxFile: outboxFile)
+    return try await ChatClient.withClient(configuration: configuration, logger: logger) { chat in
+        let relay = NetworkRelay(network: network, logger: logger, backoff: ReconnectBackoff(initial: .milliseconds(200), maximum: .seconds(1))) { post in
+            await postToChat(chat, post)
+        }
+        let room = fixture.room
+        relay.resolve(roomId: room.id, name: room.name)
+        let messages = chat.messages(in: room.id)
+        let botId = fixture.bot.user.id
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await relay.run() }
+            group.addTask {
+                _ = try await chat.subscribe(to: room.id)
+                for await message in messages where message.userId != botId {
+                    let sender = message.userId == fixture.ann.user.id ? "ann" : message.userId
+                    _ = try await relay.relayToIRC(ChatMessageToRelay(roomId: message.roomId, roomName: room.name, senderName: sender, content: message.content, meta: message.meta))
+                }
+            }
+            defer { group.cancelAll() }
+            return try await body(relay, chat)
+        }
+    }
+}
+
+/// What the plugin does with an IRC message: into the outbox, waiting while it is full.
+func postToChat(_ chat: ChatClient, _ post: ChatPost) async {
+    while true {
+        do {
+            try chat.enqueue(post.content, to: post.roomId, meta: post.meta)
+            return
+        } catch {
+            guard !Task.isCancelled else { return }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+}
+
+func network(port: Int, nick: String, channel: String, flood: FloodControl = FloodControl(burst: 10, interval: .milliseconds(20))) -> IRCNetworkConfiguration {
+    var network = IRCNetworkConfiguration(name: "testnet", server: "127.0.0.1", port: port, nick: nick, mappings: [IRCMapping(room: "general", channel: channel)])
+    network.tls = false
+    network.floodControl = flood
+    return network
+}
+
+extension TestSocket {
+    /// The next chat message in a room, from anyone.
+    func message(timeout: Duration = .seconds(10)) async throws -> Message {
+        try await next("message", timeout: timeout).decode(Message.self)
+    }
+}
+
+@Suite("The bridge between a chat server and real IRC servers", .serialized)
+struct RelayTests {
+    @Test(.timeLimit(.minutes(1)), arguments: ["ngircd", "inspircd"])
+    func bothDirectionsWithActionsFormattingAndNoLoops(server ircServer: String) async throws {
+        let port = try ircServer == "ngircd" ? IRCServers.ngircd() : IRCServers.inspircd()
+        let channel = IRCServers.uniqueChannel()
+        let user = try await IRCTestPeer.connect(port: port, nick: IRCServers.uniqueNick("irc"))
+        try await user.join(channel)
+        try await TestServer.withServer { server in
+            let fixture = try await RelayFixture.make(server)
+            let ann = try await server.connect(token: fixture.ann.token)
+            try await ann.join(fixture.room.id)
+            try await withRelay(fixture, network: network(port: port, nick: IRCServers.uniqueNick("rel"), channel: channel)) { relay, _ in
+                _ = try await user.next(timeout: .seconds(20)) { $0.command == "JOIN" && $0.sourceNick == relay.network.nick }
+
+                // Chat → IRC, plain and /me.
+                try await ann.sendMessage("hello IRC", roomId: fixture.room.id)
+                #expect(try await user.privmsg(to: channel).parameters[1] == "<ann> hello IRC")
+                _ = try await ann.message()
+                try await ann.sendMessage("/me waves", roomId: fixture.room.id)
+                #expect(try await user.privmsg(to: channel).parameters[1] == "\u{01}ACTION ann waves\u{01}")
+                _ = try await ann.message()
+
+                // IRC → chat, formatting stripped, with meta.bridge.
+                try await user.send("PRIVMSG \(channel) :\u{02}bold\u{02} and \u{03}4red\u{03} text")
+                let relayed = try await ann.message()
+                #expect(relayed.content == "bold and red text")
+                #expect(relayed.userId == fixture.bot.user.id)
+                #expect(relayed.meta?["bridge"]?["network"]?.stringValue == "testnet")
+                #expect(relayed.meta?["bridge"]?["channel"]?.stringValue == channel)
+                #expect(relayed.meta?["bridge"]?["nick"]?.stringValue == user.nick)
+                try await user.send("PRIVMSG \(channel) :\u{01}ACTION dances\u{01}")
+                #expect(try await ann.message().content == "/me dances")
+
+                // No loops: what the bridge posted is not sent back to IRC, and a message another
+                // bridge of this network posted is not relayed either.
+                let foreign = try await ann.request("message", roomId: fixture.room.id, data: ["content": "from elsewhere", "meta": ["bridge": ["network": "testnet", "channel": .string(channel), "nick": "x"]]])
+                #expect(foreign.type == "ack")
+                try await ann.sendMessage("marker", roomId: fixture.room.id)
+                #expect(try await user.privmsg(to: channel).parameters[1] == "<ann> marker")
+                #expect(await user.nothing(for: .milliseconds(300)) { $0.command == "PRIVMSG" } == nil)
+            }
+        }
+        await user.close()
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func longAndMultiLineMessagesAreSplitAndCut() async throws {
+        let port = try IRCServers.inspircd()
+        let channel = IRCServers.uniqueChannel()
+        let user = try await IRCTestPeer.connect(port: port, nick: IRCServers.uniqueNick("irc"))
+        try await user.join(channel)
+        try await TestServer.withServer { server in
+            let fixture = try await RelayFixture.make(server)
+            let ann = try await server.connect(token: fixture.ann.token)
+            var configuration = network(port: port, nick: IRCServers.uniqueNick("rel"), channel: channel)
+            configuration.format = RelayFormat(maxLines: 4)
+            try await withRelay(fixture, network: configuration) { relay, _ in
+                _ = try await user.next(timeout: .seconds(20)) { $0.command == "JOIN" && $0.sourceNick == relay.network.nick }
+                // 1200 bytes of two-byte letters with emoji at the edges: three lines, nothing lost.
+                let long = "🎉" + String(repeating: "ß", count: 600) + "👍🏾"
+                try await ann.sendMessage(long, roomId: fixture.room.id)
+                var pieces: [String] = []
+                while pieces.joined().utf8.count < long.utf8.count {
+                    let line = try await user.privmsg(to: channel)
+                    #expect(line.wireSize <= 512)
+                    #expect(line.parameters[1].hasPrefix("<ann> "))
+                    pieces.append(String(line.parameters[1].dropFirst(6)))
+                }
+                #expect(pieces.joined() == long)
+                #expect(pieces.count == 3)
+
+                // Six lines with a limit of four: three, then a note.
+                try await ann.sendMessage("1\n2\n3\n4\n5\n6", roomId: fixture.room.id)
+                var lines: [String] = []
+                for _ in 0..<4 { lines.append(try await user.privmsg(to: channel).parameters[1]) }
+                #expect(lines == ["<ann> 1", "<ann> 2", "<ann> 3", "<ann> [3 more lines not shown]"])
+            }
+        }
+        await user.close()
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func chatServerRestartedMidConversation() async throws {
+        let port = try IRCServers.ngircd()
+        let channel = IRCServers.uniqueChannel()
+        let user = try await IRCTestPeer.connect(port: port, nick: IRCServers.uniqueNick("irc"))
+        try await user.join(channel)
+        let database = TestServer.temporaryDatabasePath()
+        let outbox = database + ".outbox"
+        try await TCPProxy.withProxy { proxy in
+            let fixture = try await TestServer.withServer(databasePath: database) { try await RelayFixture.make($0) }
+            try await withRelay(fixture, network: network(port: port, nick: IRCServers.uniqueNick("rel"), channel: channel), chatURL: proxy.baseURL, outboxFile: outbox) { relay, chat in
+                _ = try await user.next(timeout: .seconds(20)) { $0.command == "JOIN" && $0.sourceNick == relay.network.nick }
+                try await TestServer.withServer(databasePath: database) { server in
+                    proxy.setTarget(port: server.port)
+                    let ann = try await server.connect(token: fixture.ann.token)
+                    try await ann.join(fixture.room.id)
+                    try await user.send("PRIVMSG \(channel) :before")
+                    #expect(try await ann.message(timeout: .seconds(20)).content == "before")
+                    try await ann.sendMessage("chat before", roomId: fixture.room.id)
+                    #expect(try await user.privmsg(to: channel).parameters[1] == "<ann> chat before")
+                }
+                // Chat is down: what IRC says meanwhile waits in the outbox file.
+                proxy.setTarget(port: nil)
+                proxy.cutAll()
+                for number in 1...10 { try await user.send("PRIVMSG \(channel) :while chat is down \(number)") }
+                try await waitUntil { chat.pendingMessages.count == 10 }
+                try await TestServer.withServer(databasePath: database) { server in
+                    proxy.setTarget(port: server.port)
+                    let ann = try await server.connect(token: fixture.ann.token)
+                    try await ann.join(fixture.room.id)
+                    for number in 1...10 {
+                        #expect(try await ann.message(timeout: .seconds(20)).content == "while chat is down \(number)")
+                    }
+                    try await ann.sendMessage("chat after", roomId: fixture.room.id)
+                    #expect(try await user.privmsg(to: channel).parameters[1] == "<ann> chat after")
+                    #expect(await user.nothing(for: .milliseconds(300)) { $0.command == "PRIVMSG" } == nil)
+                }
+            }
+        }
+        await user.close()
+    }
+}
