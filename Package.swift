@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "switchboard", targets: ["SwitchboardCLI"]),
         .library(name: "SwitchboardProtocol", targets: ["SwitchboardProtocol"]),
         .library(name: "SwitchboardStore", targets: ["SwitchboardStore"]),
+        .library(name: "SwitchboardSQLite", targets: ["SwitchboardSQLite"]),
         .library(name: "SwitchboardServer", targets: ["SwitchboardServer"]),
         .library(name: "SwitchboardClient", targets: ["SwitchboardClient"]),
         .library(name: "SwitchboardTesting", targets: ["SwitchboardTesting"]),
@@ -38,11 +39,15 @@ let package = Package(
     targets: [
         // Wire types and their JSON codec. Depends on nothing but the standard library and Foundation.
         .target(name: "SwitchboardProtocol"),
-        // Durable storage: users, tokens, rooms, members, messages, reactions. SQLite today.
+        // The storage seam: the protocol every backend implements, its values, and the rules of
+        // appending shared by every backend. No driver.
+        .target(name: "SwitchboardStore", dependencies: ["SwitchboardProtocol"]),
+        // The SQLite storage backend, the default: one file, one process.
         .target(
-            name: "SwitchboardStore",
+            name: "SwitchboardSQLite",
             dependencies: [
                 "SwitchboardProtocol",
+                "SwitchboardStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
             ]
@@ -120,7 +125,9 @@ let package = Package(
             name: "SwitchboardTesting",
             dependencies: [
                 "SwitchboardProtocol",
+                "SwitchboardPostgres",
                 "SwitchboardServer",
+                "SwitchboardSQLite",
                 "SwitchboardStore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -136,7 +143,9 @@ let package = Package(
             dependencies: [
                 "SwitchboardClient",
                 "SwitchboardProtocol",
+                "SwitchboardPostgres",
                 "SwitchboardServer",
+                "SwitchboardSQLite",
                 "SwitchboardStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -164,7 +173,7 @@ let package = Package(
         // Runs the built `switchboard` binary, as people and scripts do.
         .testTarget(name: "SwitchboardCLITests", dependencies: ["SwitchboardProtocol", "SwitchboardTesting"]),
         .testTarget(name: "LoadGeneratorTests", dependencies: ["LoadGenerator", "SwitchboardTesting"]),
-        .testTarget(name: "SwitchboardStoreTests", dependencies: ["SwitchboardStore"]),
+        .testTarget(name: "SwitchboardStoreTests", dependencies: ["SwitchboardSQLite", "SwitchboardStore"]),
         .testTarget(
             name: "SwitchboardServerTests",
             dependencies: [

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import SwitchboardServer
+import SwitchboardSQLite
 import SwitchboardStore
 
 /// The value of an environment variable, or a default.

@@ -4,6 +4,7 @@ import Logging
 import ServiceLifecycle
 import SwitchboardProtocol
 import SwitchboardServer
+import SwitchboardSQLite
 import SwitchboardStore
 
 @main

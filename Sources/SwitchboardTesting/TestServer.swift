@@ -6,6 +6,7 @@ import NIOHTTP1
 import ServiceLifecycle
 import SwitchboardProtocol
 import SwitchboardServer
+import SwitchboardSQLite
 import SwitchboardStore
 
 /// A real Switchboard server on a free loopback port, on a SQLite file of its own, for tests.

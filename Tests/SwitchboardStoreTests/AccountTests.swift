@@ -1,7 +1,8 @@
 import SwitchboardProtocol
 import Testing
 
-@testable import SwitchboardStore
+@testable import SwitchboardSQLite
+import SwitchboardStore
 
 @Suite("Users", .timeLimit(.minutes(1)))
 struct UserTests {

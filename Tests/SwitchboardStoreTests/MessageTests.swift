@@ -2,7 +2,8 @@ import SwitchboardProtocol
 import Synchronization
 import Testing
 
-@testable import SwitchboardStore
+@testable import SwitchboardSQLite
+import SwitchboardStore
 
 @Suite("Appending messages", .timeLimit(.minutes(1)))
 struct AppendTests {

@@ -1,7 +1,8 @@
 import SwitchboardProtocol
 import Testing
 
-@testable import SwitchboardStore
+@testable import SwitchboardSQLite
+import SwitchboardStore
 
 @Suite("Rooms and members", .timeLimit(.minutes(1)))
 struct RoomTests {

@@ -3,7 +3,8 @@ import Logging
 import SwitchboardProtocol
 import Testing
 
-@testable import SwitchboardStore
+@testable import SwitchboardSQLite
+import SwitchboardStore
 
 /// A fresh directory for one test's database files, removed afterwards.
 func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async throws -> T {

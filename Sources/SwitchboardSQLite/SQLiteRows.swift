@@ -1,5 +1,6 @@
 import SQLiteNIO
 import SwitchboardProtocol
+import SwitchboardStore
 
 /// Pieces of SQL text that depend on how many values a statement carries.
 enum SQL {

@@ -1,5 +1,6 @@
 import SQLiteNIO
 import SwitchboardProtocol
+import SwitchboardStore
 
 extension SQLiteStore {
     /// The message with this id.

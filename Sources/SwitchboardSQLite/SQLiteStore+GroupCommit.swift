@@ -1,6 +1,7 @@
 import SQLiteNIO
 import Synchronization
 import SwitchboardProtocol
+import SwitchboardStore
 
 /// One `append` call waiting for its group commit.
 struct PendingAppend: Sendable {
