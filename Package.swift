@@ -98,13 +98,15 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
-        // The PostgreSQL storage backend.
+        // The PostgreSQL storage backend: one database shared by several processes.
         .target(
             name: "SwitchboardPostgres",
             dependencies: [
                 "SwitchboardProtocol",
                 "SwitchboardStore",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
@@ -173,7 +175,14 @@ let package = Package(
         // Runs the built `switchboard` binary, as people and scripts do.
         .testTarget(name: "SwitchboardCLITests", dependencies: ["SwitchboardProtocol", "SwitchboardTesting"]),
         .testTarget(name: "LoadGeneratorTests", dependencies: ["LoadGenerator", "SwitchboardTesting"]),
-        .testTarget(name: "SwitchboardStoreTests", dependencies: ["SwitchboardSQLite", "SwitchboardStore"]),
+        // The store's conformance suite, run on every backend, and the SQLite backend's own tests.
+        .testTarget(
+            name: "SwitchboardStoreTests",
+            dependencies: [
+                "SwitchboardPostgres", "SwitchboardSQLite", "SwitchboardStore", "SwitchboardTesting",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
         .testTarget(
             name: "SwitchboardServerTests",
             dependencies: [

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import ServiceLifecycle
+import SwitchboardPostgres
 import SwitchboardServer
 import SwitchboardSQLite
 import SwitchboardStore
@@ -113,7 +114,7 @@ struct Serve: AsyncParsableCommand {
             logger.warning("synchronous=\(synchronous.rawValue): acked messages may be lost on a power cut")
         }
         try await database.withStore(logger: logger, configuration: storeConfiguration) { store in
-            logger.info("database opened", metadata: ["switchboard.database": "\(database.database)"])
+            logger.info("database opened", metadata: ["switchboard.database": "\(PostgresStore.Configuration.redacted(database.database))"])
             let server = ChatServer(configuration: configuration, store: store, logger: logger)
             let group = ServiceGroup(
                 configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
