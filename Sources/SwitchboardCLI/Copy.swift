@@ -78,21 +78,35 @@ struct Import: AsyncParsableCommand {
     }
 }
 
-/// One line on standard error, rewritten in place: `exported messages 120000/1000000`.
-final class ProgressLine: Sendable {
-    let verb: String
+/// Progress on standard error: on a terminal one line rewritten in place at most ten times a
+/// second (`exported messages 120000/1000000`); otherwise (a log) one line per finished table.
+final class ProgressLine {
+    private let verb: String
+    private let isTerminal = isatty(FileHandle.standardError.fileDescriptor) == 1
+    private var lastShown = ContinuousClock.now - .seconds(1)
 
     init(verb: String) {
         self.verb = verb
     }
 
     func show(_ progress: StoreCopy.Progress) {
-        FileHandle.standardError.write(Data("\r\u{1B}[K\(verb) \(progress.table.rawValue) \(progress.done)/\(progress.total)".utf8))
+        let isTableDone = progress.done == progress.total
+        if isTerminal {
+            guard isTableDone || ContinuousClock.now - lastShown >= .milliseconds(100) else { return }
+            lastShown = ContinuousClock.now
+            write("\r\u{1B}[K\(verb) \(progress.table.rawValue) \(progress.done)/\(progress.total)")
+        } else if isTableDone {
+            write("\(verb) \(progress.table.rawValue) \(progress.done)/\(progress.total)\n")
+        }
     }
 
     func finish(_ counts: [TransferTable: Int]) {
         let summary = TransferTable.allCases.map { "\(counts[$0] ?? 0) \($0.rawValue)" }.joined(separator: ", ")
-        FileHandle.standardError.write(Data("\r\u{1B}[K\(verb) \(summary)\n".utf8))
+        write("\(isTerminal ? "\r\u{1B}[K" : "")\(verb) \(summary)\n")
+    }
+
+    private func write(_ text: String) {
+        FileHandle.standardError.write(Data(text.utf8))
     }
 }
 

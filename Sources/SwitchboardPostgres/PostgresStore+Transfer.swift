@@ -103,57 +103,83 @@ extension PostgresStore: TransferableStore {
         }
     }
 
-    /// Stores the records as given, in one transaction.
+    /// Stores the records as given, in one transaction: each run of records of one table as
+    /// multi-row INSERTs, as many rows per statement as the bind limit allows.
     public func importRecords(_ records: [TransferRecord]) async throws {
+        let rows = try records.map(Self.row)
         try await write { connection in
-            for record in records {
-                switch record {
-                case .user(let user):
+            var start = 0
+            while start < rows.count {
+                let table = rows[start].table
+                let end = rows[start...].firstIndex { $0.table != table } ?? rows.count
+                let columns = rows[start].columns
+                for chunk in Array(rows[start..<end]).chunks(ofCount: maxBinds / columns.count) {
+                    var binds = PostgresBindings(capacity: chunk.count * columns.count)
+                    var placeholders: [String] = []
+                    for (index, row) in chunk.enumerated() {
+                        let first = index * columns.count
+                        placeholders.append("(" + (1...columns.count).map { "$\(first + $0)" }.joined(separator: ", ") + ")")
+                        for value in row.values {
+                            if let value { try binds.append(value) } else { binds.appendNull() }
+                        }
+                    }
                     try await connection.query(
-                        """
-                        INSERT INTO users (id, username, username_key, display_name, display_name_key, is_bot, password_hash, created_at)
-                        VALUES (\(user.id), \(user.username), \(caseKey(user.username)), \(user.displayName), \(caseKey(user.displayName)),
-                                \(user.isBot), \(user.passwordHash), \(user.createdAt))
-                        """, logger: logger)
-                case .token(let token):
-                    let record = token.record
-                    try await connection.query(
-                        """
-                        INSERT INTO tokens (id, user_id, hash, name, kind, created_at, expires_at, revoked_at)
-                        VALUES (\(record.id), \(record.userId), \(ByteBuffer(bytes: token.hash)), \(record.name), \(record.kind.rawValue),
-                                \(record.createdAt), \(record.expiresAt), \(record.revokedAt))
-                        """, logger: logger)
-                case .room(let room):
-                    try await connection.query(
-                        """
-                        INSERT INTO rooms (id, name, name_key, kind, is_public, creator_id, direct_key, created_at, last_seq)
-                        VALUES (\(room.id), \(room.name), \(caseKey(room.name)), \(room.kind.rawValue), \(room.isPublic), \(room.creatorId),
-                                \(room.directKey), \(room.createdAt), \(room.lastSeq))
-                        """, logger: logger)
-                case .member(let member):
-                    try await connection.query(
-                        """
-                        INSERT INTO members (room_id, user_id, joined_at, read_seq)
-                        VALUES (\(member.roomId), \(member.userId), \(member.joinedAt), \(member.readSeq))
-                        """, logger: logger)
-                case .message(let message):
-                    let meta = try message.meta.map { try Wire.encodeString($0) }
-                    let reactions = try Wire.encodeString(message.reactions)
-                    try await connection.query(
-                        """
-                        INSERT INTO messages (room_id, seq, id, user_id, content, created_at, client_id, reply_to, meta, edited_at, deleted, reactions)
-                        VALUES (\(message.roomId), \(message.seq), \(message.id), \(message.userId), \(message.content), \(message.createdAt),
-                                \(message.clientId), \(message.replyTo), \(meta), \(message.editedAt), \(message.deleted),
-                                \(reactions))
-                        """, logger: logger)
-                case .reaction(let reaction):
-                    try await connection.query(
-                        """
-                        INSERT INTO reactions (message_id, reaction, user_id, created_at)
-                        VALUES (\(reaction.messageId), \(reaction.reaction), \(reaction.userId), \(reaction.createdAt))
-                        """, logger: logger)
+                        PostgresQuery(
+                            unsafeSQL: "INSERT INTO \(table) (\(columns.joined(separator: ", "))) VALUES \(placeholders.joined(separator: ", "))",
+                            binds: binds), logger: logger)
                 }
+                start = end
             }
+        }
+    }
+
+    private typealias Value = (any PostgresThrowingDynamicTypeEncodable)?
+
+    /// The table, columns and values that store `record`.
+    private static func row(_ record: TransferRecord) throws -> (table: String, columns: [String], values: [Value]) {
+        switch record {
+        case .user(let user):
+            return (
+                "users", ["id", "username", "username_key", "display_name", "display_name_key", "is_bot", "password_hash", "created_at"],
+                [
+                    user.id, user.username, caseKey(user.username), user.displayName, caseKey(user.displayName), user.isBot, user.passwordHash,
+                    user.createdAt,
+                ]
+            )
+        case .token(let token):
+            let record = token.record
+            return (
+                "tokens", ["id", "user_id", "hash", "name", "kind", "created_at", "expires_at", "revoked_at"],
+                [
+                    record.id, record.userId, ByteBuffer(bytes: token.hash), record.name, record.kind.rawValue, record.createdAt,
+                    record.expiresAt, record.revokedAt,
+                ]
+            )
+        case .room(let room):
+            return (
+                "rooms", ["id", "name", "name_key", "kind", "is_public", "creator_id", "direct_key", "created_at", "last_seq"],
+                [
+                    room.id, room.name, caseKey(room.name), room.kind.rawValue, room.isPublic, room.creatorId, room.directKey, room.createdAt,
+                    room.lastSeq,
+                ]
+            )
+        case .member(let member):
+            return ("members", ["room_id", "user_id", "joined_at", "read_seq"], [member.roomId, member.userId, member.joinedAt, member.readSeq])
+        case .message(let message):
+            return (
+                "messages",
+                ["room_id", "seq", "id", "user_id", "content", "created_at", "client_id", "reply_to", "meta", "edited_at", "deleted", "reactions"],
+                [
+                    message.roomId, message.seq, message.id, message.userId, message.content, message.createdAt, message.clientId,
+                    message.replyTo, try message.meta.map { try Wire.encodeString($0) }, message.editedAt, message.deleted,
+                    try Wire.encodeString(message.reactions),
+                ]
+            )
+        case .reaction(let reaction):
+            return (
+                "reactions", ["message_id", "reaction", "user_id", "created_at"],
+                [reaction.messageId, reaction.reaction, reaction.userId, reaction.createdAt]
+            )
         }
     }
 }
