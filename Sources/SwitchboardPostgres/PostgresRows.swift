@@ -97,3 +97,14 @@ extension Array {
 func caseKey(_ name: String) -> String {
     name.lowercased()
 }
+
+/// A LIKE pattern (with `\` as escape) matching any text that contains `query` without regard to case.
+func containsPattern(_ query: String) -> String {
+    var pattern = "%"
+    for character in caseKey(query) {
+        if character == "%" || character == "_" || character == "\\" { pattern.append("\\") }
+        pattern.append(character)
+    }
+    pattern.append("%")
+    return pattern
+}

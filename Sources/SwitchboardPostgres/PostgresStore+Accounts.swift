@@ -51,12 +51,7 @@ extension PostgresStore {
     /// Users whose username or display name contains `query` in any case, by username.
     /// `%` and `_` in the query match only themselves.
     public func searchUsers(query: String, limit: Int) async throws -> [User] {
-        var pattern = "%"
-        for character in caseKey(query) {
-            if character == "%" || character == "_" || character == "\\" { pattern.append("\\") }
-            pattern.append(character)
-        }
-        pattern.append("%")
+        let pattern = containsPattern(query)
         return try await read { connection in
             try await connection.rows(
                 """

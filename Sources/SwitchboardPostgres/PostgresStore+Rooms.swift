@@ -49,6 +49,20 @@ extension PostgresStore {
         }
     }
 
+    /// Public group rooms whose name contains `query` in any case, by name; `%` and `_` in the
+    /// query match only themselves.
+    public func publicRooms(query: String, limit: Int) async throws -> [Room] {
+        try await read { connection in
+            try await connection.rows(
+                """
+                SELECT \(unescaped: Columns.room) FROM rooms r
+                WHERE r.kind = 'group' AND r.is_public AND r.name_key LIKE \(containsPattern(query)) ESCAPE '\\'
+                ORDER BY r.name_key COLLATE "C", r.id COLLATE "C" LIMIT \(max(limit, 0))
+                """, logger: logger
+            ).map { try Decode.room($0) }
+        }
+    }
+
     /// The rooms of a member, the most recently active first, each with its newest message and the
     /// number of messages from others above the member's read marker, in one statement.
     public func rooms(memberId userId: String) async throws -> [RoomSummary] {
