@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "switchboard", targets: ["SwitchboardCLI"]),
         .library(name: "SwitchboardProtocol", targets: ["SwitchboardProtocol"]),
         .library(name: "SwitchboardStore", targets: ["SwitchboardStore"]),
+        .library(name: "SwitchboardSQLite", targets: ["SwitchboardSQLite"]),
         .library(name: "SwitchboardServer", targets: ["SwitchboardServer"]),
         .library(name: "SwitchboardClient", targets: ["SwitchboardClient"]),
         .library(name: "SwitchboardTesting", targets: ["SwitchboardTesting"]),
@@ -40,11 +41,15 @@ let package = Package(
     targets: [
         // Wire types and their JSON codec. Depends on nothing but the standard library and Foundation.
         .target(name: "SwitchboardProtocol"),
-        // Durable storage: users, tokens, rooms, members, messages, reactions. SQLite today.
+        // The storage seam: the protocol every backend implements, its values, and the rules of
+        // appending shared by every backend. No driver.
+        .target(name: "SwitchboardStore", dependencies: ["SwitchboardProtocol"]),
+        // The SQLite storage backend, the default: one file, one process.
         .target(
-            name: "SwitchboardStore",
+            name: "SwitchboardSQLite",
             dependencies: [
                 "SwitchboardProtocol",
+                "SwitchboardStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
             ]
@@ -125,13 +130,15 @@ let package = Package(
         .target(name: "RemindBot", dependencies: ["SwitchboardAgent", "SwitchboardClient"], path: "Bots/Remind"),
         .target(name: "WelcomeBot", dependencies: ["SwitchboardAgent", "SwitchboardClient"], path: "Bots/Welcome"),
         .target(name: "KarmaBot", dependencies: ["SwitchboardAgent", "SwitchboardClient"], path: "Bots/Karma"),
-        // The PostgreSQL storage backend.
+        // The PostgreSQL storage backend: one database shared by several processes.
         .target(
             name: "SwitchboardPostgres",
             dependencies: [
                 "SwitchboardProtocol",
                 "SwitchboardStore",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
@@ -156,7 +163,9 @@ let package = Package(
             name: "SwitchboardTesting",
             dependencies: [
                 "SwitchboardProtocol",
+                "SwitchboardPostgres",
                 "SwitchboardServer",
+                "SwitchboardSQLite",
                 "SwitchboardStore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -178,7 +187,9 @@ let package = Package(
                 "WelcomeBot",
                 "SwitchboardClient",
                 "SwitchboardProtocol",
+                "SwitchboardPostgres",
                 "SwitchboardServer",
+                "SwitchboardSQLite",
                 "SwitchboardStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -221,7 +232,14 @@ let package = Package(
             dependencies: ["SwitchboardProtocol", "SwitchboardStore", "SwitchboardTesting", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "LoadGeneratorTests", dependencies: ["LoadGenerator", "SwitchboardTesting"]),
-        .testTarget(name: "SwitchboardStoreTests", dependencies: ["SwitchboardStore"]),
+        // The store's conformance suite, run on every backend, and the SQLite backend's own tests.
+        .testTarget(
+            name: "SwitchboardStoreTests",
+            dependencies: [
+                "SwitchboardPostgres", "SwitchboardSQLite", "SwitchboardStore", "SwitchboardTesting",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
         .testTarget(name: "SwitchboardAgentTests", dependencies: ["SwitchboardAgent", "SwitchboardAgentTesting", "SwitchboardTesting", "EchoBot"]),
         // Every bundled bot, tested with the harness (one target, to keep linking cheap).
         .testTarget(

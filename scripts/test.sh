@@ -25,6 +25,10 @@ echo "== building (the first build takes about 10 minutes on 2 cores)"
 swift build --build-tests 2>&1
 echo "== running the Swift tests"
 swift test --skip-build 2>&1
+# The server and the client once more, on PostgreSQL (scripts/services/postgres.sh started it):
+# the same tests, only the backend differs.
+echo "== running the server and client tests on PostgreSQL"
+SWITCHBOARD_TEST_DATABASE=postgres swift test --skip-build --filter 'SwitchboardServerTests|SwitchboardClientTests' 2>&1
 
 # Checks that drive the built binaries from outside Swift (the web page in a browser).
 for check in scripts/checks/*.sh; do

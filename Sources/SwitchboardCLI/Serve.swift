@@ -2,7 +2,9 @@ import ArgumentParser
 import Foundation
 import Logging
 import ServiceLifecycle
+import SwitchboardPostgres
 import SwitchboardServer
+import SwitchboardSQLite
 import SwitchboardStore
 
 /// The value of an environment variable, or a default.
@@ -200,7 +202,7 @@ struct Serve: AsyncParsableCommand {
             logger.warning("synchronous=\(synchronous.rawValue): acked messages may be lost on a power cut")
         }
         try await database.withStore(logger: logger, configuration: storeConfiguration) { store in
-            logger.info("database opened", metadata: ["switchboard.database": "\(database.database)"])
+            logger.info("database opened", metadata: ["switchboard.database": "\(PostgresStore.Configuration.redacted(database.database))"])
             // The agent (--agent) starts once the server listens.
             let inProcessAgent = try agent.map { try InProcessAgent(file: $0, store: store, host: host, logger: logger) }
             let server = ChatServer(configuration: configuration, store: store, logger: logger) { port in inProcessAgent?.serverListening(on: port) }

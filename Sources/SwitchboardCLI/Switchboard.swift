@@ -2,8 +2,10 @@ import ArgumentParser
 import Foundation
 import Logging
 import ServiceLifecycle
+import SwitchboardPostgres
 import SwitchboardProtocol
 import SwitchboardServer
+import SwitchboardSQLite
 import SwitchboardStore
 
 @main
@@ -11,7 +13,7 @@ struct Switchboard: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchboard",
         abstract: "A self-hosted chat server, and the tools around it.",
-        subcommands: [Serve.self, Users.self, Tokens.self, Rooms.self, Chat.self, Send.self, Tail.self, AgentCommand.self],
+        subcommands: [Serve.self, Migrate.self, Export.self, Import.self, Users.self, Tokens.self, Rooms.self, Chat.self, Send.self, Tail.self, AgentCommand.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -21,14 +23,21 @@ struct DatabaseOptions: ParsableArguments {
     @Option(name: .long, help: "SQLite file, or a postgres:// URL (env: SWITCHBOARD_DATABASE).")
     var database: String = ProcessInfo.processInfo.environment["SWITCHBOARD_DATABASE"] ?? "./switchboard.db"
 
-    /// Opens the store, runs `body`, closes the store.
+    /// Opens the store (SQLite for a path, PostgreSQL for a `postgres://` URL), runs `body`,
+    /// closes the store. `configuration` applies to SQLite only.
     func withStore<Result>(
         logger: Logger, configuration: SQLiteStore.Configuration = .init(), _ body: (any ChatStore) async throws -> Result
     ) async throws -> Result {
-        if database.hasPrefix("postgres://") || database.hasPrefix("postgresql://") {
-            throw Failure(description: "PostgreSQL is not supported yet: give --database a SQLite file path, such as ./switchboard.db")
+        let store: any ChatStore
+        do {
+            if PostgresStore.Configuration.isURL(database) {
+                store = try await PostgresStore.open(configuration: try PostgresStore.Configuration(url: database), logger: logger)
+            } else {
+                store = try await SQLiteStore.open(path: database, configuration: configuration, logger: logger)
+            }
+        } catch let error as StoreError {
+            throw Failure(description: error.message)
         }
-        let store = try await SQLiteStore.open(path: database, configuration: configuration, logger: logger)
         do {
             let result = try await body(store)
             try await store.close()

@@ -153,7 +153,7 @@ struct ChatService: Sendable {
         if after == nil, before == nil, state.members.contains(identity.user.id), let newest = page.messages.last {
             try await storeCall { try await store.markRead(roomId: roomId, userId: identity.user.id, seq: newest.seq) }
         }
-        return page
+        return MessagesResponse(messages: page.messages, hasMore: page.hasMore)
     }
 
     /// Checks a message against the room and the sender's rate, before it is stored: the same

@@ -76,8 +76,9 @@ public protocol ChatStore: Sendable {
     func submitAppend(_ messages: [NewMessage], completion: @escaping @Sendable (Result<[AppendResult], any Error>) -> Void)
     /// The message with this id.
     func message(id: String) async throws -> Message?
-    /// A page of a room's history, ascending by `seq`, by the contract's paging rules.
-    func history(roomId: String, after: Int?, before: Int?, limit: Int) async throws -> MessagesResponse
+    /// A page of a room's history, ascending by `seq`, by the contract's paging rules
+    /// (see ``HistoryWindow``). An unknown room has an empty history.
+    func history(roomId: String, after: Int?, before: Int?, limit: Int) async throws -> HistoryPage
     /// The messages of a room with `seq > since`, read in one snapshot with the room's `lastSeq`.
     /// When more than `cap` are missed, returns none and `truncated`.
     func replay(roomId: String, since: Int, cap: Int) async throws -> Replay
@@ -247,6 +248,17 @@ public struct ReactionOutcome: Sendable, Hashable {
     public init(reactions: [String: Int], changed: Bool) {
         self.reactions = reactions
         self.changed = changed
+    }
+}
+
+/// A page of a room's history: messages ascending by `seq`, and whether more lie beyond them in
+/// the direction of paging.
+public struct HistoryPage: Sendable, Hashable {
+    public var messages: [Message]
+    public var hasMore: Bool
+    public init(messages: [Message], hasMore: Bool) {
+        self.messages = messages
+        self.hasMore = hasMore
     }
 }
 

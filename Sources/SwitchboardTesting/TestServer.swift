@@ -8,7 +8,10 @@ import SwitchboardProtocol
 import SwitchboardServer
 import SwitchboardStore
 
-/// A real Switchboard server on a free loopback port, on a SQLite file of its own, for tests.
+/// A real Switchboard server on a free loopback port, on a database of its own, for tests.
+///
+/// The backend is the one `SWITCHBOARD_TEST_DATABASE` names (``TestDatabase``): a SQLite file by
+/// default, or a PostgreSQL database created for the test and dropped after it.
 ///
 /// ```swift
 /// try await TestServer.withServer { server in
@@ -20,7 +23,7 @@ import SwitchboardStore
 public struct TestServer: Sendable {
     /// The port the server listens on.
     public let port: Int
-    /// The SQLite file behind the server.
+    /// The database behind the server: a SQLite file, or a `postgres://` URL.
     public let databasePath: String
     /// The configuration it runs with.
     public let configuration: ServerConfiguration
@@ -48,15 +51,21 @@ public struct TestServer: Sendable {
     ///
     /// - Parameters:
     ///   - configuration: the server's configuration; its port should be 0.
-    ///   - databasePath: a SQLite file to reuse (to test a restart); a new temporary one when nil.
+    ///   - databasePath: a database to reuse (to test a restart), from ``temporaryDatabasePath()``;
+    ///     a new one, removed afterwards, when nil.
     public static func withServer<Result: Sendable>(
         configuration: ServerConfiguration = testConfiguration(),
         databasePath: String? = nil,
         logger: Logger = Logger(label: "switchboard.test"),
         _ body: (TestServer) async throws -> Result
     ) async throws -> Result {
-        let path = databasePath ?? Self.temporaryDatabasePath()
-        let store = try await SQLiteStore.open(path: path, logger: logger)
+        let backend = try TestDatabase.selected
+        let path = try databasePath ?? backend.newDatabase()
+        let store = try await backend.openStore(path, logger: logger)
+        // A database made for this server alone goes with it; one given to reuse stays.
+        let removeDatabase: @Sendable () async -> Void = {
+            if databasePath == nil { try? await backend.remove(path, logger: logger) }
+        }
         let (portStream, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let server = ChatServer(configuration: configuration, store: store, logger: logger) { port in
             portContinuation.yield(port)
@@ -77,21 +86,22 @@ public struct TestServer: Sendable {
                 await group.triggerGracefulShutdown()
                 try await tasks.waitForAll()
                 try await store.close()
+                await removeDatabase()
                 return result
             } catch {
                 await group.triggerGracefulShutdown()
                 try? await tasks.waitForAll()
                 try? await store.close()
+                await removeDatabase()
                 throw error
             }
         }
     }
 
-    /// A new path for a SQLite file in a temporary folder.
-    public static func temporaryDatabasePath() -> String {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("switchboard-tests-\(UUID().uuidString)")
-        try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        return folder.appendingPathComponent("test.db").path
+    /// A new database for several servers in turn (a restart): a SQLite file in a temporary
+    /// folder, or a PostgreSQL URL whose database the first server creates.
+    public static func temporaryDatabasePath() throws -> String {
+        try TestDatabase.selected.newDatabase()
     }
 
     // MARK: HTTP

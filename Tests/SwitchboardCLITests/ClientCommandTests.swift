@@ -103,14 +103,14 @@ struct ClientCommandTests {
 
     @Test("chat, tail and send show control characters from the server escaped, never raw")
     func controlCharacters() async throws {
-        let path = TestServer.temporaryDatabasePath()
+        let path = try TestServer.temporaryDatabasePath()
         let (ana, roomId) = try await TestServer.withServer(databasePath: path) { server in
             let ana = try await server.register("ana")
             return (ana, try await server.createRoom("general", token: ana.token).id)
         }
         // Written through the store, as an older database holds them: a server that follows the protocol refuses them now.
         let hostile = "red \u{1B}[31malert\u{07} \u{202E}txt.exe \u{9B}2J \u{7F}\rover"
-        let store = try await SQLiteStore.open(path: path, logger: Logger(label: "test"))
+        let store = try await TestDatabase.selected.openStore(path, logger: Logger(label: "test"))
         let mallory = try await store.createUser(
             NewUser(username: "mallory", displayName: "Mal\u{1B}]0;owned\u{07}lory", passwordHash: nil, isBot: false, now: 1)
         )

@@ -6,7 +6,7 @@ import Testing
 struct HardeningFlagsTests {
     @Test("tokens add --expires-in out of range is a usage error naming the flag")
     func tokenLifetime() async throws {
-        let database = TestServer.temporaryDatabasePath()
+        let database = try TestServer.temporaryDatabasePath()
         let added = try await Command.run(["users", "add", "bot", "--bot", "--database", database])
         #expect(added.status == 0, "\(added.errors)")
         for value in ["10000000000000000", "9223372036854775807", "0", "-1"] {
@@ -20,7 +20,7 @@ struct HardeningFlagsTests {
 
     @Test("serve refuses durations, sizes and rates out of range before starting")
     func serveFlags() async throws {
-        let database = TestServer.temporaryDatabasePath()
+        let database = try TestServer.temporaryDatabasePath()
         for (flag, value) in [
             ("--typing-expiry-ms", "9223372036854775807"), ("--ping-interval-ms", "9223372036854775807"), ("--ping-timeout-ms", "0"),
             ("--idle-timeout-ms", "-5"), ("--shutdown-timeout-ms", "9223372036854775807"), ("--max-frame-bytes", "99999999999"),

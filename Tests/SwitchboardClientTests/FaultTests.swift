@@ -8,7 +8,7 @@ import Testing
 struct FaultTests {
     @Test("the server is killed and restarted while messages flow both ways: each is stored once and received once, in order")
     func serverRestart() async throws {
-        let path = TestServer.temporaryDatabasePath()
+        let path = try TestServer.temporaryDatabasePath()
         let (alice, bob, room) = try await TestServer.withServer(databasePath: path) { server in
             let alice = try await server.register("alice")
             let bob = try await server.register("bob")

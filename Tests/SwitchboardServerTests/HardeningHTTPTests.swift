@@ -29,7 +29,7 @@ struct OverflowTests {
 
     @Test("Administration.issueToken (switchboard tokens add --expires-in) refuses a lifetime out of range")
     func administrationTokenExpiry() async throws {
-        let store = try await SQLiteStore.open(path: TestServer.temporaryDatabasePath(), logger: .init(label: "test"))
+        let store = try await TestDatabase.selected.openStore(try TestServer.temporaryDatabasePath(), logger: .init(label: "test"))
         let admin = Administration(store: store, bcryptCost: 4)
         let (bot, _) = try await admin.addUser(username: "bot", password: nil, isBot: true)
         for seconds in [10_000_000_000_000_000, Int.max, 0, -5] {

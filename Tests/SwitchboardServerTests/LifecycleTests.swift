@@ -18,7 +18,7 @@ struct LifecycleTests {
 
     @Test("a restart on the same database keeps users, tokens, rooms, history, and seq goes on")
     func restart() async throws {
-        let path = TestServer.temporaryDatabasePath()
+        let path = try TestServer.temporaryDatabasePath()
         let before = try await withServer(databasePath: path) { server in
             let alice = try await server.register("alice", displayName: "Alice A.")
             let bob = try await server.register("bob")

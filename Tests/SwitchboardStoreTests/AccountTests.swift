@@ -1,12 +1,14 @@
 import SwitchboardProtocol
 import Testing
 
-@testable import SwitchboardStore
+@testable import SwitchboardSQLite
+import SwitchboardStore
+import SwitchboardTesting
 
 @Suite("Users", .timeLimit(.minutes(1)))
 struct UserTests {
-    @Test func createdUserCanBeReadBackByIdAndUsernameInAnyCase() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func createdUserCanBeReadBackByIdAndUsernameInAnyCase(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("Ana", displayName: "Ana Lovelace")
             #expect(ana.id.hasPrefix("u_"))
             #expect(try await store.user(id: ana.id) == ana)
@@ -18,16 +20,16 @@ struct UserTests {
         }
     }
 
-    @Test func usernameTakenInAnotherCaseIsAConflict() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func usernameTakenInAnotherCaseIsAConflict(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             _ = try await store.makeUser("ana")
             #expect(await storeErrorCode { try await store.makeUser("ANA") } == .conflict)
             #expect(try await store.searchUsers(query: "ana", limit: 10).count == 1)
         }
     }
 
-    @Test func concurrentWritesShareACommitButFailAlone() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func concurrentWritesShareACommitButFailAlone(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             _ = try await store.makeUser("taken")
             // Many writes at once land in one turn of the writer, hence one transaction; the
             // ones that fail (a taken name) must not undo or fail the others.
@@ -83,8 +85,8 @@ struct UserTests {
         }
     }
 
-    @Test func usersByIdsSkipsUnknownIds() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func usersByIdsSkipsUnknownIds(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let bob = try await store.makeUser("bob")
             let found = try await store.users(ids: [bob.id, "u_missing", ana.id])
@@ -92,8 +94,8 @@ struct UserTests {
         }
     }
 
-    @Test func searchMatchesSubstringsOfUsernameOrDisplayNameInAnyCase() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func searchMatchesSubstringsOfUsernameOrDisplayNameInAnyCase(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana", displayName: "Ana Lovelace")
             let bob = try await store.makeUser("bob", displayName: "Robert LOVE")
             _ = try await store.makeUser("carol", displayName: "Carol")
@@ -103,8 +105,8 @@ struct UserTests {
         }
     }
 
-    @Test func searchTreatsLikeWildcardsAsPlainCharacters() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func searchTreatsLikeWildcardsAsPlainCharacters(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let underscore = try await store.makeUser("a_b")
             _ = try await store.makeUser("axb")
             let percent = try await store.makeUser("pct", displayName: "100% bot")
@@ -121,8 +123,8 @@ struct TokenTests {
         NewToken(userId: user.id, hash: Array(repeating: hashByte, count: 32), name: "token \(hashByte)", kind: .api, now: now, expiresAt: expiresAt)
     }
 
-    @Test func activeTokenIsFoundByHashWithItsUser() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func activeTokenIsFoundByHashWithItsUser(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let record = try await store.createToken(token(ana, 1))
             #expect(record.id.hasPrefix("t_"))
@@ -133,8 +135,8 @@ struct TokenTests {
         }
     }
 
-    @Test func expiredTokenIsNotActive() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func expiredTokenIsNotActive(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             _ = try await store.createToken(token(ana, 1, expiresAt: 500))
             #expect(try await store.activeToken(hash: Array(repeating: 1, count: 32), now: 499) != nil)
@@ -142,8 +144,8 @@ struct TokenTests {
         }
     }
 
-    @Test func revokedTokenIsNotActiveAndOnlyItsOwnerMayRevokeIt() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func revokedTokenIsNotActiveAndOnlyItsOwnerMayRevokeIt(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let bob = try await store.makeUser("bob")
             let record = try await store.createToken(token(ana, 1))
@@ -162,8 +164,8 @@ struct TokenTests {
         }
     }
 
-    @Test func tokensAreListedNewestFirstPerUserOrForEverybody() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func tokensAreListedNewestFirstPerUserOrForEverybody(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let bob = try await store.makeUser("bob")
             let older = try await store.createToken(token(ana, 1, now: 100))

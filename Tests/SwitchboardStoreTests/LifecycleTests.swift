@@ -2,7 +2,8 @@ import Foundation
 import SwitchboardProtocol
 import Testing
 
-@testable import SwitchboardStore
+@testable import SwitchboardSQLite
+import SwitchboardStore
 
 @Suite("Opening, closing and reopening", .timeLimit(.minutes(1)))
 struct LifecycleTests {

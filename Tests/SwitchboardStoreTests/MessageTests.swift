@@ -2,12 +2,14 @@ import SwitchboardProtocol
 import Synchronization
 import Testing
 
-@testable import SwitchboardStore
+@testable import SwitchboardSQLite
+import SwitchboardStore
+import SwitchboardTesting
 
 @Suite("Appending messages", .timeLimit(.minutes(1)))
 struct AppendTests {
-    @Test func seqCountsUpPerRoom() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func seqCountsUpPerRoom(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let first = try await store.makeRoom("First", creator: ana)
             let second = try await store.makeRoom("Second", creator: ana)
@@ -20,8 +22,8 @@ struct AppendTests {
         }
     }
 
-    @Test func storedMessageKeepsEveryField() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func storedMessageKeepsEveryField(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let room = try await store.makeRoom("General", creator: ana)
             let first = try await store.send("hello", in: room, from: ana).message
@@ -42,8 +44,8 @@ struct AppendTests {
         }
     }
 
-    @Test func concurrentAppendsGetGaplessSeqsInEveryRoom() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func concurrentAppendsGetGaplessSeqsInEveryRoom(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let users = [try await store.makeUser("ana"), try await store.makeUser("bob"), try await store.makeUser("cy")]
             var rooms: [Room] = []
             for name in ["one", "two", "three"] { rooms.append(try await store.makeRoom(name, creator: users[0], members: users)) }
@@ -84,8 +86,8 @@ struct AppendTests {
         }
     }
 
-    @Test func repeatedClientIdAcrossCommitsStoresOnce() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func repeatedClientIdAcrossCommitsStoresOnce(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let bob = try await store.makeUser("bob")
             let room = try await store.makeRoom("General", creator: ana, members: [bob])
@@ -102,8 +104,8 @@ struct AppendTests {
         }
     }
 
-    @Test func repeatedClientIdWithinOneCallStoresOnce() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func repeatedClientIdWithinOneCallStoresOnce(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let room = try await store.makeRoom("General", creator: ana)
             let message = NewMessage(roomId: room.id, userId: ana.id, content: "hi", clientId: "c-1", replyTo: nil, meta: nil, now: 1)
@@ -171,8 +173,8 @@ struct AppendTests {
 @Suite("History paging", .timeLimit(.minutes(1)))
 struct HistoryTests {
     /// A room with messages 1 to 10.
-    func withTenMessages(_ body: (SQLiteStore, Room) async throws -> Void) async throws {
-        try await withStore { store in
+    func withTenMessages(_ database: TestDatabase, _ body: (any ChatStore, Room) async throws -> Void) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let room = try await store.makeRoom("General", creator: ana)
             _ = try await store.append((1...10).map {
@@ -187,21 +189,21 @@ struct HistoryTests {
         var hasMore: Bool
     }
 
-    func page(_ store: SQLiteStore, _ room: Room, after: Int? = nil, before: Int? = nil, limit: Int) async throws -> Page {
+    func page(_ store: any ChatStore, _ room: Room, after: Int? = nil, before: Int? = nil, limit: Int) async throws -> Page {
         let response = try await store.history(roomId: room.id, after: after, before: before, limit: limit)
         return Page(seqs: response.messages.map(\.seq), hasMore: response.hasMore)
     }
 
-    @Test func newestPageSaysWhetherOlderExist() async throws {
-        try await withTenMessages { store, room async throws in
+    @Test(arguments: TestDatabase.allCases) func newestPageSaysWhetherOlderExist(_ database: TestDatabase) async throws {
+        try await withTenMessages(database) { store, room async throws in
             #expect(try await page(store, room, limit: 3) == Page(seqs: [8, 9, 10], hasMore: true))
             #expect(try await page(store, room, limit: 10) == Page(seqs: Array(1...10), hasMore: false))
             #expect(try await page(store, room, limit: 50) == Page(seqs: Array(1...10), hasMore: false))
         }
     }
 
-    @Test func beforePageIsJustBelowAndSaysWhetherOlderExist() async throws {
-        try await withTenMessages { store, room async throws in
+    @Test(arguments: TestDatabase.allCases) func beforePageIsJustBelowAndSaysWhetherOlderExist(_ database: TestDatabase) async throws {
+        try await withTenMessages(database) { store, room async throws in
             #expect(try await page(store, room, before: 5, limit: 2) == Page(seqs: [3, 4], hasMore: true))
             #expect(try await page(store, room, before: 3, limit: 2) == Page(seqs: [1, 2], hasMore: false))
             #expect(try await page(store, room, before: 3, limit: 5) == Page(seqs: [1, 2], hasMore: false))
@@ -209,24 +211,24 @@ struct HistoryTests {
         }
     }
 
-    @Test func afterPageIsJustAboveAndSaysWhetherNewerExist() async throws {
-        try await withTenMessages { store, room async throws in
+    @Test(arguments: TestDatabase.allCases) func afterPageIsJustAboveAndSaysWhetherNewerExist(_ database: TestDatabase) async throws {
+        try await withTenMessages(database) { store, room async throws in
             #expect(try await page(store, room, after: 5, limit: 2) == Page(seqs: [6, 7], hasMore: true))
             #expect(try await page(store, room, after: 8, limit: 2) == Page(seqs: [9, 10], hasMore: false))
             #expect(try await page(store, room, after: 10, limit: 2) == Page(seqs: [], hasMore: false))
         }
     }
 
-    @Test func bothBoundsPageUpFromAfterAndStopBelowBefore() async throws {
-        try await withTenMessages { store, room async throws in
+    @Test(arguments: TestDatabase.allCases) func bothBoundsPageUpFromAfterAndStopBelowBefore(_ database: TestDatabase) async throws {
+        try await withTenMessages(database) { store, room async throws in
             #expect(try await page(store, room, after: 2, before: 7, limit: 2) == Page(seqs: [3, 4], hasMore: true))
             #expect(try await page(store, room, after: 2, before: 7, limit: 4) == Page(seqs: [3, 4, 5, 6], hasMore: false))
             #expect(try await page(store, room, after: 2, before: 7, limit: 10) == Page(seqs: [3, 4, 5, 6], hasMore: false))
         }
     }
 
-    @Test func unknownRoomHasNoHistory() async throws {
-        try await withTenMessages { store, _ in
+    @Test(arguments: TestDatabase.allCases) func unknownRoomHasNoHistory(_ database: TestDatabase) async throws {
+        try await withTenMessages(database) { store, _ in
             let response = try await store.history(roomId: "r_missing", after: nil, before: nil, limit: 10)
             #expect(response.messages.isEmpty)
             #expect(!response.hasMore)
@@ -236,8 +238,8 @@ struct HistoryTests {
 
 @Suite("Replay", .timeLimit(.minutes(1)))
 struct ReplayTests {
-    func withFiveMessages(_ body: (SQLiteStore, Room) async throws -> Void) async throws {
-        try await withStore { store in
+    func withFiveMessages(_ database: TestDatabase, _ body: (any ChatStore, Room) async throws -> Void) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let room = try await store.makeRoom("General", creator: ana)
             for index in 1...5 { try await store.send("\(index)", in: room, from: ana) }
@@ -245,8 +247,8 @@ struct ReplayTests {
         }
     }
 
-    @Test func replaysEverythingAfterSinceUnderTheCap() async throws {
-        try await withFiveMessages { store, room in
+    @Test(arguments: TestDatabase.allCases) func replaysEverythingAfterSinceUnderTheCap(_ database: TestDatabase) async throws {
+        try await withFiveMessages(database) { store, room in
             let replay = try await store.replay(roomId: room.id, since: 0, cap: 10)
             #expect(replay.messages.map(\.seq) == [1, 2, 3, 4, 5])
             #expect(replay.lastSeq == 5)
@@ -254,16 +256,16 @@ struct ReplayTests {
         }
     }
 
-    @Test func exactlyTheCapIsReplayedWhole() async throws {
-        try await withFiveMessages { store, room in
+    @Test(arguments: TestDatabase.allCases) func exactlyTheCapIsReplayedWhole(_ database: TestDatabase) async throws {
+        try await withFiveMessages(database) { store, room in
             let replay = try await store.replay(roomId: room.id, since: 2, cap: 3)
             #expect(replay.messages.map(\.seq) == [3, 4, 5])
             #expect(!replay.truncated)
         }
     }
 
-    @Test func moreThanTheCapReplaysNothingAndIsTruncated() async throws {
-        try await withFiveMessages { store, room in
+    @Test(arguments: TestDatabase.allCases) func moreThanTheCapReplaysNothingAndIsTruncated(_ database: TestDatabase) async throws {
+        try await withFiveMessages(database) { store, room in
             let replay = try await store.replay(roomId: room.id, since: 1, cap: 3)
             #expect(replay.messages.isEmpty)
             #expect(replay.truncated)
@@ -271,8 +273,8 @@ struct ReplayTests {
         }
     }
 
-    @Test func sinceAtOrAboveLastSeqReplaysNothing() async throws {
-        try await withFiveMessages { store, room in
+    @Test(arguments: TestDatabase.allCases) func sinceAtOrAboveLastSeqReplaysNothing(_ database: TestDatabase) async throws {
+        try await withFiveMessages(database) { store, room in
             for since in [5, 9] {
                 let replay = try await store.replay(roomId: room.id, since: since, cap: 3)
                 #expect(replay.messages.isEmpty)
@@ -282,8 +284,8 @@ struct ReplayTests {
         }
     }
 
-    @Test func emptyAndUnknownRooms() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func emptyAndUnknownRooms(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let room = try await store.makeRoom("Empty", creator: ana)
             #expect(try await store.replay(roomId: room.id, since: 0, cap: 10) == Replay(messages: [], lastSeq: 0, truncated: false))
@@ -294,8 +296,8 @@ struct ReplayTests {
 
 @Suite("Reactions", .timeLimit(.minutes(1)))
 struct ReactionTests {
-    @Test func reactionsAreCountedOncePerUserAndVanishAtZero() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func reactionsAreCountedOncePerUserAndVanishAtZero(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let bob = try await store.makeUser("bob")
             let room = try await store.makeRoom("General", creator: ana, members: [bob])
@@ -318,8 +320,8 @@ struct ReactionTests {
         }
     }
 
-    @Test func reactionToAnUnknownMessageIsNotFound() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func reactionToAnUnknownMessageIsNotFound(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let code = await storeErrorCode {
                 try await store.react(messageId: "m_missing", userId: ana.id, reaction: "👍", action: .add, now: 1)

@@ -1,12 +1,14 @@
 import SwitchboardProtocol
 import Testing
 
-@testable import SwitchboardStore
+@testable import SwitchboardSQLite
+import SwitchboardStore
+import SwitchboardTesting
 
 @Suite("Rooms and members", .timeLimit(.minutes(1)))
 struct RoomTests {
-    @Test func createdRoomHasTheCreatorAndTheMembers() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func createdRoomHasTheCreatorAndTheMembers(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let bob = try await store.makeUser("bob")
             let room = try await store.makeRoom("General", creator: ana, members: [bob, ana], isPublic: true, now: 5)
@@ -22,8 +24,8 @@ struct RoomTests {
         }
     }
 
-    @Test func roomWithAnUnknownMemberIsNotFoundAndNotCreated() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func roomWithAnUnknownMemberIsNotFoundAndNotCreated(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let code = await storeErrorCode {
                 try await store.createRoom(NewRoom(name: "x", isPublic: false, creatorId: ana.id, memberIds: ["u_missing"], now: 1))
@@ -33,8 +35,8 @@ struct RoomTests {
         }
     }
 
-    @Test func roomByNameIgnoresCaseAndPrefersTheOldest() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func roomByNameIgnoresCaseAndPrefersTheOldest(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let oldest = try await store.makeRoom("Random", creator: ana, now: 1)
             _ = try await store.makeRoom("RANDOM", creator: ana, now: 2)
@@ -44,8 +46,8 @@ struct RoomTests {
         }
     }
 
-    @Test func addingAndRemovingMembers() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func addingAndRemovingMembers(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let bob = try await store.makeUser("bob")
             let room = try await store.makeRoom("General", creator: ana)
@@ -64,8 +66,8 @@ struct RoomTests {
         }
     }
 
-    @Test func directRoomIsTheSameBothWaysAndHasExactlyTwoMembers() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func directRoomIsTheSameBothWaysAndHasExactlyTwoMembers(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let bob = try await store.makeUser("bob")
             let carol = try await store.makeUser("carol")
@@ -87,8 +89,8 @@ struct RoomTests {
         }
     }
 
-    @Test func directRoomWithYourselfOrAnUnknownUserIsRefused() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func directRoomWithYourselfOrAnUnknownUserIsRefused(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             #expect(await storeErrorCode { try await store.directRoom(between: ana.id, and: ana.id, now: 1) } == .forbidden)
             #expect(await storeErrorCode { try await store.directRoom(between: ana.id, and: "u_missing", now: 1) } == .notFound)
@@ -96,8 +98,8 @@ struct RoomTests {
         }
     }
 
-    @Test func concurrentFirstUsesCreateOneDirectRoom() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func concurrentFirstUsesCreateOneDirectRoom(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let bob = try await store.makeUser("bob")
             let ids = try await withThrowingTaskGroup(of: String.self) { group in
@@ -117,8 +119,8 @@ struct RoomTests {
 
 @Suite("Unread counts and read markers", .timeLimit(.minutes(1)))
 struct UnreadTests {
-    @Test func unreadCountsMessagesFromOthersAboveTheReadMarker() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func unreadCountsMessagesFromOthersAboveTheReadMarker(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let bob = try await store.makeUser("bob")
             let room = try await store.makeRoom("General", creator: ana, members: [bob])
@@ -141,8 +143,8 @@ struct UnreadTests {
         }
     }
 
-    @Test func readMarkerStopsAtTheNewestMessage() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func readMarkerStopsAtTheNewestMessage(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let bob = try await store.makeUser("bob")
             let room = try await store.makeRoom("General", creator: ana, members: [bob])
@@ -153,8 +155,8 @@ struct UnreadTests {
         }
     }
 
-    @Test func roomsListEveryRoomOfTheMemberWithoutLastMessageWhenEmpty() async throws {
-        try await withStore { store in
+    @Test(arguments: TestDatabase.allCases) func roomsListEveryRoomOfTheMemberWithoutLastMessageWhenEmpty(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
             let bob = try await store.makeUser("bob")
             let quiet = try await store.makeRoom("Quiet", creator: ana, now: 1)

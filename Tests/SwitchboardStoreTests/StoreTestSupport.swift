@@ -3,7 +3,9 @@ import Logging
 import SwitchboardProtocol
 import Testing
 
-@testable import SwitchboardStore
+@testable import SwitchboardSQLite
+import SwitchboardStore
+import SwitchboardTesting
 
 /// A fresh directory for one test's database files, removed afterwards.
 func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async throws -> T {
@@ -24,7 +26,16 @@ func openStore(at path: String) async throws -> SQLiteStore {
     try await SQLiteStore.open(path: path, logger: testLogger)
 }
 
-/// A store on a new file, closed after `body` whether it succeeds or not.
+/// The conformance suite's way in: a store of `database`'s backend on a new database, closed and
+/// removed after `body`. Every test that holds for any ``ChatStore`` runs once per backend
+/// (`@Test(arguments: TestDatabase.allCases)`), as fluent-kit's `FluentBenchmarker` does; on
+/// PostgreSQL it needs `SWITCHBOARD_TEST_POSTGRES_URL` and fails without it.
+func withStore<T>(_ database: TestDatabase, _ body: (any ChatStore) async throws -> T) async throws -> T {
+    try await database.withStore(logger: testLogger, body)
+}
+
+/// A SQLite store on a new file, closed after `body` whether it succeeds or not: for the tests of
+/// what only the SQLite backend has (its writer queue, its file).
 func withStore<T>(_ body: (SQLiteStore) async throws -> T) async throws -> T {
     try await withTemporaryDirectory { directory in
         let store = try await openStore(at: directory + "/chat.db")
@@ -39,7 +50,7 @@ func withStore<T>(_ body: (SQLiteStore) async throws -> T) async throws -> T {
     }
 }
 
-extension SQLiteStore {
+extension ChatStore {
     func makeUser(_ username: String, displayName: String? = nil) async throws -> User {
         try await createUser(NewUser(username: username, displayName: displayName ?? username, passwordHash: "hash-\(username)", isBot: false, now: 1))
     }
@@ -52,7 +63,9 @@ extension SQLiteStore {
     func send(_ content: String, in room: Room, from user: User, clientId: String? = nil, meta: JSONValue? = nil) async throws -> AppendResult {
         try await append(NewMessage(roomId: room.id, userId: user.id, content: content, clientId: clientId, replyTo: nil, meta: meta, now: 1_000))
     }
+}
 
+extension SQLiteStore {
     /// Keeps the writer busy inside a write until the returned closure is called, so that the appends
     /// made meanwhile all wait for the same group commit.
     func holdWriter() async -> @Sendable () -> Void {

@@ -1,6 +1,7 @@
 import SQLiteNIO
 import Synchronization
 import SwitchboardProtocol
+import SwitchboardStore
 
 /// One `append` call waiting for its group commit.
 struct PendingAppend: Sendable {
@@ -58,25 +59,6 @@ struct WriteQueue {
         appends.removeFirst(takenCount)
         defer { operations = [] }
         return .work(appends: batch, operations: operations)
-    }
-}
-
-/// A message's idempotency key: the same `clientId` from the same user in the same room.
-private struct ClientKey: Hashable {
-    var roomId: String
-    var userId: String
-    var clientId: String
-}
-
-extension NewMessage {
-    fileprivate var clientKey: ClientKey? {
-        clientId.map { ClientKey(roomId: roomId, userId: userId, clientId: $0) }
-    }
-}
-
-extension Message {
-    fileprivate var clientKey: ClientKey? {
-        clientId.map { ClientKey(roomId: roomId, userId: userId, clientId: $0) }
     }
 }
 
@@ -195,45 +177,16 @@ extension SQLiteStore {
     }
 
     /// The statements of one group commit: a fixed handful whatever the batch size, because each
-    /// statement costs a thread hop and a prepare.
+    /// statement costs a thread hop and a prepare. What to write is the planner's to say.
     private func storeBatch(_ batch: [PendingAppend], on connection: SQLiteConnection) async throws -> BatchOutcome {
-        var lastSeqs = try await loadLastSeqs(of: Set(batch.flatMap { $0.messages.map(\.roomId) }), on: connection)
-        let acceptedBatch = batch.filter { pending in pending.messages.allSatisfy { lastSeqs[$0.roomId] != nil } }
-        let clientKeys = Set(acceptedBatch.flatMap { $0.messages.compactMap(\.clientKey) })
-        var storedByClientKey = try await storedMessages(clientKeys: clientKeys, on: connection)
-
-        var results: [Result<[AppendResult], any Error>] = []
-        var newMessages: [Message] = []
-        for pending in batch {
-            if let unknown = pending.messages.first(where: { lastSeqs[$0.roomId] == nil }) {
-                results.append(.failure(StoreError(.notFound, "no room with id \(unknown.roomId)")))
-                continue
-            }
-            var appended: [AppendResult] = []
-            for new in pending.messages {
-                let clientKey = new.clientKey
-                if let clientKey, let stored = storedByClientKey[clientKey] {
-                    appended.append(AppendResult(message: stored, duplicate: true))
-                    continue
-                }
-                let seq = (lastSeqs[new.roomId] ?? 0) + 1
-                lastSeqs[new.roomId] = seq
-                let message = Message(
-                    id: Ids.makeOrdered("m_", milliseconds: new.now), roomId: new.roomId, seq: seq, userId: new.userId, content: new.content,
-                    createdAt: new.now, clientId: new.clientId, replyTo: new.replyTo, meta: new.meta == .null ? nil : new.meta)
-                // Remembered at once, so that a repeat later in this same batch is caught too.
-                if let clientKey { storedByClientKey[clientKey] = message }
-                newMessages.append(message)
-                appended.append(AppendResult(message: message, duplicate: false))
-            }
-            results.append(.success(appended))
-        }
-
-        try await insert(newMessages, on: connection)
-        try await saveLastSeqs(of: Set(newMessages.map(\.roomId)), lastSeqs: lastSeqs, on: connection)
-        let senders = Set(acceptedBatch.flatMap { $0.messages.map { RoomMember(roomId: $0.roomId, userId: $0.userId) } })
-        try await moveReadMarkers(of: senders, to: lastSeqs, on: connection)
-        return BatchOutcome(results: results, lastSeqs: lastSeqs)
+        let calls = batch.map(\.messages)
+        let lastSeqs = try await loadLastSeqs(of: Set(calls.flatMap { $0.map(\.roomId) }), on: connection)
+        let clientKeys = AppendPlanner.clientKeys(of: calls, existingRooms: Set(lastSeqs.keys))
+        let plan = AppendPlanner.plan(calls, lastSeqs: lastSeqs, stored: try await storedMessages(clientKeys: clientKeys, on: connection))
+        try await insert(plan.newMessages, on: connection)
+        try await saveLastSeqs(of: plan.changedRooms, lastSeqs: plan.lastSeqs, on: connection)
+        try await moveReadMarkers(plan.readMarkers, on: connection)
+        return BatchOutcome(results: plan.results.map { $0.mapError { $0 as any Error } }, lastSeqs: plan.lastSeqs)
     }
 
     /// The newest `seq` of each existing room among `roomIds`: from the cache, else from the
@@ -306,19 +259,14 @@ extension SQLiteStore {
     }
 
     /// Sending a message means having read the room up to it.
-    private func moveReadMarkers(of senders: Set<RoomMember>, to lastSeqs: [String: Int], on connection: SQLiteConnection) async throws {
-        for chunk in Array(senders).chunks(ofCount: SQL.maxVariables / 3) {
+    private func moveReadMarkers(_ markers: [ReadMarker], on connection: SQLiteConnection) async throws {
+        for chunk in markers.chunks(ofCount: SQL.maxVariables / 3) {
             _ = try await connection.query(
                 """
                 UPDATE members SET read_seq = max(read_seq, sent.column3)
                 FROM (VALUES \(SQL.rows(chunk.count, columns: 3))) AS sent
                 WHERE members.room_id = sent.column1 AND members.user_id = sent.column2
-                """, chunk.flatMap { sender in [.text(sender.roomId), .text(sender.userId), .integer(lastSeqs[sender.roomId] ?? 0)] })
+                """, chunk.flatMap { marker in [.text(marker.roomId), .text(marker.userId), .integer(marker.seq)] })
         }
     }
-}
-
-private struct RoomMember: Hashable {
-    var roomId: String
-    var userId: String
 }

@@ -2,6 +2,7 @@ import Logging
 import SQLiteNIO
 import Synchronization
 import SwitchboardProtocol
+import SwitchboardStore
 
 /// A ``ChatStore`` kept in one SQLite file, for a server that runs as one process.
 ///

@@ -1,5 +1,6 @@
 import SQLiteNIO
 import SwitchboardProtocol
+import SwitchboardStore
 
 // MARK: Users
 

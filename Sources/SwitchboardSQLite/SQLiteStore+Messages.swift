@@ -1,5 +1,6 @@
 import SQLiteNIO
 import SwitchboardProtocol
+import SwitchboardStore
 
 extension SQLiteStore {
     /// The message with this id.
@@ -10,27 +11,18 @@ extension SQLiteStore {
         }
     }
 
-    /// A page of history by the contract's rules: the newest `limit` messages, those just below
-    /// `before`, or those just above `after` (up to `before` when both are given); always ascending.
-    /// An unknown room has an empty history; a `limit` under 1 gives an empty page that still
-    /// answers `hasMore`.
-    public func history(roomId: String, after: Int?, before: Int?, limit: Int) async throws -> MessagesResponse {
-        // Below Int.max, so that asking for one row more cannot overflow.
-        let pageSize = min(max(limit, 0), Int.max - 1)
-        // Only `after` pages upwards; otherwise the page sits just below its upper bound.
-        let isPagingUp = after != nil
-        // One row more than the page tells whether more lie beyond it, in the direction of paging.
+    /// A page of history by the contract's rules (``HistoryWindow``).
+    public func history(roomId: String, after: Int?, before: Int?, limit: Int) async throws -> HistoryPage {
+        let window = HistoryWindow(after: after, before: before, limit: limit)
         let rows = try await read { connection in
             try await connection.query(
                 """
                 SELECT \(Columns.message("m")) FROM messages m
                 WHERE m.room_id = ?1 AND m.seq > ?2 AND m.seq < ?3
-                ORDER BY m.seq \(isPagingUp ? "ASC" : "DESC") LIMIT ?4
-                """, [.text(roomId), .integer(after ?? 0), .integer(before ?? Int.max), .integer(pageSize + 1)])
+                ORDER BY m.seq \(window.ascending ? "ASC" : "DESC") LIMIT ?4
+                """, [.text(roomId), .integer(window.lowerBound), .integer(window.upperBound), .integer(window.fetchCount)])
         }
-        var messages = try rows.prefix(pageSize).map { try Decode.message($0) }
-        if !isPagingUp { messages.reverse() }
-        return MessagesResponse(messages: messages, hasMore: rows.count > pageSize)
+        return window.page(try rows.map { try Decode.message($0) })
     }
 
     /// The messages after `since` and the room's `lastSeq`, read by one statement so that no message

@@ -1,5 +1,6 @@
 import SQLiteNIO
 import SwitchboardProtocol
+import SwitchboardStore
 
 extension SQLiteStore {
     /// Public group rooms whose name contains `query` in any case, by name; `%` and `_` in the

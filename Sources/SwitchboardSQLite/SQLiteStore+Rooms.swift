@@ -1,5 +1,6 @@
 import SQLiteNIO
 import SwitchboardProtocol
+import SwitchboardStore
 
 extension SQLiteStore {
     /// Creates a group room whose members are the creator and `memberIds`; `.notFound` when one of

@@ -1,5 +1,6 @@
 import Logging
 import SQLiteNIO
+import SwitchboardStore
 
 /// The tables, and the connection settings every connection needs.
 enum Schema {

@@ -1,0 +1,284 @@
+import Foundation
+import Logging
+import NIOSSL
+import PostgresNIO
+import Synchronization
+import SwitchboardProtocol
+import SwitchboardStore
+
+/// A ``ChatStore`` in a PostgreSQL database, for a server that outgrows one SQLite file.
+///
+/// Queries run on a pool of connections (postgres-nio's `PostgresClient`, run by the store for as
+/// long as it is open). Messages sent at the same time are stored in one transaction (group
+/// commit) by a single writer task; each room's row is locked while its messages are numbered, so
+/// `seq` stays gap-free even with several servers on one database. Each `append` returns only
+/// after its commit.
+///
+/// ```swift
+/// let store = try await PostgresStore.open(
+///     configuration: try .init(url: "postgres://switchboard:secret@127.0.0.1/switchboard"), logger: logger)
+/// let result = try await store.append(NewMessage(roomId: room.id, userId: ana.id, content: "hi",
+///                                                clientId: nil, replyTo: nil, meta: nil, now: now))
+/// try await store.close()
+/// ```
+public final class PostgresStore: ChatStore {
+    /// Where the database is and how the store uses it. Every field but the address has a default.
+    public struct Configuration: Sendable {
+        /// Whether to speak TLS to the server, as libpq's `sslmode`.
+        public enum TLSMode: String, Sendable, Hashable {
+            /// Never.
+            case disable
+            /// When the server offers it (the default, as libpq's).
+            case prefer
+            /// Always; fail when the server does not offer it.
+            case require
+        }
+
+        public var host: String
+        /// 5432 by default.
+        public var port: Int
+        public var username: String
+        public var password: String?
+        public var database: String
+        /// `.prefer` by default.
+        public var tls: TLSMode
+        /// Most connections in the pool (10 by default, at least 2: one for the writer, one to read).
+        public var maximumConnections: Int
+        /// The most messages stored by one group commit (512 by default); one `append` call is never split.
+        public var maxBatchSize: Int
+        /// How long to wait for a connection to the server (10 s by default).
+        public var connectTimeout: Duration
+
+        public init(
+            host: String = "127.0.0.1", port: Int = 5432, username: String = "postgres", password: String? = nil,
+            database: String = "switchboard", tls: TLSMode = .prefer, maximumConnections: Int = 10, maxBatchSize: Int = 512,
+            connectTimeout: Duration = .seconds(10)
+        ) {
+            self.host = host
+            self.port = port
+            self.username = username
+            self.password = password
+            self.database = database
+            self.tls = tls
+            self.maximumConnections = maximumConnections
+            self.maxBatchSize = maxBatchSize
+            self.connectTimeout = connectTimeout
+        }
+
+        /// Reads `postgres://user:password@host:port/database?sslmode=disable|prefer|require`
+        /// (also `postgresql://`). Throws ``StoreError`` `.unavailable` naming the expected form.
+        public init(url: String) throws {
+            let expected = "expected postgres://USER:PASSWORD@HOST:PORT/DATABASE (port, password and ?sslmode=disable|prefer|require optional)"
+            guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
+                scheme == "postgres" || scheme == "postgresql"
+            else {
+                throw StoreError(.unavailable, "\(Self.redacted(url)) is not a PostgreSQL URL; \(expected)")
+            }
+            guard let host = components.host, !host.isEmpty else {
+                throw StoreError(.unavailable, "the PostgreSQL URL \(Self.redacted(url)) names no host; \(expected)")
+            }
+            let database = String(components.path.drop { $0 == "/" })
+            guard !database.isEmpty, !database.contains("/") else {
+                throw StoreError(.unavailable, "the PostgreSQL URL \(Self.redacted(url)) names no database; \(expected)")
+            }
+            self.init(
+                host: host, port: components.port ?? 5432, username: components.user ?? "postgres", password: components.password,
+                database: database)
+            for item in components.queryItems ?? [] {
+                switch (item.name, item.value) {
+                case ("sslmode", let value?):
+                    // libpq's verify-* modes also require TLS; the certificate is always verified here.
+                    let mode = value.hasPrefix("verify") ? "require" : value
+                    guard let tls = TLSMode(rawValue: mode) else {
+                        throw StoreError(.unavailable, "sslmode=\(value) in the PostgreSQL URL is not one of disable, prefer, require")
+                    }
+                    self.tls = tls
+                default:
+                    throw StoreError(.unavailable, "\(item.name) in the PostgreSQL URL is not an option; \(expected)")
+                }
+            }
+        }
+
+        /// Whether `text` looks like a PostgreSQL URL rather than a file path.
+        public static func isURL(_ text: String) -> Bool {
+            let lowered = text.lowercased()
+            return lowered.hasPrefix("postgres://") || lowered.hasPrefix("postgresql://")
+        }
+
+        /// The URL without its password, for messages and logs.
+        public static func redacted(_ url: String) -> String {
+            guard var components = URLComponents(string: url), components.password != nil else { return url }
+            components.password = "***"
+            return components.string ?? url
+        }
+
+        /// `host:port/database`, for messages.
+        var address: String { "\(host):\(port)/\(database)" }
+
+        var connectionConfiguration: PostgresConnection.Configuration {
+            var configuration = PostgresConnection.Configuration(
+                host: host, port: port, username: username, password: password, database: database, tls: tlsConfiguration)
+            let (seconds, attoseconds) = connectTimeout.components
+            configuration.options.connectTimeout = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+            return configuration
+        }
+
+        var clientConfiguration: PostgresClient.Configuration {
+            var configuration = PostgresClient.Configuration(
+                host: host, port: port, username: username, password: password, database: database, tls: clientTLS)
+            configuration.options.maximumConnections = max(maximumConnections, 2)
+            configuration.options.connectTimeout = connectTimeout
+            return configuration
+        }
+
+        private var tlsConfiguration: PostgresConnection.Configuration.TLS {
+            switch tls {
+            case .disable: .disable
+            case .prefer: .prefer(try! NIOSSLContext(configuration: .makeClientConfiguration()))
+            case .require: .require(try! NIOSSLContext(configuration: .makeClientConfiguration()))
+            }
+        }
+
+        private var clientTLS: PostgresClient.Configuration.TLS {
+            switch tls {
+            case .disable: .disable
+            case .prefer: .prefer(.makeClientConfiguration())
+            case .require: .require(.makeClientConfiguration())
+            }
+        }
+    }
+
+    let configuration: Configuration
+    let logger: Logger
+    let client: PostgresClient
+    private let clientTask: Task<Void, Never>
+    let appendQueue = Mutex(AppendQueue())
+    /// Group commits done so far, for tests and diagnostics.
+    let committedBatches = Atomic<Int>(0)
+
+    private init(configuration: Configuration, logger: Logger, client: PostgresClient, clientTask: Task<Void, Never>) {
+        self.configuration = configuration
+        self.logger = logger
+        self.client = client
+        self.clientTask = clientTask
+    }
+
+    /// Connects, brings the schema up to date (``PostgresSchema``) and starts the pool.
+    ///
+    /// Throws ``StoreError`` `.unavailable` with what to do when the server cannot be reached, the
+    /// database or role is missing, the password or the connection is refused, or the database has
+    /// a newer schema than this program.
+    public static func open(configuration: Configuration, logger: Logger) async throws -> PostgresStore {
+        try await migrate(configuration: configuration, logger: logger)
+        let client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: logger)
+        let clientTask = Task { await client.run() }
+        return PostgresStore(configuration: configuration, logger: logger, client: client, clientTask: clientTask)
+    }
+
+    /// Applies the migrations the database lacks and returns the schema version it then has; what
+    /// `switchboard migrate` does, and what ``open(configuration:logger:)`` does first.
+    @discardableResult
+    public static func migrate(configuration: Configuration, logger: Logger) async throws -> Int {
+        try await withConnection(configuration: configuration, logger: logger) { connection in
+            try await PostgresSchema.migrate(connection, logger: logger)
+        }
+    }
+
+    /// One connection of its own for `body`, closed after; errors explained.
+    @discardableResult
+    static func withConnection<T>(configuration: Configuration, logger: Logger, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+        let connection: PostgresConnection
+        do {
+            connection = try await PostgresConnection.connect(configuration: configuration.connectionConfiguration, id: 0, logger: logger)
+        } catch {
+            throw ConnectionDiagnosis.explain(error, configuration: configuration)
+        }
+        do {
+            let value = try await body(connection)
+            try await connection.close()
+            return value
+        } catch {
+            try? await connection.close()
+            throw ConnectionDiagnosis.explain(error, configuration: configuration)
+        }
+    }
+
+    /// Waits for the messages already accepted, then stops the pool. Later calls throw
+    /// `.unavailable`; closing twice does nothing.
+    public func close() async throws {
+        let isFirstClose = appendQueue.withLock { queue in
+            defer { queue.isClosed = true }
+            return !queue.isClosed
+        }
+        guard isFirstClose else { return }
+        await waitUntilAppendsDrained()
+        clientTask.cancel()
+        await clientTask.value
+    }
+
+    static let closedError = StoreError(.unavailable, "the store is closed")
+
+    /// Runs `body` on a pooled connection; errors become `StoreError`.
+    @discardableResult
+    func read<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        guard !appendQueue.withLock({ $0.isClosed }) else { throw Self.closedError }
+        do {
+            return try await client.withConnection { connection in try await body(connection) }
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    /// Runs `body` in a transaction on a pooled connection, rolled back when it throws.
+    @discardableResult
+    func write<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await read { connection in try await Self.transaction(on: connection, logger: logger, body) }
+    }
+
+    /// BEGIN, `body`, COMMIT; ROLLBACK and the body's own error when it throws.
+    static func transaction<T>(on connection: PostgresConnection, logger: Logger, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await connection.query("BEGIN", logger: logger)
+        do {
+            let value = try await body(connection)
+            try await connection.query("COMMIT", logger: logger)
+            return value
+        } catch {
+            _ = try? await connection.query("ROLLBACK", logger: logger)
+            throw error
+        }
+    }
+
+    /// Wraps the driver's errors so that callers see only `StoreError`.
+    func storeError(_ error: any Error) -> StoreError {
+        if let error = error as? StoreError { return error }
+        return ConnectionDiagnosis.explain(error, configuration: configuration)
+    }
+}
+
+// MARK: Databases
+
+extension PostgresStore {
+    /// Creates an empty database `name` on the server of `server` (whose own database is the one
+    /// connected to, usually `postgres`), owned by its user: what tests and `switchboard import` need.
+    /// `name` may hold only `a-z`, `0-9` and `_`, since it cannot be a bound parameter.
+    public static func createDatabase(_ name: String, server: Configuration, logger: Logger) async throws {
+        try checkIdentifier(name)
+        try await withConnection(configuration: server, logger: logger) { connection in
+            try await connection.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: logger)
+        }
+    }
+
+    /// Drops database `name`, closing the connections still open to it; nothing when it is missing.
+    public static func dropDatabase(_ name: String, server: Configuration, logger: Logger) async throws {
+        try checkIdentifier(name)
+        try await withConnection(configuration: server, logger: logger) { connection in
+            try await connection.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"), logger: logger)
+        }
+    }
+
+    private static func checkIdentifier(_ name: String) throws {
+        guard !name.isEmpty, name.count <= 63, name.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_") }) else {
+            throw StoreError(.unavailable, "\(name) is not a database name of a-z, 0-9 and _ (at most 63)")
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// The PostgreSQL storage backend of the server.

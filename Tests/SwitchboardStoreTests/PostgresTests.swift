@@ -1,0 +1,150 @@
+import Foundation
+import PostgresNIO
+import SwitchboardProtocol
+import SwitchboardStore
+import SwitchboardTesting
+import Testing
+
+@testable import SwitchboardPostgres
+
+/// What only the PostgreSQL backend has: its URL, its migrations, its errors, several processes
+/// on one database. Needs `SWITCHBOARD_TEST_POSTGRES_URL`, and fails without it.
+@Suite("PostgreSQL backend", .timeLimit(.minutes(1)))
+struct PostgresTests {
+    /// A new, empty database for `body`, dropped after.
+    func withDatabase<T>(_ body: (PostgresStore.Configuration) async throws -> T) async throws -> T {
+        let server = try TestDatabase.postgresServer()
+        var configuration = server
+        configuration.database = "sb_test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        try await PostgresStore.createDatabase(configuration.database, server: server, logger: testLogger)
+        do {
+            let value = try await body(configuration)
+            try await PostgresStore.dropDatabase(configuration.database, server: server, logger: testLogger)
+            return value
+        } catch {
+            try? await PostgresStore.dropDatabase(configuration.database, server: server, logger: testLogger)
+            throw error
+        }
+    }
+
+    func openError(_ configuration: PostgresStore.Configuration) async -> StoreError? {
+        do {
+            let store = try await PostgresStore.open(configuration: configuration, logger: testLogger)
+            try? await store.close()
+            return nil
+        } catch {
+            return error as? StoreError
+        }
+    }
+
+    func schemaVersion(_ configuration: PostgresStore.Configuration) async throws -> Int {
+        try await PostgresStore.withConnection(configuration: configuration, logger: testLogger) { connection in
+            try await connection.query("SELECT max(version)::bigint FROM switchboard_schema", logger: testLogger).collect()[0].decode(Int.self)
+        }
+    }
+
+    @Test func urlsAreReadWithEveryPart() throws {
+        let full = try PostgresStore.Configuration(url: "postgresql://ana:s%40cret@db.example:6543/chat?sslmode=require")
+        #expect(full.host == "db.example")
+        #expect(full.port == 6543)
+        #expect(full.username == "ana")
+        #expect(full.password == "s@cret")
+        #expect(full.database == "chat")
+        #expect(full.tls == .require)
+        let short = try PostgresStore.Configuration(url: "postgres://127.0.0.1/chat")
+        #expect(short.port == 5432 && short.username == "postgres" && short.password == nil && short.tls == .prefer)
+        #expect(PostgresStore.Configuration.redacted("postgres://ana:secret@h/db") == "postgres://ana:***@h/db")
+    }
+
+    @Test(arguments: ["mysql://h/db", "postgres://h", "postgres://h/", "postgres:///db", "postgres://h/db?sslmode=maybe", "postgres://h/db?pool=3"])
+    func wrongURLsAreRefusedNamingTheExpectedForm(_ url: String) {
+        #expect(throws: StoreError.self) { try PostgresStore.Configuration(url: url) }
+        do {
+            _ = try PostgresStore.Configuration(url: url)
+        } catch {
+            let message = (error as? StoreError)?.message ?? ""
+            #expect(message.contains("postgres://USER:PASSWORD@HOST:PORT/DATABASE") || message.contains("sslmode=maybe"), "\(message)")
+        }
+    }
+
+    @Test func migrationsRunOnceAndRecordTheVersion() async throws {
+        try await withDatabase { configuration in
+            #expect(try await PostgresStore.migrate(configuration: configuration, logger: testLogger) == PostgresSchema.version)
+            #expect(try await PostgresStore.migrate(configuration: configuration, logger: testLogger) == PostgresSchema.version)
+            #expect(try await schemaVersion(configuration) == PostgresSchema.version)
+            let store = try await PostgresStore.open(configuration: configuration, logger: testLogger)
+            let ana = try await store.makeUser("ana")
+            try await store.close()
+            let reopened = try await PostgresStore.open(configuration: configuration, logger: testLogger)
+            #expect(try await reopened.user(id: ana.id) == ana)
+            try await reopened.close()
+        }
+    }
+
+    @Test func aDatabaseWithANewerSchemaIsRefusedAndLeftAlone() async throws {
+        try await withDatabase { configuration in
+            try await PostgresStore.migrate(configuration: configuration, logger: testLogger)
+            try await PostgresStore.withConnection(configuration: configuration, logger: testLogger) { connection in
+                try await connection.query("UPDATE switchboard_schema SET version = 99", logger: testLogger)
+            }
+            let error = try #require(await openError(configuration))
+            #expect(error.code == .unavailable)
+            #expect(error.message.contains("schema version 99"))
+            #expect(error.message.contains("upgrade Switchboard"))
+            #expect(try await schemaVersion(configuration) == 99)
+        }
+    }
+
+    @Test func aRefusedConnectionSaysWhereAndWhatToCheck() async throws {
+        var configuration = try TestDatabase.postgresServer()
+        configuration.port = 1
+        let error = try #require(await openError(configuration))
+        #expect(error.message.contains("cannot connect to PostgreSQL at \(configuration.host):1"), "\(error.message)")
+        #expect(error.message.contains("check that the server runs"))
+    }
+
+    @Test func aMissingDatabaseSaysHowToCreateIt() async throws {
+        var configuration = try TestDatabase.postgresServer()
+        configuration.database = "sb_missing_database"
+        let error = try #require(await openError(configuration))
+        #expect(error.message.contains("the database sb_missing_database does not exist"), "\(error.message)")
+        #expect(error.message.contains("createdb -O \(configuration.username) sb_missing_database"))
+    }
+
+    @Test func aMissingRoleSaysHowToCreateIt() async throws {
+        var configuration = try TestDatabase.postgresServer()
+        configuration.username = "sb_nobody"
+        let error = try #require(await openError(configuration))
+        #expect(error.message.contains("the role sb_nobody does not exist"), "\(error.message)")
+        #expect(error.message.contains("createuser sb_nobody"))
+    }
+
+    @Test func requiringTLSFromAServerWithoutItSaysSo() async throws {
+        var configuration = try TestDatabase.postgresServer()
+        configuration.tls = .require
+        let error = try #require(await openError(configuration))
+        #expect(error.message.contains("does not offer TLS"), "\(error.message)")
+    }
+
+    @Test func twoServersOnOneDatabaseNumberEachRoomWithoutGaps() async throws {
+        try await withDatabase { configuration in
+            let first = try await PostgresStore.open(configuration: configuration, logger: testLogger)
+            let second = try await PostgresStore.open(configuration: configuration, logger: testLogger)
+            let ana = try await first.makeUser("ana")
+            let room = try await first.makeRoom("General", creator: ana)
+            let count = 200
+            let seqs = try await withThrowingTaskGroup(of: Int.self) { group in
+                for index in 0..<count {
+                    let store = index % 2 == 0 ? first : second
+                    group.addTask { try await store.send("m\(index)", in: room, from: ana).message.seq }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(seqs.sorted() == Array(1...count))
+            #expect(try await second.room(id: room.id)?.lastSeq == count)
+            #expect(try await first.history(roomId: room.id, after: nil, before: nil, limit: 500).messages.map(\.seq) == Array(1...count))
+            try await first.close()
+            try await second.close()
+        }
+    }
+}
