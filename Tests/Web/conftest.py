@@ -147,13 +147,10 @@ class UpgradeRefusingProxy:
 
     def serve(self, client):
         with client:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = client.recv(65536)
-                if not chunk:
-                    return
-                head += chunk
-            head, rest = head.split(b"\r\n\r\n", 1)
+            request = self.read_head(client)
+            if request is None:
+                return
+            head, rest = request
             if b" /ws" in head.split(b"\r\n")[0]:
                 client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 return
@@ -161,15 +158,22 @@ class UpgradeRefusingProxy:
                 upstream.sendall(self.closing(head) + rest)
                 threading.Thread(target=self.pipe, args=(client, upstream), daemon=True).start()
                 # The answer says `Connection: close` too, so that the browser sends nothing more on this connection.
-                answer = b""
-                while b"\r\n\r\n" not in answer:
-                    chunk = upstream.recv(65536)
-                    if not chunk:
-                        return
-                    answer += chunk
-                answer_head, answer_rest = answer.split(b"\r\n\r\n", 1)
-                client.sendall(self.closing(answer_head) + answer_rest)
+                answer = self.read_head(upstream)
+                if answer is None:
+                    return
+                client.sendall(self.closing(answer[0]) + answer[1])
                 self.pipe(upstream, client)
+
+    @staticmethod
+    def read_head(connection):
+        """(head, what came after it), or None when the connection closed first."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = connection.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+        return tuple(data.split(b"\r\n\r\n", 1))
 
     @staticmethod
     def closing(head: bytes) -> bytes:

@@ -212,6 +212,7 @@ async function recover(mode) {
   await refreshRooms().catch(() => {});
   const timeline = state.timeline;
   if (!timeline) return;
+  if (!timeline.loaded) return openRoom(timeline.roomId); // opened while the server was away
   loadPresence(timeline.roomId);
   // Over the WebSocket the join's `since` replays what was missed; polling starts from now, so read it over HTTP.
   if (mode === 'polling') await catchUp(timeline, Infinity);
@@ -374,11 +375,12 @@ async function openRoom(roomId) {
   renderRooms();
   updateComposer();
   if (!roomId) { renderRoomHead(); return; }
-  const timeline = { roomId, firstSeq: 0, lastSeq: 0, hasMore: false, messages: new Map(), loadingOlder: false };
+  const timeline = { roomId, loaded: false, firstSeq: 0, lastSeq: 0, hasMore: false, messages: new Map(), loadingOlder: false };
   state.timeline = timeline;
   renderRoomHead();
   const page = await state.api.get(`/api/rooms/${encodeURIComponent(roomId)}/messages?limit=${PAGE}`);
   if (state.timeline !== timeline) return;
+  timeline.loaded = true;
   const known = state.rooms.get(roomId);
   if (known) { known.unread = 0; renderRooms(); }
   timeline.hasMore = page.hasMore;
