@@ -107,6 +107,10 @@ struct HTTPRoutes {
         api.get("events") { request, context in
             try json(try await poll(try context.requireIdentity(), query: try Query(request.uri)))
         }
+        // Hardening: WebSocket (1.1): who is online and typing in a room, members only.
+        api.get("rooms/:id/presence") { _, context in
+            try json(try await service.presence(try context.requireIdentity(), roomId: try context.parameters.require("id")))
+        }
     }
 
     /// `/metrics` needs the configured bearer token, and is not served without one.
@@ -121,11 +125,6 @@ struct HTTPRoutes {
             Credentials.hash(token: String(parts[1]).trimmingSpaces()) == Credentials.hash(token: expected)
         else {
             throw ProtocolError(.unauthorized, "GET /metrics needs 'Authorization: Bearer <the server's --metrics-token>'")
-        }
-
-        // Hardening: WebSocket (1.1): who is online and typing in a room, members only.
-        api.get("rooms/:id/presence") { _, context in
-            try json(try await service.presence(try context.requireIdentity(), roomId: try context.parameters.require("id")))
         }
     }
 
