@@ -57,7 +57,7 @@ struct BotsTests {
             #expect(try await test.reply().content == "⏰ tester: stand up")
 
             try await test.restartAgent()
-            test.advance(by: .seconds(23 * 3600))
+            test.advance(by: .seconds(22 * 3600 + 50 * 60))   // 09:00 on Tuesday, on time
             #expect(try await test.reply().content == "⏰ tester: call ana")
             #expect(try await test.ask("!reminders").hasPrefix("No reminders"))
         }
