@@ -212,15 +212,16 @@ public final class Agent: Service, Sendable {
     /// The names of the bots running now.
     public var botNames: [String] { runners.withLock { $0.keys.sorted() } }
 
-    /// Waits until every bot has connected and follows its rooms (or `timeout` passed); true when they all do.
+    /// Waits until every bot (or those named) has connected and follows its rooms (or `timeout` passed); true when they all do.
     @discardableResult
-    public func waitUntilReady(timeout: Duration = .seconds(30)) async -> Bool {
+    public func waitUntilReady(bots names: [String]? = nil, timeout: Duration = .seconds(30)) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         await started.waitOrTimeout(until: deadline)
-        for runner in runners.withLock({ Array($0.values) }) {
+        let chosen = runners.withLock { runners in runners.filter { names?.contains($0.key) ?? true }.map(\.value) }
+        for runner in chosen {
             await runner.ready.waitOrTimeout(until: deadline)
         }
-        return runners.withLock { $0.values.allSatisfy { $0.ready.hasFired } } && started.hasFired
+        return started.hasFired && chosen.allSatisfy { $0.ready.hasFired }
     }
 
     /// The user of a running bot, once it connected.
@@ -263,8 +264,7 @@ final class BotRunner: Sendable {
 
     /// Whether `other` would run the same bot (so reloading leaves this one alone).
     func isSame(_ other: BotConfiguration, _ environment: BotEnvironment) -> Bool {
-        guard let mine = configuration.source, let theirs = other.source else { return false }
-        return mine == theirs && environment.server == self.environment.server && environment.admins == self.environment.admins
+        return configuration.fingerprint == other.fingerprint && environment.server == self.environment.server && environment.admins == self.environment.admins
             && environment.timeZone == self.environment.timeZone
     }
 
@@ -319,17 +319,25 @@ final class BotRunner: Sendable {
                     await runtime.invoke(entry.name, "setUp", context) { try await entry.plugin.setUp(context: context) }
                 }
                 group.addTask {
-                    for await event in events { await runtime.handle(event) }
+                    for await event in events {
+                        // Not cancelled with the session: the event in hand is handled to the end and
+                        // its position recorded, so a restart neither loses nor repeats it.
+                        await Task { await runtime.handle(event) }.value
+                        if self.stop.hasFired { break }
+                    }
                     ended.fire()
                 }
                 await self.followRooms(runtime)
-                self.ready.fire()
                 group.addTask {
                     await runtime.scheduler.run(logger: self.logger) { plugin, job in
                         guard let entry = runtime.plugins.withLock({ $0.first { $0.name == plugin } }) else { return }
-                        await runtime.deliver(.schedule(job), roomId: nil, only: entry) { plugin, context in try await plugin.onSchedule(job, context: context) }
+                        // As events: a schedule that fired is handled to the end even when the bot stops.
+                        await Task {
+                            await runtime.deliver(.schedule(job), roomId: nil, only: entry) { plugin, context in try await plugin.onSchedule(job, context: context) }
+                        }.value
                     }
                 }
+                self.ready.fire()
                 for entry in plugins {
                     group.addTask { await runtime.supervise(entry) }
                 }

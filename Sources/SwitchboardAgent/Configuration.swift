@@ -96,6 +96,11 @@ public struct BotConfiguration: Sendable {
     /// The YAML this came from, to tell on reload whether the bot changed.
     var source: String?
 
+    /// What tells on reload whether the bot changed: its YAML, or (made in code) its fields.
+    var fingerprint: String {
+        source ?? "\(name)|\(token)|\(rooms)|\(plugins.map(\.name))|\(prefix)|\(ignoreBots)|\(talkRate)|\(access)"
+    }
+
     /// A bot.
     public init(name: String, token: TokenSource, rooms: RoomSelection = .all, plugins: [PluginEntry] = []) {
         self.name = name

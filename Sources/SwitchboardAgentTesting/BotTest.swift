@@ -175,8 +175,8 @@ final class RunningAgent: Sendable {
         let group = ServiceGroup(configuration: .init(services: [.init(service: agent)], gracefulShutdownSignals: [], logger: logger))
         let task = Task { try await group.run() }
         state.withLock { $0 = (agent, group, task) }
-        guard await agent.waitUntilReady(timeout: .seconds(30)) else {
-            throw TestFailure("the agent's bots did not connect within 30 s")
+        guard await agent.waitUntilReady(bots: [configuration.bots[0].name], timeout: .seconds(30)) else {
+            throw TestFailure("the test bot did not connect within 30 s")
         }
     }
 

@@ -12,7 +12,7 @@ import WelcomeBot
 struct BotsTests {
     @Test func echo() async throws {
         try await BotTest.run(plugins: [EchoPlugin()]) { test in
-            let echoed = try await test.ask("!echo hello there")  // a `try` outside the macro makes the closure throwing
+            let echoed = try await test.ask("!echo hello there")
             #expect(echoed == "hello there")
             #expect(try await test.askDirect("echo no prefix here") == "no prefix here")
             #expect(try await test.ask("!echo").contains("missing TEXT"))
@@ -57,7 +57,7 @@ struct BotsTests {
             #expect(try await test.reply().content == "⏰ tester: stand up")
 
             try await test.restartAgent()
-            test.advance(by: .seconds(23 * 3600))
+            test.advance(by: .seconds(22 * 3600 + 50 * 60))   // 09:00 on Tuesday, on time
             #expect(try await test.reply().content == "⏰ tester: call ana")
             #expect(try await test.ask("!reminders").hasPrefix("No reminders"))
         }

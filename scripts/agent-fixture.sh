@@ -4,7 +4,7 @@
 # starts as a copy of this package's build, so that the libraries already compiled are reused and
 # only the fixture is compiled and linked.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 root=$PWD
 fixture="$root/Tests/Fixtures/HelloBot"
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/switchboard-fixture.XXXXXX")
