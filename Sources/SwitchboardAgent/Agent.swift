@@ -319,7 +319,12 @@ final class BotRunner: Sendable {
                     await runtime.invoke(entry.name, "setUp", context) { try await entry.plugin.setUp(context: context) }
                 }
                 group.addTask {
-                    for await event in events { await runtime.handle(event) }
+                    for await event in events {
+                        // Not cancelled with the session: the event in hand is handled to the end and
+                        // its position recorded, so a restart neither loses nor repeats it.
+                        await Task { await runtime.handle(event) }.value
+                        if self.stop.hasFired { break }
+                    }
                     ended.fire()
                 }
                 await self.followRooms(runtime)

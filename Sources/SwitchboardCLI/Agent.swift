@@ -6,7 +6,6 @@ import KarmaBot
 import Logging
 import RemindBot
 import ServiceLifecycle
-import Synchronization
 import SwitchboardAgent
 import SwitchboardServer
 import SwitchboardStore
@@ -81,8 +80,8 @@ final class InProcessAgent: Service, Sendable {
     let store: any ChatStore
     let host: String
     let logger: Logger
-    private let port = Signal()
-    private let portValue = Mutex<Int?>(nil)
+    private let ports: AsyncStream<Int>
+    private let portContinuation: AsyncStream<Int>.Continuation
 
     init(file: String, store: any ChatStore, host: String, logger: Logger) throws {
         self.file = file
@@ -90,17 +89,18 @@ final class InProcessAgent: Service, Sendable {
         self.store = store
         self.host = host
         self.logger = logger
+        (ports, portContinuation) = AsyncStream.makeStream(of: Int.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     /// Called by the server once it listens.
     func serverListening(on port: Int) {
-        portValue.withLock { $0 = port }
-        self.port.fire()
+        portContinuation.yield(port)
+        portContinuation.finish()
     }
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown { await self.port.wait() }
-        guard let port = portValue.withLock({ $0 }) else { return }
+        // Cancelled (nil) when the server stops before it listens.
+        guard let port = await cancelWhenGracefulShutdown({ await self.ports.first { _ in true } }) ?? nil else { return }
         let loopback = host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host
         var configuration = self.configuration
         configuration.server = "http://\(loopback.contains(":") ? "[\(loopback)]" : loopback):\(port)"
@@ -137,29 +137,5 @@ final class InProcessAgent: Service, Sendable {
             try? await admin.revokeToken(id: old.id)
         }
         return try await admin.issueToken(userId: user.id, name: tokenName).token
-    }
-}
-
-/// Fires once; every waiter returns then.
-private final class Signal: Sendable {
-    private let state = Mutex<(fired: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-    func fire() {
-        let waiters = state.withLock { state in
-            defer { state = (true, []) }
-            return state.fired ? [] : state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    func wait() async {
-        await withCheckedContinuation { continuation in
-            let now = state.withLock { state -> Bool in
-                if state.fired { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if now { continuation.resume() }
-        }
     }
 }
