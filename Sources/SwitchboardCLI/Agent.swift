@@ -14,6 +14,7 @@ import WelcomeBot
 /// The plugins a configuration may name.
 let bundledPlugins: [PluginFactory] = [
     EchoPlugin.factory, DicePlugin.factory, RemindPlugin.factory, WelcomePlugin.factory, KarmaPlugin.factory,
+    ExecPlugin.factory, WebhooksPlugin.factory,
 ]
 
 struct AgentCommand: AsyncParsableCommand {
@@ -33,6 +34,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Flag(help: "Check the configuration (plugins, their settings, tokens) without connecting; print every problem.")
     var check = false
 
+    @Option(help: "Serve GET /healthz and Prometheus GET /metrics of the bots on this port of 127.0.0.1 (env: SWITCHBOARD_AGENT_HEALTH_PORT).")
+    var healthPort: Int?
+
     func run() async throws {
         let configuration = try loadAgentConfiguration(config, tokensAreManaged: false)
         if check {
@@ -42,8 +46,14 @@ struct AgentCommand: AsyncParsableCommand {
         var logger = makeLogger(label: "switchboard.agent")
         if ProcessInfo.processInfo.environment["LOG_LEVEL"] == nil { logger.logLevel = configuration.logLevel }
         let agent = Agent(configuration: configuration, plugins: bundledPlugins, configurationFile: config, logger: logger)
+        let health = (healthPort ?? ProcessInfo.processInfo.environment["SWITCHBOARD_AGENT_HEALTH_PORT"].flatMap { Int($0) }).map { port in
+            HealthListener(port: port, figures: { agent.figures() }, logger: logger)
+        }
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: agent)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            configuration: .init(
+                services: [.init(service: agent)] + (health.map { [.init(service: $0)] } ?? []),
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+            )
         )
         try await group.run()
     }

@@ -1,6 +1,7 @@
 import Foundation
 import SwitchboardClient
 import SwitchboardProtocol
+import SwitchboardAgentTesting
 import SwitchboardTesting
 import Testing
 
@@ -10,64 +11,53 @@ import Testing
 import Glibc
 #endif
 
-/// The exec supervisor with real programs: the Python example bot against a real server, and small
-/// shell programs for the protocol's failures.
+/// Exec plugins with real programs: the Python example bot in an agent against a real server, and
+/// small shell programs for the protocol's failures.
 @Suite("Exec supervisor with real programs", .timeLimit(.minutes(2)))
 struct ExecProcessTests {
-    @Test("the Python example bot replies in a room, is killed, and is started again with backoff")
+    @Test("the Python example bot, as an exec plugin of the agent, replies in a room; killed, it is started again with backoff")
     func pythonBotRepliesAndComesBack() async throws {
-        try await TestServer.withServer { server in
-            let ana = try await server.register("ana")
-            let pybot = try await server.register("pybot")
-            let room = try await server.createRoom("general", token: ana.token, members: [pybot.user.id])
-            let recorder = LogRecorder()
-            try await ChatClient.withClient(configuration: clientConfiguration(server, token: pybot.token), logger: quietLogger("pybot")) { client in
-                _ = try await client.subscribe(to: room.id)
-                var configuration = ExecConfiguration(command: ["python3", pythonExampleBot])
-                configuration.restartDelay = 0.2
-                let supervisor = ExecSupervisor(name: "py", configuration: configuration, logger: recorder.logger())
-                let messages = client.messages(in: room.id)
-                try await withThrowingTaskGroup(of: Void.self) { tasks in
-                    tasks.addTask {
-                        await supervisor.run(hello: .hello(plugin: "py", bot: pybot.user, config: nil)) { request in
-                            await request.perform(as: client)
-                        }
-                    }
-                    tasks.addTask {
-                        for await message in messages where message.userId != pybot.user.id {
-                            supervisor.deliver(.message(message, sender: nil, text: message.content, mentioned: false, direct: false))
-                        }
-                    }
-                    let socket = try await server.connect(token: ana.token)
-                    _ = try await socket.join(room.id)
-                    let ping = try await socket.sendMessage("!ping", roomId: room.id)
-                    let pong = try await socket.next { $0.type == "message" && $0.userId == pybot.user.id }.decode(Message.self)
-                    #expect(pong.content == "pong")
-                    #expect(pong.replyTo == ping.id)
-                    let reaction = try await socket.next { $0.type == "reaction" }
-                    #expect(reaction.data?["reaction"] == "👍")
-                    try await recorder.waitFor("ready as pybot")  // its standard error reaches the log
-
-                    let first = try #require(supervisor.status.processId)
-                    kill(first, SIGKILL)
-                    try await recorder.waitFor("was killed by signal 9; starting it again in 0.2 seconds")
-                    try await eventually("a second program that answered the hello") {
-                        supervisor.status.starts == 2 && supervisor.status.greeted
-                    }
-                    let second = try #require(supervisor.status.processId)
-                    #expect(second != first)
-                    _ = try await socket.sendMessage("!about", roomId: room.id)
-                    let about = try await socket.next { $0.type == "message" && $0.userId == pybot.user.id }.decode(Message.self)
-                    #expect(about.content == "python-example: pid \(second), exec protocol 1")
-
-                    // A second quick death waits twice as long: the backoff grows.
-                    kill(second, SIGKILL)
-                    try await recorder.waitFor("starting it again in 0.4")
-                    await socket.close()
-                    tasks.cancelAll()
-                }
+        let recorder = LogRecorder()
+        var configuration = ExecConfiguration(command: ["python3", pythonExampleBot])
+        configuration.restartDelay = 0.2
+        let plugin = ExecPlugin(configuration: configuration)
+        try await BotTest.run(plugins: [plugin], logger: recorder.logger("agent")) { test in
+            let ping = try await test.say("!ping")
+            let pong = try await test.reply()
+            #expect(pong.content == "pong")
+            #expect(pong.replyTo == ping.id)
+            try await eventually("the bot's 👍 on the ping") {
+                try await test.tester.client.history(in: test.room.id).messages.first { $0.id == ping.id }?.reactions["👍"] == 1
             }
+            try await recorder.waitFor("ready as testbot")  // the program's standard error reaches the log
+
+            let first = try #require(plugin.supervisor.status.processId)
+            kill(first, SIGKILL)
+            try await recorder.waitFor("was killed by signal 9; starting it again in 0.2 seconds")
+            try await eventually("a second program that answered the hello") {
+                plugin.supervisor.status.starts == 2 && plugin.supervisor.status.greeted
+            }
+            let second = try #require(plugin.supervisor.status.processId)
+            #expect(second != first)
+            #expect(try await test.ask("!about") == "python-example: pid \(second), exec protocol 1")
+            #expect(try await test.askDirect("echo hello there") == "hello there")
+
+            // A second quick death waits twice as long: the backoff grows.
+            kill(second, SIGKILL)
+            try await recorder.waitFor("starting it again in 0.4")
         }
+    }
+
+    @Test("the exec plugin is configured by name from YAML, and a bad configuration is named")
+    func configuredByName() async throws {
+        var configuration = AgentConfiguration()
+        configuration.bots = [
+            BotConfiguration(name: "py", token: .inline("t"), plugins: [.named("exec", configuration: "command: [python3, bot.py]\nqueueLimit: 8")]),
+            BotConfiguration(name: "bad", token: .inline("t"), plugins: [.named("exec", configuration: "command: []")]),
+        ]
+        let errors = Agent.check(configuration, plugins: [ExecPlugin.factory])
+        #expect(errors.count == 1)
+        #expect(errors.first?.message.contains("bot bad") == true)
     }
 
     @Test("a program that speaks another version is stopped with both versions named")
@@ -75,8 +65,8 @@ struct ExecProcessTests {
         let recorder = LogRecorder()
         var configuration = ExecConfiguration(command: ["sh", "-c", #"read line; echo '{"type":"hello","version":2}'; cat > /dev/null"#])
         configuration.restartDelay = 5
-        let supervisor = ExecSupervisor(name: "v2", configuration: configuration, logger: recorder.logger())
-        let run = Task { await supervisor.run(hello: .hello(plugin: "v2", bot: nil, config: nil)) { _ in .success([:]) } }
+        let supervisor = ExecSupervisor(configuration: configuration)
+        let run = Task { await supervisor.run(hello: .hello(plugin: "v2", bot: nil, config: nil), logger: recorder.logger()) { _ in .success([:]) } }
         try await recorder.waitFor("speaks version 2 of the exec protocol and this agent speaks 1")
         #expect(supervisor.status.greeted == false)
         run.cancel()
@@ -89,8 +79,8 @@ struct ExecProcessTests {
         var configuration = ExecConfiguration(command: ["sh", "-c", "cat > /dev/null"])
         configuration.helloTimeout = 0.3
         configuration.restartDelay = 5
-        let supervisor = ExecSupervisor(name: "mute", configuration: configuration, logger: recorder.logger())
-        let run = Task { await supervisor.run(hello: .hello(plugin: "mute", bot: nil, config: nil)) { _ in .success([:]) } }
+        let supervisor = ExecSupervisor(configuration: configuration)
+        let run = Task { await supervisor.run(hello: .hello(plugin: "mute", bot: nil, config: nil), logger: recorder.logger()) { _ in .success([:]) } }
         try await recorder.waitFor("did not answer the agent's hello within 0.3 s")
         run.cancel()
         await run.value
@@ -111,8 +101,8 @@ struct ExecProcessTests {
             done
             """#
         let configuration = ExecConfiguration(command: ["sh", "-c", script])
-        let supervisor = ExecSupervisor(name: "sh", configuration: configuration, logger: recorder.logger())
-        let run = Task { await supervisor.run(hello: .hello(plugin: "sh", bot: nil, config: nil)) { _ in .success([:]) } }
+        let supervisor = ExecSupervisor(configuration: configuration)
+        let run = Task { await supervisor.run(hello: .hello(plugin: "sh", bot: nil, config: nil), logger: recorder.logger()) { _ in .success([:]) } }
         try await recorder.waitFor("exec plugin line ignored: `send` needs `content` (a string)")
         try await recorder.waitFor("got result")
         try await eventually("the hello") { supervisor.status.greeted }
@@ -124,14 +114,18 @@ struct ExecProcessTests {
         await run.value
     }
 
-    @Test("events wait in a bounded queue while no program reads them, and the overflow is dropped and counted")
+    @Test("events wait in a bounded queue while the program is not ready, and the overflow is dropped, counted and logged")
     func boundedEvents() async throws {
         let recorder = LogRecorder()
-        var configuration = ExecConfiguration(command: ["sh", "-c", "exit 0"])
+        var configuration = ExecConfiguration(command: ["sh", "-c", "cat > /dev/null"])
         configuration.queueLimit = 3
-        let supervisor = ExecSupervisor(name: "slow", configuration: configuration, logger: recorder.logger())
+        let supervisor = ExecSupervisor(configuration: configuration)
+        let run = Task { await supervisor.run(hello: .hello(plugin: "slow", bot: nil, config: nil), logger: recorder.logger()) { _ in .success([:]) } }
+        try await eventually("the program started") { supervisor.status.starts == 1 }
         for _ in 0..<5 { supervisor.deliver(.presence(PresenceEvent(userId: "u", status: .online))) }
         #expect(supervisor.status.droppedEvents == 2)
         try await recorder.waitFor("exec plugin event dropped")
+        run.cancel()
+        await run.value
     }
 }

@@ -3,6 +3,7 @@ import NIOHTTP1
 import Synchronization
 import SwitchboardClient
 import SwitchboardProtocol
+import SwitchboardAgentTesting
 import SwitchboardTesting
 import Testing
 
@@ -161,5 +162,67 @@ struct ListenerTests {
     func escaping() {
         let report = HealthReport([BotFigures(name: "a\"b\\c\nd", status: .connected, eventsHandled: 0, handlerErrors: 0, handlerSeconds: 0, outboxLength: 0)])
         #expect(report.prometheusText().contains(#"switchboard_agent_outbox_length{bot="a\"b\\c\nd"} 0"#))
+    }
+
+    @Test("the webhooks plugin of an agent posts a signed request into the room named in its configuration")
+    func webhooksPlugin() async throws {
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        var configuration = WebhookConfiguration(hooks: [.init(path: "/ci", room: "test-room", authentication: .hmac(secret: "ci-secret"))])
+        configuration.port = 0
+        let plugin = WebhooksPlugin(configuration: configuration) { continuation.yield($0) }
+        try await BotTest.run(plugins: [plugin]) { test in
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            let body = Array("build 42 passed".utf8)
+            let forged = try await http(.POST, port: port, "/ci", headers: [("X-Hub-Signature-256", WebhookAuthentication.signature(of: body, secret: "nope"))], body: body)
+            #expect(forged.status == 401)
+            let answer = try await http(.POST, port: port, "/ci", headers: [("X-Hub-Signature-256", WebhookAuthentication.signature(of: body, secret: "ci-secret"))], body: body)
+            #expect(answer.status == 201)
+            let posted = try await test.reply()
+            #expect(posted.content == "build 42 passed")
+            #expect(posted.roomId == test.room.id)
+            #expect(posted.seq == 1)  // the forged request posted nothing before it
+        }
+    }
+
+    @Test("an agent's /healthz and /metrics count its bot's handled events and errors, and show its connection")
+    func agentHealth() async throws {
+        try await BotTest.run(plugins: [Parrot()]) { test in
+            #expect(try await test.ask("hello") == "hello")
+            try await test.say("boom")
+            try await eventually("the handled event and the error counted") {
+                test.agent.figures().first.map { $0.eventsHandled >= 1 && $0.handlerErrors == 1 } ?? false
+            }
+            try await Self.withListener({ onListening in
+                try await HealthListener(port: 0, figures: { test.agent.figures() }, logger: quietLogger("health"), onListening: onListening).run()
+            }) { port in
+                let health = try await http(.GET, port: port, "/healthz")
+                #expect(health.status == 200)
+                #expect(health.json?["bots"]?.arrayItems?.first?["name"] == "testbot")
+                #expect(health.json?["bots"]?.arrayItems?.first?["state"] == "connected")
+                #expect(health.json?["bots"]?.arrayItems?.first?["handlerErrors"] == 1)
+                let metrics = try await http(.GET, port: port, "/metrics").text
+                #expect(metrics.contains(#"switchboard_agent_connection_state{bot="testbot",state="connected"} 1"#))
+                #expect(metrics.contains(#"switchboard_agent_handler_errors_total{bot="testbot"} 1"#))
+                #expect(metrics.contains(#"switchboard_agent_outbox_length{bot="testbot"} 0"#))
+            }
+        }
+    }
+}
+
+/// Says back what it hears; fails on "boom".
+private struct Parrot: Plugin {
+    struct Boom: Error {}
+
+    func onMessage(_ message: IncomingMessage, context: PluginContext) async throws {
+        if message.text == "boom" { throw Boom() }
+        try await context.reply(message.text)
+    }
+}
+
+extension JSONValue {
+    var arrayItems: [JSONValue]? {
+        if case .array(let items) = self { return items }
+        return nil
     }
 }

@@ -16,9 +16,6 @@ final class BoundedQueue<Element: Sendable>: Sendable {
         self.limit = max(1, limit)
     }
 
-    /// The number of elements waiting.
-    var count: Int { state.withLock { $0.items.count } }
-
     /// Adds `element`; `false` when the queue is full and it was not added.
     func push(_ element: Element) -> Bool {
         let outcome: (accepted: Bool, waiter: CheckedContinuation<Element?, Never>?) = state.withLock { state in

@@ -7,9 +7,9 @@ import Synchronization
 /// growing waits when it ends.
 ///
 /// ```swift
-/// let supervisor = ExecSupervisor(name: "pybot", configuration: configuration, logger: logger)
+/// let supervisor = ExecSupervisor(configuration: configuration)
 /// supervisor.deliver(.message(message, sender: nil, text: message.content, mentioned: false, direct: false))
-/// await supervisor.run(hello: .hello(plugin: "pybot", bot: bot, config: configuration.config)) { request in
+/// await supervisor.run(hello: .hello(plugin: "pybot", bot: bot, config: configuration.config), logger: logger) { request in
 ///     // carry out `request` (send, react, typing) and say how it went
 /// }
 /// ```
@@ -28,23 +28,20 @@ public final class ExecSupervisor: Sendable {
         public var lastExit: String?
     }
 
-    /// The plugin's name, in logs.
-    public let name: String
     /// The configuration.
     public let configuration: ExecConfiguration
-    private let logger: Logger
     private let queue: BoundedQueue<ExecLine>
     private let state = Mutex(Status())
+    /// The logger `run` was given; events dropped before it are counted, not logged.
+    private let runLogger = Mutex<Logger?>(nil)
 
-    /// A supervisor of `configuration`'s program, logging as `name`.
-    public init(name: String, configuration: ExecConfiguration, logger: Logger) {
-        self.name = name
+    /// A supervisor of `configuration`'s program.
+    public init(configuration: ExecConfiguration) {
         self.configuration = configuration
-        var logger = logger
-        logger[metadataKey: "exec.plugin"] = "\(name)"
-        self.logger = logger
         self.queue = BoundedQueue(limit: configuration.queueLimit)
     }
+
+    private var logger: Logger { runLogger.withLock { $0 } ?? Logger(label: "switchboard.exec", factory: { _ in SwiftLogNoOpLogHandler() }) }
 
     /// What the supervisor did so far.
     public var status: Status { state.withLock { $0 } }
@@ -58,7 +55,7 @@ public final class ExecSupervisor: Sendable {
             status.droppedEvents += 1
             return status.droppedEvents
         }
-        logger.info(
+        runLogger.withLock { $0 }?.info(
             "exec plugin event dropped: the program is slow or restarting and \(queue.limit) events wait already (raise queueLimit to hold more)",
             metadata: ["exec.event": "\(event.type)", "exec.dropped": "\(dropped)"]
         )
@@ -69,9 +66,11 @@ public final class ExecSupervisor: Sendable {
     ///
     /// - Parameters:
     ///   - hello: the agent's first line to each program.
+    ///   - logger: where the program's standard error, its `log` actions and its restarts go.
     ///   - perform: carries out an action of the program; its outcome is written back when the
     ///     action carried an `id`.
-    public func run(hello: ExecLine, perform: @escaping @Sendable (ExecRequest) async -> ExecOutcome) async {
+    public func run(hello: ExecLine, logger: Logger, perform: @escaping @Sendable (ExecRequest) async -> ExecOutcome) async {
+        runLogger.withLock { $0 = logger }
         var schedule = RestartSchedule(backoff: configuration.backoff)
         while !Task.isCancelled {
             let started = ContinuousClock.now

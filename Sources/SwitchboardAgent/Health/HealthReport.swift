@@ -128,3 +128,19 @@ public struct HealthReport: Sendable, Hashable, Codable {
         return escaped
     }
 }
+
+extension Agent {
+    /// Every running bot's figures, for ``HealthListener``:
+    ///
+    /// ```swift
+    /// HealthListener(port: 9090, figures: { agent.figures() }, logger: logger)
+    /// ```
+    public func figures() -> [BotFigures] {
+        statistics().map { name, snapshot in
+            BotFigures(
+                name: name, status: snapshot.status, eventsHandled: snapshot.eventsHandled, handlerErrors: snapshot.handlerErrors,
+                handlerSeconds: snapshot.handlerSeconds, outboxLength: snapshot.outboxLength
+            )
+        }
+    }
+}
