@@ -74,8 +74,6 @@ public struct IRCNetworkConfiguration: Sendable, Decodable {
     public var floodControl = FloodControl()
     /// What else is relayed, and how.
     public var relay = RelayOptions()
-    /// One IRC connection per chat user. Default off.
-    public var puppets = PuppetOptions()
 
     /// A network with defaults for everything but the server.
     public init(name: String = "irc", server: String, port: Int = 6697, nick: String = "switchboard", mappings: [IRCMapping] = []) {
@@ -88,7 +86,7 @@ public struct IRCNetworkConfiguration: Sendable, Decodable {
 
     private enum Key: String, CodingKey {
         case name, server, port, tls, verifyCertificate, trustedCertificateFile, serverName, nick, alternateNicks, username, realName
-        case password, sasl, nickServPassword, mappings, format, floodControl, relay, puppets
+        case password, sasl, nickServPassword, mappings, format, floodControl, relay
     }
 
     public init(from decoder: any Decoder) throws {
@@ -122,7 +120,6 @@ public struct IRCNetworkConfiguration: Sendable, Decodable {
                 : FloodControl(burst: flood.burst ?? FloodControl().burst, interval: flood.intervalMilliseconds.map { .milliseconds($0) } ?? FloodControl().interval)
         }
         relay = try c.decodeIfPresent(RelayOptions.self, forKey: .relay) ?? relay
-        puppets = try c.decodeIfPresent(PuppetOptions.self, forKey: .puppets) ?? puppets
         guard port > 0 && port < 65536 else {
             throw DecodingError.dataCorruptedError(forKey: .port, in: c, debugDescription: "port \(port) is not a TCP port (1 to 65535)")
         }
@@ -208,30 +205,5 @@ public struct RelayOptions: Sendable, Hashable, Decodable {
         reactions = try c.decodeIfPresent(Bool.self, forKey: .reactions) ?? false
         formatting = try c.decodeIfPresent(IRCFormattingMode.self, forKey: .formatting) ?? .strip
         notices = try c.decodeIfPresent(Bool.self, forKey: .notices) ?? true
-    }
-}
-
-/// One IRC connection per chat user who speaks in a bridged room.
-public struct PuppetOptions: Sendable, Hashable, Decodable {
-    /// Puppeting on. Default false: the relay nick speaks for everyone.
-    public var enabled = false
-    /// The most puppet connections at once; beyond it, the relay nick speaks. Default 20.
-    public var maxConnections = 20
-    /// A puppet quits after this long without speaking. Default 30 minutes.
-    public var idleTimeout: Duration = .seconds(1800)
-    /// The puppet's nick from the chat user's name: `{nick}` is the user name cleaned for IRC. Default `{nick}[sb]`.
-    public var nickTemplate = "{nick}[sb]"
-
-    /// The defaults.
-    public init() {}
-
-    private enum Key: String, CodingKey { case enabled, maxConnections, idleSeconds, nickTemplate }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: Key.self)
-        enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? false
-        maxConnections = try c.decodeIfPresent(Int.self, forKey: .maxConnections) ?? 20
-        idleTimeout = .seconds(try c.decodeIfPresent(Int.self, forKey: .idleSeconds) ?? 1800)
-        nickTemplate = try c.decodeIfPresent(String.self, forKey: .nickTemplate) ?? "{nick}[sb]"
     }
 }
