@@ -85,9 +85,10 @@ final class BotRuntime: Sendable {
         case .subscriptionEnded(let roomId, let error):
             logger.info("no longer following a room", metadata: ["switchboard.room": "\(roomId)", "switchboard.reason": "\(error)"])
             rooms.forget(roomId)
-        case .unknown(let envelope):
-            if case let (change, added)? = ClientAdapter.memberChange(envelope) { await memberChanged(change, added: added) }
-        case .status, .messageSent, .messageRejected, .gap:
+        case .member(let change):
+            guard change.change == .added || change.change == .removed else { return }
+            await memberChanged(MemberChange(roomId: change.roomId, user: change.user, by: change.by), added: change.change == .added)
+        case .status, .messageSent, .messageRejected, .gap, .caughtUp, .ready, .unknown:
             break
         }
     }
@@ -123,7 +124,7 @@ final class BotRuntime: Sendable {
     func follow(_ roomId: String, after: Int?) async -> Bool {
         do {
             let stored = try await store.positions(bot: name)[roomId]
-            let room = try await client.subscribe(to: roomId, after: stored ?? after)
+            let room = try await client.subscribe(to: roomId, after: stored ?? after).room
             let isNew = rooms.cached(room.id) == nil
             rooms.remember(room)
             if isNew {

@@ -59,7 +59,7 @@ public struct BotTest: Sendable {
             let tester = try await server.register("tester")
             let room = try await server.createRoom("test-room", token: tester.token, members: [bot.id])
             var configuration = AgentConfiguration(server: server.baseURL)
-            configuration.storage = URL(fileURLWithPath: TestServer.temporaryDatabasePath()).deletingLastPathComponent().appendingPathComponent("agent.db").path
+            configuration.storage = try temporaryFolder().appendingPathComponent("agent.db").path
             configuration.bots = [BotConfiguration(name: "testbot", token: .inline(token), plugins: plugins.map { .instance($0) })]
             configure(&configuration)
             let agentConfiguration = configuration
@@ -81,7 +81,7 @@ public struct BotTest: Sendable {
 
     /// Makes a bot user (`isBot`) and a token for it, as `switchboard users add NAME --bot` does.
     public static func makeBotUser(_ server: TestServer, named name: String) async throws -> (User, String) {
-        let store = try await SQLiteStore.open(path: server.databasePath, logger: Logger(label: "switchboard.bottest"))
+        let store = try await TestDatabase.selected.openStore(server.databasePath, logger: Logger(label: "switchboard.bottest"))
         do {
             let (user, token) = try await Administration(store: store).addUser(username: name, password: nil, isBot: true)
             try await store.close()
@@ -267,4 +267,11 @@ actor Inbox {
     private func expire(_ id: Int, after timeout: Duration) {
         waiters.removeValue(forKey: id)?.continuation.resume(throwing: TestFailure("no matching message within \(timeout)"))
     }
+}
+
+/// A new empty folder for a test's agent storage (the server's database may be a PostgreSQL URL, not a file).
+private func temporaryFolder() throws -> URL {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("switchboard-agent-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    return folder
 }

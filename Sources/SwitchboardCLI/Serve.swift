@@ -161,8 +161,8 @@ struct Serve: AsyncParsableCommand {
     // Hardening: WebSocket
     @OptionGroup var webSocketLimits: WebSocketLimitOptions
     // The agent in the server's process (issue 10).
-    @Option(help: "Run the bots of this agent configuration in the server's process; bots given no token are created (env: SWITCHBOARD_AGENT_CONFIG).")
-    var agent: String? = ProcessInfo.processInfo.environment["SWITCHBOARD_AGENT_CONFIG"]
+    @Option(help: "Run the bots of this agent configuration in the server's process; bots given no token are created (env: SWITCHBOARD_AGENT_CONFIG; empty: none).")
+    var agent: String = ProcessInfo.processInfo.environment["SWITCHBOARD_AGENT_CONFIG"] ?? ""
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
@@ -204,7 +204,7 @@ struct Serve: AsyncParsableCommand {
         try await database.withStore(logger: logger, configuration: storeConfiguration) { store in
             logger.info("database opened", metadata: ["switchboard.database": "\(PostgresStore.Configuration.redacted(database.database))"])
             // The agent (--agent) starts once the server listens.
-            let inProcessAgent = try agent.map { try InProcessAgent(file: $0, store: store, host: host, logger: logger) }
+            let inProcessAgent = try (agent.isEmpty ? nil : agent).map { try InProcessAgent(file: $0, store: store, host: host, logger: logger) }
             let server = ChatServer(configuration: configuration, store: store, logger: logger) { port in inProcessAgent?.serverListening(on: port) }
             let group = ServiceGroup(
                 configuration: .init(

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import SwitchboardClient
 import SwitchboardProtocol
@@ -181,8 +182,8 @@ struct RelayTests {
         let channel = IRCServers.uniqueChannel()
         let user = try await IRCTestPeer.connect(port: port, nick: IRCServers.uniqueNick("irc"))
         try await user.join(channel)
-        let database = TestServer.temporaryDatabasePath()
-        let outbox = database + ".outbox"
+        let database = try TestServer.temporaryDatabasePath()
+        let outbox = FileManager.default.temporaryDirectory.appendingPathComponent("relay-\(UUID().uuidString).outbox").path
         try await TCPProxy.withProxy { proxy in
             let fixture = try await TestServer.withServer(databasePath: database) { try await RelayFixture.make($0) }
             try await withRelay(fixture, network: network(port: port, nick: IRCServers.uniqueNick("rel"), channel: channel), chatURL: proxy.baseURL, outboxFile: outbox) { relay, chat in
