@@ -86,8 +86,14 @@ struct Tokens: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an API token for a user, printed once.")
         @Argument(help: "Username.") var user: String
         @Option(help: "What the token is for.") var name = "cli"
-        @Option(help: "Seconds until it expires (default: never).") var expiresIn: Int?
+        @Option(help: "Seconds until it expires, at most 100 years (default: never).") var expiresIn: Int?
         @OptionGroup var database: DatabaseOptions
+
+        func validate() throws {
+            if let expiresIn, !(1...(100 * 365 * 24 * 3600)).contains(expiresIn) {
+                throw ValidationError("--expires-in must be 1 to \(100 * 365 * 24 * 3600) seconds (100 years), not \(expiresIn)")
+            }
+        }
 
         func run() async throws {
             try await database.withStore(logger: makeLogger()) { store in

@@ -79,6 +79,83 @@ struct Serve: AsyncParsableCommand {
         """)
     var synchronous: SynchronousMode = SynchronousMode(rawValue: environment("SWITCHBOARD_SYNCHRONOUS", "full").lowercased()) ?? .full
 
+    // Hardening: HTTP
+    @Option(help: "Threads that hash passwords, apart from the database's (env: SWITCHBOARD_PASSWORD_HASH_THREADS).")
+    var passwordHashThreads: Int = environment("SWITCHBOARD_PASSWORD_HASH_THREADS", ServerConfiguration().passwordHashThreads)
+
+    @Option(help: "Password hashes that may wait for a thread; past it register and login answer rate_limited (env: SWITCHBOARD_PASSWORD_HASH_QUEUE).")
+    var passwordHashQueue: Int = environment("SWITCHBOARD_PASSWORD_HASH_QUEUE", ServerConfiguration().passwordHashQueue)
+
+    @Option(help: "register and login attempts per minute from one client address (env: SWITCHBOARD_AUTH_ATTEMPTS_PER_MINUTE).")
+    var authAttemptsPerMinute: Double = environment("SWITCHBOARD_AUTH_ATTEMPTS_PER_MINUTE", ServerConfiguration().authAttemptsPerMinutePerAddress)
+
+    @Option(help: "register and login attempts per minute for one username (env: SWITCHBOARD_AUTH_ATTEMPTS_PER_MINUTE_PER_USER).")
+    var authAttemptsPerMinutePerUser: Double = environment("SWITCHBOARD_AUTH_ATTEMPTS_PER_MINUTE_PER_USER", ServerConfiguration().authAttemptsPerMinutePerUsername)
+
+    @Option(help: "Milliseconds a new connection has to send its first request's header (env: SWITCHBOARD_HEADER_TIMEOUT_MS).")
+    var headerTimeoutMs: Int = environment("SWITCHBOARD_HEADER_TIMEOUT_MS", 10_000)
+
+    @Option(help: "Milliseconds a request has from its header to the end of its body (env: SWITCHBOARD_BODY_TIMEOUT_MS).")
+    var bodyTimeoutMs: Int = environment("SWITCHBOARD_BODY_TIMEOUT_MS", 30_000)
+
+    @Option(help: "Milliseconds a keep-alive connection may wait idle for its next request (env: SWITCHBOARD_IDLE_TIMEOUT_MS).")
+    var idleTimeoutMs: Int = environment("SWITCHBOARD_IDLE_TIMEOUT_MS", 60_000)
+
+    @Option(help: "Open connections one client address may hold (env: SWITCHBOARD_MAX_CONNECTIONS_PER_ADDRESS).")
+    var maxConnectionsPerAddress: Int = environment("SWITCHBOARD_MAX_CONNECTIONS_PER_ADDRESS", ServerConfiguration().maxConnectionsPerAddress)
+
+    @Option(help: "Milliseconds a shutdown waits for connections to finish before closing them (env: SWITCHBOARD_SHUTDOWN_TIMEOUT_MS).")
+    var shutdownTimeoutMs: Int = environment("SWITCHBOARD_SHUTDOWN_TIMEOUT_MS", 10_000)
+
+    @Option(help: "Days a session token from register or login lives; 0: forever (env: SWITCHBOARD_SESSION_DAYS).")
+    var sessionDays: Int = environment("SWITCHBOARD_SESSION_DAYS", 30)
+
+    @Option(help: "Long-polling sessions one user may hold; a new one ends the oldest (env: SWITCHBOARD_MAX_POLL_SESSIONS_PER_USER).")
+    var maxPollSessionsPerUser: Int = environment("SWITCHBOARD_MAX_POLL_SESSIONS_PER_USER", ServerConfiguration().maxPollSessionsPerUser)
+
+    @Option(help: "Bearer token that GET /metrics requires; without it /metrics is not served (env: SWITCHBOARD_METRICS_TOKEN).")
+    var metricsToken: String = environment("SWITCHBOARD_METRICS_TOKEN", "")
+
+    /// Every number from outside in range, so that none can overflow a conversion later.
+    func validateHardeningHTTP() throws {
+        let day = 86_400_000
+        for (name, value) in [
+            ("--typing-expiry-ms", typingExpiryMs), ("--ping-interval-ms", pingIntervalMs), ("--ping-timeout-ms", pingTimeoutMs),
+            ("--header-timeout-ms", headerTimeoutMs), ("--body-timeout-ms", bodyTimeoutMs), ("--idle-timeout-ms", idleTimeoutMs),
+            ("--shutdown-timeout-ms", shutdownTimeoutMs),
+        ] where !(1...day).contains(value) {
+            throw ValidationError("\(name) must be 1 to \(day) (a day), not \(value)")
+        }
+        for (name, value) in [("--messages-per-second", messagesPerSecond), ("--message-burst", messageBurst), ("--typing-per-second", typingPerSecond),
+            ("--auth-attempts-per-minute", authAttemptsPerMinute), ("--auth-attempts-per-minute-per-user", authAttemptsPerMinutePerUser),
+        ] where !(0.001...1_000_000).contains(value) {
+            throw ValidationError("\(name) must be 0.001 to 1000000, not \(value)")
+        }
+        guard maxFrameBytes <= 1 << 30 else { throw ValidationError("--max-frame-bytes must be at most \(1 << 30) (1 GiB)") }
+        guard maxContentLength <= 1 << 30 else { throw ValidationError("--max-content-length must be at most \(1 << 30)") }
+        guard replayCap <= 1_000_000 else { throw ValidationError("--replay-cap must be at most 1000000") }
+        guard (1...64).contains(passwordHashThreads) else { throw ValidationError("--password-hash-threads must be 1 to 64") }
+        guard (0...100_000).contains(passwordHashQueue) else { throw ValidationError("--password-hash-queue must be 0 to 100000") }
+        guard (1...1_000_000).contains(maxConnectionsPerAddress) else { throw ValidationError("--max-connections-per-address must be 1 to 1000000") }
+        guard (0...36_500).contains(sessionDays) else { throw ValidationError("--session-days must be 0 (forever) to 36500") }
+        guard (1...10_000).contains(maxPollSessionsPerUser) else { throw ValidationError("--max-poll-sessions-per-user must be 1 to 10000") }
+    }
+
+    /// Puts the hardening flags into the configuration.
+    func applyHardeningHTTP(to configuration: inout ServerConfiguration) {
+        configuration.passwordHashThreads = passwordHashThreads
+        configuration.passwordHashQueue = passwordHashQueue
+        configuration.authAttemptsPerMinutePerAddress = authAttemptsPerMinute
+        configuration.authAttemptsPerMinutePerUsername = authAttemptsPerMinutePerUser
+        configuration.headerTimeout = .milliseconds(headerTimeoutMs)
+        configuration.bodyTimeout = .milliseconds(bodyTimeoutMs)
+        configuration.idleTimeout = .milliseconds(idleTimeoutMs)
+        configuration.maxConnectionsPerAddress = maxConnectionsPerAddress
+        configuration.shutdownTimeout = .milliseconds(shutdownTimeoutMs)
+        configuration.sessionLifetime = sessionDays == 0 ? nil : .seconds(sessionDays * 86_400)
+        configuration.maxPollSessionsPerUser = maxPollSessionsPerUser
+        configuration.metricsToken = metricsToken.isEmpty ? nil : metricsToken
+    }
     // Hardening: WebSocket
     @OptionGroup var webSocketLimits: WebSocketLimitOptions
 
@@ -88,6 +165,7 @@ struct Serve: AsyncParsableCommand {
         guard maxContentLength > 0, maxFrameBytes > 0, messagesPerSecond > 0, messageBurst >= 1, typingPerSecond > 0, replayCap >= 0 else {
             throw ValidationError("limits and rates must be positive")
         }
+        try validateHardeningHTTP()
     }
 
     func run() async throws {
@@ -108,6 +186,7 @@ struct Serve: AsyncParsableCommand {
         configuration.pingTimeout = .milliseconds(pingTimeoutMs)
         configuration.bcryptCost = bcryptCost
         configuration.logFrames = debugsWebSocket
+        applyHardeningHTTP(to: &configuration)
         // Hardening: WebSocket
         webSocketLimits.apply(to: &configuration)
 

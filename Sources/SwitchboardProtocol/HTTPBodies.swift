@@ -24,9 +24,15 @@ public struct LoginRequest: Codable, Sendable, Hashable {
 public struct AuthResponse: Codable, Sendable, Hashable {
     public var user: User
     public var token: String
-    public init(user: User, token: String) {
+    /// The session token's id, for `DELETE /api/tokens/{id}` (1.1).
+    public var tokenId: String?
+    /// When the session token expires, in milliseconds since the Unix epoch; nil: never (1.1).
+    public var expiresAt: Int?
+    public init(user: User, token: String, tokenId: String? = nil, expiresAt: Int? = nil) {
         self.user = user
         self.token = token
+        self.tokenId = tokenId
+        self.expiresAt = expiresAt
     }
 }
 

@@ -10,22 +10,23 @@ import SwitchboardStore
 /// ```
 public struct Administration: Sendable {
     let store: any ChatStore
-    let credentials: Credentials
+    let hasher: PasswordHasher
 
     public init(store: any ChatStore, bcryptCost: UInt8 = ServerConfiguration().bcryptCost) {
         self.store = store
-        self.credentials = Credentials(bcryptCost: bcryptCost)
+        // One command hashes one password: the shared pool and no queue limit to speak of.
+        self.hasher = PasswordHasher(cost: bcryptCost, pool: .singleton, capacity: 64)
     }
 
     /// Creates a user. A bot gets a long-lived API token, returned here once.
     public func addUser(username: String, displayName: String? = nil, password: String?, isBot: Bool) async throws -> (user: User, token: CreateTokenResponse?) {
         try Validation.username(username)
-        if let password { try Validation.password(password) }
+        if let password { try PasswordHasher.validate(password: password) }
         guard password != nil || isBot else {
             throw ProtocolError(.invalid, "a person needs a password; bots log in with a token")
         }
         var hash: String?
-        if let password { hash = try await credentials.hash(password: password) }
+        if let password { hash = try await hasher.hash(password: password) }
         let user = try await store.createUser(
             NewUser(username: username, displayName: try displayName.map { try Validation.displayName($0) } ?? username, passwordHash: hash, isBot: isBot, now: Clock.milliseconds())
         )
@@ -33,12 +34,14 @@ public struct Administration: Sendable {
         return (user, try await issueToken(userId: user.id, name: "bot"))
     }
 
-    /// A new API token for an existing user.
+    /// A new API token for an existing user; `invalid` when `expiresInSeconds` is out of range
+    /// (1 second to 100 years).
     public func issueToken(userId: String, name: String, expiresInSeconds: Int? = nil) async throws -> CreateTokenResponse {
-        let (token, hash) = Credentials.newToken()
         let now = Clock.milliseconds()
+        let expiresAt = try expiresInSeconds.map { seconds throws(ProtocolError) in try Credentials.expiry(now: now, seconds: seconds, field: "the lifetime") }
+        let (token, hash) = Credentials.newToken()
         let record = try await store.createToken(
-            NewToken(userId: userId, hash: hash, name: name, kind: .api, now: now, expiresAt: expiresInSeconds.map { now + $0 * 1000 })
+            NewToken(userId: userId, hash: hash, name: name, kind: .api, now: now, expiresAt: expiresAt)
         )
         return CreateTokenResponse(id: record.id, token: token)
     }

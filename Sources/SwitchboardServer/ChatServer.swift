@@ -3,6 +3,7 @@ import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import NIOCore
+import NIOPosix
 import NIOWebSocket
 import ServiceLifecycle
 import SwitchboardProtocol
@@ -42,13 +43,24 @@ public struct ChatServer: Service {
         let metrics = ServerMetrics()
         let hub = Hub(configuration: configuration, metrics: metrics)
         let service = ChatService(configuration: configuration, store: store, hub: hub, metrics: metrics, logger: logger)
-        let polls = PollSessions()
+        let polls = PollSessions(maxPerUser: configuration.maxPollSessionsPerUser)
+        let connections = ConnectionRegistry(maxPerAddress: configuration.maxConnectionsPerAddress)
+        // Password hashing gets threads of its own, so that it never delays the database readers.
+        let hashingThreads = NIOThreadPool(numberOfThreads: max(1, configuration.passwordHashThreads))
+        hashingThreads.start()
+        defer { hashingThreads.shutdownGracefully { _ in } }
+        let hasher = PasswordHasher(
+            cost: configuration.bcryptCost, pool: hashingThreads,
+            capacity: max(1, configuration.passwordHashThreads) + max(0, configuration.passwordHashQueue),
+            onHash: { metrics.passwordHashes.increment() }
+        )
+        let accounts = Accounts(service: service, hasher: hasher)
 
         let router = Router(context: ChatRequestContext.self)
         router.add(middleware: ErrorMiddleware(metrics: metrics))
-        HTTPRoutes(service: service, polls: polls).add(to: router)
+        HTTPRoutes(service: service, accounts: accounts, polls: polls).add(to: router)
         router.group("ws")
-            .add(middleware: AuthMiddleware(service: service, allowsQueryToken: true))
+            .add(middleware: AuthMiddleware(accounts: accounts, allowsQueryToken: true))
             .ws("") { inbound, outbound, context in
                 context.requestContext.upgraded()
                 guard let identity = context.requestContext.identity else { return }
@@ -61,6 +73,7 @@ public struct ChatServer: Service {
         let webSocketResponder = router.buildResponder()
         let onListening = self.onListening
         let logger = self.logger
+        let configuration = self.configuration
         let app = Application(
             router: router,
             server: HTTPServerBuilder { responder in
@@ -70,7 +83,9 @@ public struct ChatServer: Service {
                         webSocketResponder: webSocketResponder,
                         configuration: .init(ws: .init(maxFrameSize: configuration.limits.maxFrameBytes, autoPing: .disabled))
                     ),
-                    authenticate: { token in (try? await service.authenticate(token: token)) != nil }
+                    authenticate: { token in (try? await accounts.authenticate(token: token)) != nil },
+                    connections: connections,
+                    timeouts: { RequestTimeouts(configuration, now: .now()) }
                 )
             },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
@@ -84,15 +99,25 @@ public struct ChatServer: Service {
 
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
-                group.addTask { try await app.run() }
                 group.addTask {
                     try? await cancelWhenGracefulShutdown {
                         try await maintain(service: service, polls: polls)
                     }
                 }
+                group.addTask {
+                    // Past the deadline, whatever is still open (an idle socket, a client that
+                    // stopped reading) is closed, so that a shutdown always ends.
+                    guard (try? await gracefulShutdown()) != nil else { return }
+                    guard (try? await Task.sleep(for: configuration.shutdownTimeout)) != nil else { return }
+                    logger.info("shutdown deadline passed; closing the remaining connections", metadata: ["switchboard.connections": "\(connections.count)"])
+                    connections.closeAll()
+                }
+                try await app.run()
+                group.cancelAll()
             }
         } onGracefulShutdown: {
             hub.closeAll(code: .goingAway, reason: "server shutting down")
+            polls.wakeAll()
         }
     }
 

@@ -21,7 +21,6 @@ struct ChatService: Sendable {
     let hub: Hub
     let publisher: Publisher
     let metrics: ServerMetrics
-    let credentials: Credentials
     let messageLimiter: RateLimiter
     let typingLimiter: RateLimiter
     let roomLimiter: RateLimiter
@@ -36,7 +35,6 @@ struct ChatService: Sendable {
         self.hub = hub
         self.publisher = Publisher(hub: hub, metrics: metrics)
         self.metrics = metrics
-        self.credentials = Credentials(bcryptCost: configuration.bcryptCost)
         self.messageLimiter = RateLimiter(perSecond: configuration.messagesPerSecond, burst: configuration.messageBurst)
         self.typingLimiter = RateLimiter(perSecond: configuration.typingPerSecond, burst: configuration.typingBurst)
         self.roomLimiter = RateLimiter(perSecond: configuration.roomsPerHour / 3600, burst: max(1, configuration.roomsPerHour))
@@ -45,65 +43,7 @@ struct ChatService: Sendable {
         self.logger = logger
     }
 
-    // MARK: Accounts and tokens
-
-    func register(_ request: RegisterRequest) async throws -> AuthResponse {
-        guard configuration.registration == .open else {
-            throw ProtocolError(.forbidden, "registration is closed on this server; ask an administrator for an account")
-        }
-        try Validation.username(request.username)
-        try Validation.password(request.password)
-        let displayName = try request.displayName.map { try Validation.displayName($0, limits: configuration.limits) } ?? request.username
-        let hash = try await credentials.hash(password: request.password)
-        let user = try await storeCall {
-            try await store.createUser(NewUser(username: request.username, displayName: displayName, passwordHash: hash, isBot: false, now: Clock.milliseconds()))
-        }
-        return AuthResponse(user: user, token: try await issueToken(for: user, name: "session", kind: .session, expiresAt: nil).token)
-    }
-
-    func login(_ request: LoginRequest) async throws -> AuthResponse {
-        let refused = ProtocolError(.unauthorized, "wrong username or password")
-        guard let found = try await storeCall({ try await store.credentials(username: request.username) }),
-            let hash = found.passwordHash
-        else { throw refused }
-        guard try await credentials.verify(password: request.password, hash: hash) else { throw refused }
-        return AuthResponse(user: found.user, token: try await issueToken(for: found.user, name: "session", kind: .session, expiresAt: nil).token)
-    }
-
-    /// The identity behind a bearer token; `unauthorized` when it is unknown, revoked or expired.
-    func authenticate(token: String) async throws -> Identity {
-        let now = Clock.milliseconds()
-        guard let found = try await storeCall({ try await store.activeToken(hash: Credentials.hash(token: token), now: now) }) else {
-            throw ProtocolError(.unauthorized, "the token is unknown, revoked or expired")
-        }
-        return Identity(user: found.user, tokenId: found.token.id, tokenExpiresAt: found.token.expiresAt)
-    }
-
-    func createToken(_ identity: Identity, _ request: CreateTokenRequest) async throws -> CreateTokenResponse {
-        let name = try Validation.displayName(request.name, limits: configuration.limits)
-        var expiresAt: Int?
-        if let seconds = request.expiresInSeconds {
-            guard seconds > 0 else { throw ProtocolError(.invalid, "expiresInSeconds must be positive") }
-            expiresAt = Clock.milliseconds() + seconds * 1000
-        }
-        let (id, token) = try await issueToken(for: identity.user, name: name, kind: .api, expiresAt: expiresAt)
-        return CreateTokenResponse(id: id, token: token)
-    }
-
-    func revokeToken(_ identity: Identity, id: String) async throws {
-        guard try await storeCall({ try await store.revokeToken(id: id, ownerId: identity.user.id, now: Clock.milliseconds()) }) != nil else {
-            throw ProtocolError(.notFound, "no token \(id) of yours")
-        }
-        hub.close(tokens: [id], code: .unknown(4001), reason: "token revoked")
-    }
-
-    private func issueToken(for user: User, name: String, kind: TokenKind, expiresAt: Int?) async throws -> (id: String, token: String) {
-        let (token, hash) = Credentials.newToken()
-        let record = try await storeCall {
-            try await store.createToken(NewToken(userId: user.id, hash: hash, name: name, kind: kind, now: Clock.milliseconds(), expiresAt: expiresAt))
-        }
-        return (record.id, token)
-    }
+    // MARK: Users
 
     func searchUsers(_ query: String) async throws -> [User] {
         try await storeCall { try await store.searchUsers(query: query, limit: 50) }

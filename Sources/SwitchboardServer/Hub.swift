@@ -269,16 +269,18 @@ final class Hub: Sendable {
                 state.rooms[room.id] = RoomState(room: room, members: Set(room.members))
             }
             if !followsAllRooms { closeOldestConnection(of: user.id, state: state) }
+            // The list was read before this lock: a removal since then shows here, and wins.
+            let memberRooms = rooms.filter { state.rooms[$0.id]?.members.contains(user.id) ?? true }
             state.connections[id] = Connection(
                 user: user, tokenId: tokenId, tokenExpiresAt: tokenExpiresAt, sink: sink, followsAllRooms: followsAllRooms
             )
             let first = state.userConnections[user.id]?.isEmpty ?? true
             state.userConnections[user.id, default: []].insert(id)
-            state.userRooms[user.id] = Set(rooms.map(\.id))
-            for room in rooms { state.watchers[room.id, default: []].insert(id) }
+            state.userRooms[user.id] = Set(memberRooms.map(\.id))
+            for room in memberRooms { state.watchers[room.id, default: []].insert(id) }
             if first { sendPresence(of: user.id, .online, now: now, state: &state) }
             if followsAllRooms {
-                for room in rooms {
+                for room in memberRooms {
                     subscribe(id, to: room.id, as: .live(lastSeq: state.rooms[room.id]?.room.lastSeq ?? room.lastSeq), now: now, state: &state)
                 }
             }

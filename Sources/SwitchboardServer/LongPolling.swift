@@ -20,6 +20,9 @@ final class PollSession: EventSink {
         var base = 0
         var waiter: (token: Int, continuation: CheckedContinuation<Void, Never>)?
         var nextWaiterToken = 0
+        /// The polls under way, by token, and whether their time ran out (maybe before they
+        /// started waiting: then they must not wait at all).
+        var timedOut: [Int: Bool] = [:]
         var lastPoll = ContinuousClock.now
         var ended: String?
         var hubConnection = 0
@@ -74,6 +77,7 @@ final class PollSession: EventSink {
         if let ready = try take(from: position) { return ready }
         let token = state.withLock { state -> Int in
             state.nextWaiterToken += 1
+            state.timedOut[state.nextWaiterToken] = false
             return state.nextWaiterToken
         }
         let timer = Task {
@@ -82,7 +86,7 @@ final class PollSession: EventSink {
         }
         await withCheckedContinuation { continuation in
             let resumeNow = state.withLock { state -> Bool in
-                if !state.events.isEmpty || state.ended != nil { return true }
+                if state.timedOut[token] == true || !state.events.isEmpty || state.ended != nil { return true }
                 // A newer poll replaces an older one, which answers empty.
                 state.waiter?.continuation.resume()
                 state.waiter = (token, continuation)
@@ -91,12 +95,27 @@ final class PollSession: EventSink {
             if resumeNow { continuation.resume() }
         }
         timer.cancel()
+        state.withLock { _ = $0.timedOut.removeValue(forKey: token) }
         return try take(from: position) ?? ([], position)
+    }
+
+    /// Ends the wait of every poll, which answers what it has (for shutdown).
+    func wake() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            defer { state.waiter = nil }
+            return state.waiter?.continuation
+        }
+        waiter?.resume()
     }
 
     private func wake(_ token: Int) {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard state.waiter?.token == token else { return nil }
+            guard state.waiter?.token == token else {
+                // The timer may have beaten the poll to its wait (a short timeout): the poll
+                // sees this and does not wait.
+                if state.timedOut[token] != nil { state.timedOut[token] = true }
+                return nil
+            }
             defer { state.waiter = nil }
             return state.waiter?.continuation
         }
@@ -120,12 +139,39 @@ final class PollSession: EventSink {
     }
 }
 
-/// The long-polling sessions of a server, by id.
+/// The long-polling sessions of a server, by id, at most `maxPerUser` for each user.
 final class PollSessions: Sendable {
-    private let sessions = Mutex<[String: PollSession]>([:])
+    private struct State {
+        var sessions: [String: PollSession] = [:]
+        /// Each user's session ids, oldest first.
+        var byUser: [String: [String]] = [:]
+    }
 
-    func add(_ session: PollSession) {
-        sessions.withLock { $0[session.id] = session }
+    private let state = Mutex(State())
+    let maxPerUser: Int
+
+    init(maxPerUser: Int) {
+        self.maxPerUser = max(1, maxPerUser)
+    }
+
+    /// Adds a session; past the user's cap, the oldest ones end and are returned.
+    func add(_ session: PollSession) -> [PollSession] {
+        state.withLock { state in
+            state.sessions[session.id] = session
+            state.byUser[session.userId, default: []].append(session.id)
+            var ended: [PollSession] = []
+            while let ids = state.byUser[session.userId], ids.count > maxPerUser {
+                let oldest = ids[0]
+                state.byUser[session.userId]?.removeFirst()
+                if let removed = state.sessions.removeValue(forKey: oldest) { ended.append(removed) }
+            }
+            return ended
+        }
+    }
+
+    /// Wakes every waiting poll, for shutdown.
+    func wakeAll() {
+        for session in state.withLock({ Array($0.sessions.values) }) { session.wake() }
     }
 
     /// The session a cursor names, with the position in it; `invalid` when the cursor cannot be read.
@@ -134,7 +180,7 @@ final class PollSessions: Sendable {
         guard parts.count == 2, let position = Int(parts[1]), position >= 0 else {
             throw ProtocolError(.invalid, "the cursor cannot be read; use the one the last poll returned")
         }
-        guard let session = sessions.withLock({ $0[String(parts[0])] }), session.userId == userId else {
+        guard let session = state.withLock({ $0.sessions[String(parts[0])] }), session.userId == userId else {
             throw ProtocolError(.invalid, "the cursor's session is unknown or expired; poll without a cursor to start again")
         }
         return (session, position)
@@ -142,9 +188,13 @@ final class PollSessions: Sendable {
 
     /// Removes the sessions that ended or went unpolled too long, and returns them.
     func removeExpired(now: ContinuousClock.Instant, expiry: Duration) -> [PollSession] {
-        sessions.withLock { sessions in
-            let expired = sessions.values.filter { $0.isExpired(now: now, expiry: expiry) }
-            for session in expired { sessions[session.id] = nil }
+        state.withLock { state in
+            let expired = state.sessions.values.filter { $0.isExpired(now: now, expiry: expiry) }
+            for session in expired {
+                state.sessions[session.id] = nil
+                state.byUser[session.userId]?.removeAll { $0 == session.id }
+                if state.byUser[session.userId]?.isEmpty == true { state.byUser[session.userId] = nil }
+            }
             return expired
         }
     }

@@ -31,8 +31,9 @@ struct TokenBucket: Sendable {
             tokens -= 1
             return .allowed
         }
-        let wait = (1 - tokens) / rate
-        return .limited(retryAfter: .milliseconds(Int((wait * 1000).rounded(.up))))
+        // Capped at a day, so that a tiny configured rate cannot overflow the conversion to Int.
+        let wait = min((1 - tokens) / rate, 86_400)
+        return .limited(retryAfter: .milliseconds(Int((wait.isFinite ? wait * 1000 : 86_400_000).rounded(.up))))
     }
 }
 
@@ -74,6 +75,7 @@ extension Duration {
 
     /// The duration in whole milliseconds, rounded up.
     var milliseconds: Int {
-        Int((seconds * 1000).rounded(.up))
+        let milliseconds = (seconds * 1000).rounded(.up)
+        return milliseconds < 9e18 ? Int(milliseconds) : Int.max
     }
 }

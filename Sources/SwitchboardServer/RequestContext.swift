@@ -42,7 +42,7 @@ public struct ChatRequestContext: RequestContext, WebSocketRequestContext {
 /// puts the caller in the context.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = ChatRequestContext
-    let service: ChatService
+    let accounts: Accounts
     let allowsQueryToken: Bool
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -56,7 +56,7 @@ struct AuthMiddleware: RouterMiddleware {
             throw ProtocolError(.unauthorized, "missing bearer token: send 'Authorization: Bearer <token>'")
         }
         var context = context
-        context.identity = try await service.authenticate(token: token)
+        context.identity = try await accounts.authenticate(token: token)
         return try await next(request, context)
     }
 }

@@ -51,6 +51,33 @@ public struct ServerConfiguration: Sendable {
     /// Log every frame received and sent at debug level (`DEBUG=websocket:*`).
     public var logFrames: Bool = false
 
+    // Hardening: HTTP
+    /// Password hashes (bcrypt) computed at once; each takes tens of milliseconds of one core, on
+    /// threads of their own so that they never delay the database readers.
+    public var passwordHashThreads: Int = 1
+    /// Password hashes that may wait for a thread; past it `register` and `login` answer
+    /// `rate_limited`, so a flood of logins cannot queue unbounded work.
+    public var passwordHashQueue: Int = 16
+    /// `register` and `login` attempts a client address may make each minute (sustained and burst).
+    public var authAttemptsPerMinutePerAddress: Double = 30
+    /// `login` attempts against one username each minute (sustained and burst), whatever the address.
+    public var authAttemptsPerMinutePerUsername: Double = 10
+    /// Longest wait for the complete header of a new connection's first request.
+    public var headerTimeout: Duration = .seconds(10)
+    /// Longest wait for a request's complete body once its header arrived.
+    public var bodyTimeout: Duration = .seconds(30)
+    /// How long a keep-alive connection may wait, idle, for its next request.
+    public var idleTimeout: Duration = .seconds(60)
+    /// Open TCP connections (HTTP and WebSocket) one client address may hold.
+    public var maxConnectionsPerAddress: Int = 64
+    /// How long a graceful shutdown waits for requests and connections to finish before it closes them all.
+    public var shutdownTimeout: Duration = .seconds(10)
+    /// How long a session token from `register` or `login` lives; nil: forever.
+    public var sessionLifetime: Duration? = .seconds(30 * 24 * 3600)
+    /// Long-polling sessions one user may hold; a new one past it ends the oldest.
+    public var maxPollSessionsPerUser: Int = 8
+    /// Bearer token that `GET /metrics` requires; nil: `/metrics` is not served.
+    public var metricsToken: String? = nil
     // Hardening: WebSocket
     /// Messages accepted and waiting for their group commit, all connections together; past it a
     /// new message gets `rate_limited` (nothing accepted is dropped), so a database that falls

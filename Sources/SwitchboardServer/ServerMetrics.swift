@@ -15,6 +15,8 @@ final class ServerMetrics: Sendable {
     let delivered: Metrics.Counter
     /// From receiving a message to handing it to every subscriber.
     let deliveryLatency: Metrics.Timer
+    /// bcrypt computations (hashes and verifications of passwords).
+    let passwordHashes: Metrics.Counter
     private let factory: PrometheusMetricsFactory
     /// What the hub holds, read when the metrics are rendered: every figure but the rooms falls
     /// back to zero once every connection has closed.
@@ -34,6 +36,7 @@ final class ServerMetrics: Sendable {
         self.stored = Metrics.Counter(label: "switchboard_messages_stored_total", factory: factory)
         self.delivered = Metrics.Counter(label: "switchboard_messages_delivered_total", factory: factory)
         self.deliveryLatency = Metrics.Timer(label: "switchboard_delivery_latency_seconds", factory: factory)
+        self.passwordHashes = Metrics.Counter(label: "switchboard_password_hashes_total", factory: factory)
     }
 
     /// Counts an error answered to a client, by code.

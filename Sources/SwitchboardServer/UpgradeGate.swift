@@ -82,10 +82,13 @@ final class UpgradeGateHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// Hummingbird's HTTP/1 + WebSocket channel with an `UpgradeGateHandler` in front of the upgrade.
+/// Hummingbird's HTTP/1 + WebSocket channel with an `UpgradeGateHandler` in front of the upgrade,
+/// the cap of connections per client address, and the timeouts of `RequestTimeouts`.
 struct GatedWebSocketChannel: ServerChildChannel {
     let base: HTTP1WebSocketUpgradeChannel
     let authenticate: @Sendable (String) async -> Bool
+    let connections: ConnectionRegistry
+    let timeouts: @Sendable () -> RequestTimeouts
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<HTTP1WebSocketUpgradeChannel.Value> {
         // Each connection keeps its last receive buffer for the next read. NIO starts it at
@@ -93,10 +96,17 @@ struct GatedWebSocketChannel: ServerChildChannel {
         // it. Mostly idle connections then keep 1.5 KB less each.
         try? channel.syncOptions?.setOption(
             ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
+        let admitted = connections.admit(channel)
+        if !admitted {
+            try? channel.pipeline.syncOperations.addHandler(RefuseConnectionHandler(maxPerAddress: connections.maxPerAddress))
+        }
         let value = base.setup(channel: channel, logger: logger)
         let authenticate = self.authenticate
+        let timeouts = self.timeouts
         return value.flatMapThrowing { value in
+            guard admitted else { return value }
             let decoder = try channel.pipeline.syncOperations.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try channel.pipeline.syncOperations.addHandler(ConnectionGuardHandler(timeouts: timeouts()), position: .after(decoder.handler))
             try channel.pipeline.syncOperations.addHandler(UpgradeGateHandler(authenticate: authenticate), position: .after(decoder.handler))
             return value
         }

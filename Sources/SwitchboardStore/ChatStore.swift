@@ -45,6 +45,8 @@ public protocol ChatStore: Sendable {
     func room(named name: String) async throws -> Room?
     /// Every room, for administrators.
     func allRooms() async throws -> [Room]
+    /// Public group rooms whose name contains `query` (without regard to case), by name, at most `limit`.
+    func publicRooms(query: String, limit: Int) async throws -> [Room]
     /// The rooms `userId` is a member of, each with its newest message and the member's unread count.
     func rooms(memberId userId: String) async throws -> [RoomSummary]
     /// The rooms `userId` is a member of, without counting anything: what a connection needs.
@@ -88,6 +90,13 @@ public protocol ChatStore: Sendable {
 }
 
 extension ChatStore {
+    /// Filters ``allRooms()``: for a store without a better way.
+    public func publicRooms(query: String, limit: Int) async throws -> [Room] {
+        let key = query.lowercased()
+        let rooms = try await allRooms().filter { $0.kind == .group && $0.isPublic && (key.isEmpty || $0.name.lowercased().contains(key)) }
+        return Array(rooms.sorted { ($0.name.lowercased(), $0.id) < ($1.name.lowercased(), $1.id) }.prefix(max(limit, 0)))
+    }
+
     /// Stores messages and returns once they are durable; see ``submitAppend(_:completion:)``.
     /// `onCommit` runs in commit order, before this call returns.
     public func append(_ messages: [NewMessage], onCommit: (@Sendable ([AppendResult]) -> Void)? = nil) async throws -> [AppendResult] {

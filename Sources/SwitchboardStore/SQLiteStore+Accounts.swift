@@ -58,12 +58,7 @@ extension SQLiteStore {
     /// Users whose username or display name contains `query` in any case, by username.
     /// `%` and `_` in the query match only themselves.
     public func searchUsers(query: String, limit: Int) async throws -> [User] {
-        var pattern = "%"
-        for character in Self.caseKey(query) {
-            if character == "%" || character == "_" || character == "\\" { pattern.append("\\") }
-            pattern.append(character)
-        }
-        pattern.append("%")
+        let pattern = Self.containsPattern(query)
         return try await read { connection in
             // Compared with keys lowercased by Swift, because SQLite's own LIKE folds only ASCII.
             try await connection.query(

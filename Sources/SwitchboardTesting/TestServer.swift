@@ -30,11 +30,16 @@ public struct TestServer: Sendable {
     /// `ws://127.0.0.1:PORT/ws`.
     public var webSocketURL: String { "ws://127.0.0.1:\(port)/ws" }
 
-    /// A configuration for tests: port 0, the cheapest bcrypt cost; every other field as given.
+    /// A configuration for tests: port 0, the cheapest bcrypt cost, no limit on logins and
+    /// connections per address; every other field as given.
     public static func testConfiguration(_ adjust: (inout ServerConfiguration) -> Void = { _ in }) -> ServerConfiguration {
         var configuration = ServerConfiguration()
         configuration.port = 0
         configuration.bcryptCost = 4
+        // Tests register, log in and connect far faster than people, all from 127.0.0.1.
+        configuration.authAttemptsPerMinutePerAddress = 1_000_000
+        configuration.authAttemptsPerMinutePerUsername = 1_000_000
+        configuration.maxConnectionsPerAddress = 1_000_000
         adjust(&configuration)
         return configuration
     }

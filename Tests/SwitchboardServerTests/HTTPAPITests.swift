@@ -619,9 +619,9 @@ struct HTTPAPITests {
         }
     }
 
-    @Test("metrics: Prometheus text with the server's metric names, without a token")
+    @Test("metrics: Prometheus text with the server's metric names, with the metrics token (not a user's)")
     func metrics() async throws {
-        try await withServer { server in
+        try await withServer({ $0.metricsToken = "metrics-secret" }) { server in
             let alice = try await server.register("alice")
             let room = try await server.createRoom("team", token: alice.token)
             let socket = try await server.connect(token: alice.token)
@@ -632,7 +632,7 @@ struct HTTPAPITests {
             _ = try await socket.next("message")
             _ = try await server.request(.GET, "/api/rooms/nope", token: alice.token)
 
-            let answer = try await server.request(.GET, "/metrics")
+            let answer = try await server.request(.GET, "/metrics", token: "metrics-secret")
             #expect(answer.status == 200)
             let contentType = try #require(answer.headers.first(name: "Content-Type"))
             #expect(contentType.hasPrefix("text/plain"), "\(contentType)")
