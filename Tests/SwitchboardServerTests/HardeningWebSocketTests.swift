@@ -104,8 +104,9 @@ struct StalledClientTests {
             unlimitedRate(&$0)
             // Far above what is queued here: only the heartbeat can end this connection.
             $0.maxOutboundBytes = 256 << 20
-            $0.pingInterval = .seconds(3)
-            $0.pingTimeout = .seconds(1)
+            // Long enough for the watcher's pongs on a loaded machine; the queue fills well before.
+            $0.pingInterval = .seconds(5)
+            $0.pingTimeout = .seconds(3)
             $0.limits.maxContentLength = contentLength + 100
             $0.limits.maxFrameBytes = contentLength + 64 * 1024
         }) { server in
