@@ -417,7 +417,7 @@ struct PollHardeningTests {
         hub.remember(stale)
         var after = stale
         after.members = ["u_bob"]
-        hub.memberRemoved("u_alice", from: after, now: 1)
+        hub.memberRemoved(alice, from: after, by: nil, now: 1)
         let session = PollSession(id: "s", userId: alice.id, maxBacklog: 10)
         let connection = hub.register(user: alice, tokenId: nil, tokenExpiresAt: nil, sink: session, rooms: [stale], followsAllRooms: true, now: 2)
         #expect(!hub.isSubscribed(connection, to: stale.id))
