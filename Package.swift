@@ -222,8 +222,8 @@ let package = Package(
         .testTarget(
             name: "SwitchboardClientTests",
             dependencies: [
-                "SwitchboardClient", "SwitchboardTesting", .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+                "SwitchboardClient", "SwitchboardStore", "SwitchboardTesting",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // Runs the built `switchboard` binary, as people and scripts do.
