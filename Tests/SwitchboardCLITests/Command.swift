@@ -59,8 +59,11 @@ final class Command: Sendable {
             collected.withLock { $0.exited = true }
             changed.yield()
         }
-        try process.run()
+        // One spawn at a time: Foundation's Process.run crashed (memcpy in run) when tests spawned at once.
+        try Self.spawning.withLock { _ in try process.run() }
     }
+
+    private static let spawning = Mutex(())
 
     /// Reads `handle` until its end on a thread of its own, handing each piece (and the end) to `append`.
     private static func drain(
