@@ -160,9 +160,24 @@ let package = Package(
             path: "Benchmarks/LoadGenerator"
         ),
         .testTarget(name: "SwitchboardProtocolTests", dependencies: ["SwitchboardProtocol"]),
-        .testTarget(name: "SwitchboardClientTests", dependencies: ["SwitchboardClient", "SwitchboardTesting"]),
+        // What N bot clients cost in one process (memory, threads); see BENCHMARKS.md.
+        .executableTarget(
+            name: "ClientFootprint",
+            dependencies: ["SwitchboardClient", .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/ClientFootprint"
+        ),
+        .testTarget(
+            name: "SwitchboardClientTests",
+            dependencies: [
+                "SwitchboardClient", "SwitchboardTesting", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // Runs the built `switchboard` binary, as people and scripts do.
-        .testTarget(name: "SwitchboardCLITests", dependencies: ["SwitchboardProtocol", "SwitchboardTesting"]),
+        .testTarget(
+            name: "SwitchboardCLITests",
+            dependencies: ["SwitchboardProtocol", "SwitchboardStore", "SwitchboardTesting", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(name: "LoadGeneratorTests", dependencies: ["LoadGenerator", "SwitchboardTesting"]),
         .testTarget(name: "SwitchboardStoreTests", dependencies: ["SwitchboardStore"]),
         .testTarget(

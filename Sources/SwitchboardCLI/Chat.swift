@@ -88,7 +88,7 @@ struct ServerOptions: ParsableArguments {
             switch error.code {
             case .unauthorized: throw Failure(description: "the server refused the token: it is unknown, revoked or expired")
             case .unreachable: throw Failure(description: "cannot reach \(server): is `switchboard serve` running?")
-            default: throw Failure(description: error.message)
+            default: throw Failure(description: printable(error.message))
             }
         }
     }
@@ -176,7 +176,7 @@ struct Send: AsyncParsableCommand {
     @OptionGroup var connection: ServerOptions
     @Option(help: "The room: its name or id.") var room: String
     @Option(help: "An idempotency key: the same one twice stores one message.") var clientId: String?
-    @Option(help: "Give up after this many seconds.") var timeout: Double = 30
+    @Option(help: "Give up after this many seconds; the error says whether the message may still be stored.") var timeout: Double = 30
     @Flag(help: "Print the stored message as JSON.") var json = false
     @Argument(help: "The text; '-' reads standard input.") var text: [String] = []
 
@@ -193,22 +193,36 @@ struct Send: AsyncParsableCommand {
         let token = try await connection.sessionToken()
         let logger = clientLogger()
         let content = typed
-        let message = try await ChatClient.withClient(configuration: connection.configuration(token: token), logger: logger) { client in
+        // Always one, so that a message whose fate is unknown can be sent again safely.
+        let clientId = self.clientId ?? UUID().uuidString.lowercased()
+        var configuration = connection.configuration(token: token)
+        configuration.deliveryTimeout = .seconds(timeout)
+        // What is still queued when the command gives up is not sent behind its back.
+        configuration.shutdownFlushTimeout = .zero
+        let message = try await ChatClient.withClient(configuration: configuration, logger: logger) { client in
             let roomId = try await within(seconds: timeout, "reaching \(connection.server)") {
                 try await connection.explained { try await resolveRoom(room, client: client) }
             }
             do {
-                return try await within(seconds: timeout, "sending") {
-                    try await client.send(content, to: roomId, clientId: clientId)
+                return try await client.send(content, to: roomId, clientId: clientId)
+            } catch let error as ClientError where error.code == .timeout {
+                if client.withdraw(clientId) {
+                    throw Failure(description: "not sent to \(room) within \(Int(timeout)) seconds; it was never sent and will not be stored")
                 }
+                throw Failure(
+                    description: """
+                        no answer from \(room) within \(Int(timeout)) seconds: the message was sent and may still be stored. \
+                        Sending it again with --client-id \(clientId) stores it at most once.
+                        """
+                )
             } catch let error as ClientError {
-                throw Failure(description: "cannot send to \(room): \(error.message)")
+                throw Failure(description: "cannot send to \(room): \(printable(error.message))")
             }
         }
         if json {
-            print(try Wire.encodeString(message))
+            output(printableJSON(try Wire.encodeString(message)))
         } else {
-            print("sent #\(message.seq) to \(room) (id \(message.id))")
+            output("sent #\(message.seq) to \(printable(room)) (id \(printable(message.id)))")
         }
     }
 }
@@ -234,26 +248,26 @@ struct Tail: AsyncParsableCommand {
         let token = try await connection.sessionToken()
         try await ChatClient.withClient(configuration: connection.configuration(token: token), logger: clientLogger()) { client in
             let roomId = try await connection.explained { try await resolveRoom(room, client: client) }
-            let messages = client.messages(in: roomId)
             let statuses = client.statusUpdates()
             let names = NameBook(client: client)
+            let messages: AsyncStream<Message>
             do {
-                try await client.subscribe(to: roomId, after: since)
+                messages = try await client.subscribe(to: roomId, after: since).messages
             } catch let error as ClientError {
-                throw Failure(description: "cannot follow \(room): \(error.message)")
+                throw Failure(description: "cannot follow \(room): \(printable(error.message))")
             }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await status in statuses {
-                        if case .failed(let reason) = status { throw Failure(description: "stopped: \(reason.message)") }
+                        if case .failed(let reason) = status { throw Failure(description: "stopped: \(printable(reason.message))") }
                         if !json { FileHandle.standardError.write(Data("* \(status)\n".utf8)) }
                     }
                 }
                 for await message in messages {
                     if json {
-                        output(try Wire.encodeString(message))
+                        output(printableJSON(try Wire.encodeString(message)))
                     } else {
-                        output("#\(message.seq) [\(clock(message.createdAt))] \(await names.name(of: message.userId)): \(message.content)")
+                        output(printable("#\(message.seq) [\(clock(message.createdAt))] \(await names.name(of: message.userId)): \(message.content)"))
                     }
                 }
                 group.cancelAll()
@@ -347,8 +361,6 @@ actor ChatSession {
     /// Recent messages of each room, newest last, for `/react`.
     private var recent: [String: [Message]] = [:]
     private var lastTyping: [String: ContinuousClock.Instant] = [:]
-    /// The newest `seq` seen of each room, so that a `room` event announces only news.
-    private var seen: [String: Int] = [:]
 
     init(client: ChatClient, server: String) {
         self.client = client
@@ -369,17 +381,14 @@ actor ChatSession {
         await names.learn(me)
         await names.refresh()
         say("logged in to \(server) as \(me.username). /help lists the commands, /quit leaves.")
-        let events = client.events()
+        // Follow every room, as a chat client does: what comes elsewhere is shown with its room's name,
+        // rooms that appear later are followed too, and the client recovers all of them after a reconnection.
+        let events = client.followAllRooms()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await event in events { await self.show(event) }
             }
             let rooms = try await listRooms(hint: firstRoom == nil)
-            // Follow every room, as a chat client does: what comes elsewhere is shown with its room's
-            // name, and the client recovers all of them after a reconnection.
-            for summary in try await client.rooms() {
-                _ = try? await client.subscribe(to: summary.room.id, after: summary.room.lastSeq)
-            }
             if let firstRoom {
                 await open(firstRoom)
             } else if rooms > 0 {
@@ -471,7 +480,6 @@ actor ChatSession {
         let rooms = try await client.rooms()
         for summary in rooms {
             titles[summary.room.id] = await title(of: summary.room)
-            seen[summary.room.id] = max(seen[summary.room.id] ?? 0, summary.room.lastSeq)
         }
         guard !rooms.isEmpty else {
             if hint { say("you are in no room yet: /create NAME to make one, /dm USER to talk to someone, or /join ID for a public room") }
@@ -512,12 +520,11 @@ actor ChatSession {
     private func enter(_ roomId: String) async {
         do {
             let page = try await client.history(in: roomId, limit: 20)
-            let room = try await client.subscribe(to: roomId, after: client.lastSeq(in: roomId) ?? page.messages.last?.seq ?? 0)
+            let room = try await client.subscribe(to: roomId, after: client.lastSeq(in: roomId) ?? page.messages.last?.seq ?? 0).room
             titles[room.id] = await title(of: room)
             current = room
             let header = await title(of: room)
             say("── \(header) ── \(room.members.count) member\(room.members.count == 1 ? "" : "s")\(page.hasMore ? ", earlier messages not shown" : "")")
-            seen[roomId] = max(seen[roomId] ?? 0, page.messages.last?.seq ?? 0)
             for message in page.messages { await print(message) }
             if recent[roomId] == nil { recent[roomId] = page.messages }
         } catch let error as ClientError where error.code == .forbidden {
@@ -609,7 +616,6 @@ actor ChatSession {
     private func show(_ event: ClientEvent) async {
         switch event {
         case .message(let message):
-            seen[message.roomId] = max(seen[message.roomId] ?? 0, message.seq)
             var messages = recent[message.roomId] ?? []
             messages.append(message)
             recent[message.roomId] = Array(messages.suffix(50))
@@ -633,14 +639,17 @@ actor ChatSession {
         case .memberLeft(let roomId, let user):
             if roomId == current?.id { say("  \(user.username) left") }
         case .room(let data):
-            // A room this session does not follow yet: one just made with this user in it, or a first direct message.
-            guard !client.subscribedRooms.contains(data.room.id) else { return }
+            // A room new to this session (one just made with this user in it, a first direct message): the
+            // client follows it from now on by itself.
             let title = await title(of: data.room)
             let isNew = titles[data.room.id] == nil
             titles[data.room.id] = title
             if isNew, let message = data.lastMessage, message.userId != me?.id { say("  you are in \(title) now\(data.room.kind == .group ? " (/join \(data.room.name))" : " (/dm \(title.dropFirst()))")") }
-            let start = data.lastMessage.map { $0.seq - 1 } ?? data.room.lastSeq
-            _ = try? await client.subscribe(to: data.room.id, after: max(0, min(start, seen[data.room.id] ?? start)))
+        case .member(let change):
+            await names.learn(change.user)
+            if change.roomId == current?.id { say("  \(change.user.username) was \(change.change == .added ? "added" : "removed")") }
+        case .caughtUp, .ready:
+            break
         case .status(let status):
             switch status {
             case .connected: say("* connected")
@@ -676,14 +685,53 @@ actor ChatSession {
         return "  (in \(titles[roomId] ?? roomId))"
     }
 
+    /// Prints a line; any control character in it (from the server: names, messages, errors) shows escaped.
     private func say(_ text: String) {
-        output(text)
+        output(printable(text))
     }
 }
 
 /// Writes a line to standard output at once (not buffered: another process may be reading it live).
 func output(_ line: String, newline: Bool = true) {
     FileHandle.standardOutput.write(Data((newline ? line + "\n" : line).utf8))
+}
+
+/// `text` safe for a terminal: every control character shows as `\u{…}` rather than acting (a colour, a
+/// cursor move, a bell, text reversed by a bidirectional override). Line feeds and tabs are kept.
+func printable(_ text: String) -> String {
+    var result = ""
+    result.unicodeScalars.reserveCapacity(text.unicodeScalars.count)
+    for scalar in text.unicodeScalars {
+        if scalar == "\n" || scalar == "\t" || !isTerminalControl(scalar) {
+            result.unicodeScalars.append(scalar)
+        } else {
+            result += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+        }
+    }
+    return result
+}
+
+/// JSON text safe for a terminal: the control characters that JSON leaves as they are (DEL, C1 controls,
+/// bidirectional formatting) written as `\uXXXX` escapes, which a JSON reader reads back as the same text.
+func printableJSON(_ json: String) -> String {
+    var result = ""
+    for scalar in json.unicodeScalars {
+        if isTerminalControl(scalar) {
+            let hex = String(scalar.value, radix: 16, uppercase: true)
+            result += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+        } else {
+            result.unicodeScalars.append(scalar)
+        }
+    }
+    return result
+}
+
+/// C0 and C1 controls, DEL, and the bidirectional formatting characters (embeddings, overrides, isolates, marks).
+func isTerminalControl(_ scalar: Unicode.Scalar) -> Bool {
+    switch scalar.value {
+    case 0x00...0x1F, 0x7F...0x9F, 0x200E, 0x200F, 0x061C, 0x202A...0x202E, 0x2066...0x2069: true
+    default: false
+    }
 }
 
 /// Lines typed on standard input, read on a thread of their own (reading blocks).

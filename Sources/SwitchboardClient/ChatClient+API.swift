@@ -7,31 +7,31 @@ import WSClient
 
 extension ChatClient {
     /// Where the client stands now.
-    public var status: ConnectionStatus { state.withLock { $0.machine.status } }
+    public var status: ConnectionStatus { state.withLock { $0.connection.machine.status } }
 
     /// The logged-in user, once the server has confirmed the credentials; `nil` before.
-    public var currentUser: User? { state.withLock { $0.user } }
+    public var currentUser: User? { state.withLock { $0.connection.user } }
 
     /// The token the client uses: the configured one, or the session token of a password login,
     /// waiting for the login if it has not happened yet.
     ///
     /// - Throws: ``ClientError`` when the client stopped before it had a token.
     public func token() async throws(ClientError) -> String {
-        let id = state.withLock { $0.makeWaiterID() }
+        let id = state.withLock { $0.waiters.makeID() }
         do {
             return try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<String, any Error>) in
                     let now: Result<String, any Error>? = state.withLock { state in
-                        if let token = state.token { return .success(token) }
+                        if let token = state.connection.token { return .success(token) }
                         if let error = state.closedError { return .failure(error) }
                         if Task.isCancelled { return .failure(CancellationError()) }
-                        state.tokenWaiters[id] = continuation
+                        state.waiters.add(.token(continuation), for: .token, id: id)
                         return nil
                     }
                     if let now { continuation.resume(with: now) }
                 }
             } onCancel: {
-                state.withLock { $0.tokenWaiters.removeValue(forKey: id) }?.resume(throwing: CancellationError())
+                state.withLock { $0.waiters.remove(.token, id: id) }?.fail(CancellationError())
             }
         } catch let error as ClientError {
             throw error
@@ -43,8 +43,28 @@ extension ChatClient {
 
 // MARK: Rooms
 
+/// A subscribed room and its messages: what ``ChatClient/subscribe(to:after:)`` returns.
+///
+/// Its ``messages`` stream exists before the client joins the room, so it holds every message the
+/// join replays or recovers: nothing is missed between subscribing and reading. Read it, or drop it:
+/// a stream that is kept and not read holds the client up once its buffer is full (see
+/// ``ClientConfiguration/EventBuffers``). The room's properties read through: `subscription.id`,
+/// `subscription.name`.
+@dynamicMemberLookup
+public struct Subscription: Sendable {
+    /// The room, as the server joined it.
+    public let room: Room
+    /// The room's messages from the subscription on, once each and in `seq` order, until the client stops.
+    public let messages: AsyncStream<Message>
+
+    /// A property of the room.
+    public subscript<Value>(dynamicMember keyPath: KeyPath<Room, Value>) -> Value {
+        room[keyPath: keyPath]
+    }
+}
+
 extension ChatClient {
-    /// Subscribes to a room's live events, and returns the room once the server has joined it.
+    /// Subscribes to a room's live events, and returns the room and its message stream once the server has joined it.
     ///
     /// From then on the client hands over every message of the room once, in `seq` order, across
     /// reconnections, and joins the room again by itself after each one. Joining a public room
@@ -52,63 +72,193 @@ extension ChatClient {
     ///
     /// ```swift
     /// let room = try await client.subscribe(to: roomId)                // live from now on
+    /// for await message in room.messages { print(message.content) }
     /// let again = try await client.subscribe(to: roomId, after: 0)     // every message from the first
     /// ```
     ///
     /// - Parameters:
     ///   - roomId: The room.
     ///   - seq: Hand over messages after this `seq` (an application that kept its place), `0` for the
-    ///     whole history; `nil` starts from now. Ignored when already subscribed.
-    /// - Throws: ``ClientError`` (`forbidden`, `notFound`) when the room cannot be joined; `shutdown`
-    ///   when the client stopped first.
+    ///     whole history; `nil` starts from the position store's `seq` for the room
+    ///     (``ClientConfiguration/positions``), or else from now. Ignored when already subscribed.
+    /// - Throws: ``ClientError`` (`forbidden`, `notFound`) when the room cannot be joined; `timeout` when
+    ///   ``ClientConfiguration/deliveryTimeout`` passed first (the subscription is then dropped);
+    ///   `storage` when the position store failed; `shutdown` when the client stopped first.
     @discardableResult
-    public func subscribe(to roomId: String, after seq: Int? = nil) async throws -> Room {
-        let id = state.withLock { $0.makeWaiterID() }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Room, any Error>) in
-                let now: Result<Room, any Error>? = withState { state in
-                    if let error = state.closedError { return .failure(error) }
-                    if Task.isCancelled { return .failure(CancellationError()) }
-                    if let existing = state.rooms[roomId] {
-                        if let room = existing.room, existing.joinedOn != nil { return .success(room) }
-                        state.rooms[roomId]!.waiters[id] = continuation
+    public func subscribe(to roomId: String, after seq: Int? = nil) async throws -> Subscription {
+        // Made before the join goes out, so that it holds what the join replays.
+        let messages = hub.queue { item -> Message? in
+            guard case .message(let message) = item.event, message.roomId == roomId else { return nil }
+            return message
+        }.stream()
+        var start = seq
+        if start == nil { start = try await startPosition(of: roomId) }
+        let id = state.withLock { $0.waiters.makeID() }
+        let created = Locked<Int?>(nil)
+        let join: @Sendable () async throws -> Room = { [start] in
+            try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Room, any Error>) in
+                    let now: Result<Room, any Error>? = self.withState { state in
+                        if let error = state.closedError { return .failure(error) }
+                        if Task.isCancelled { return .failure(CancellationError()) }
+                        state.subscriptions.follow.excluded.remove(roomId)
+                        if let existing = state.subscriptions.rooms[roomId], let room = existing.room, existing.joinedOn != nil { return .success(room) }
+                        if state.subscriptions.rooms[roomId] == nil {
+                            self.follow(roomId, after: start, state: &state)
+                            created.withLock { $0 = state.subscriptions.nextGeneration }
+                        }
+                        state.waiters.add(.subscription(continuation), for: .join(roomId: roomId), id: id)
                         return nil
                     }
-                    state.nextGeneration += 1
-                    state.rooms[roomId] = RoomState(timeline: RoomTimeline(after: seq), generation: state.nextGeneration, waiters: [id: continuation])
-                    state.link?.joinBell.ring()
-                    return nil
+                    if let now { continuation.resume(with: now) }
                 }
-                if let now { continuation.resume(with: now) }
+            } onCancel: {
+                self.state.withLock { $0.waiters.remove(.join(roomId: roomId), id: id) }?.fail(CancellationError())
             }
-        } onCancel: {
-            state.withLock { $0.rooms[roomId]?.waiters.removeValue(forKey: id) }?.resume(throwing: CancellationError())
         }
+        do {
+            let room = try await waitingAtMost(join) {
+                ClientError(.timeout, "room \(roomId) was not joined within \($0.formattedSeconds) (the server cannot be reached); not subscribed")
+            }
+            return Subscription(room: room, messages: messages)
+        } catch let error as ClientError where error.code == .timeout {
+            // A timed-out subscribe leaves nothing behind: an error means not subscribed.
+            if let generation = created.withLock({ $0 }) { await unsubscribe(from: roomId, generation: generation) }
+            throw error
+        }
+    }
+
+    /// Follows every room the user is a member of, and every room that appears later (made with the
+    /// user in it, the user added, a first direct message), and returns every event from this call on.
+    ///
+    /// The stream is made before any room is joined, so it holds what the joins replay. Each room
+    /// starts after its position in ``ClientConfiguration/positions`` when there is one, else from
+    /// now; a room that appears while the client runs is followed from the moment it appears. After
+    /// each (re)connection the rooms are listed again, and ``ClientEvent/ready`` comes when every
+    /// room has caught up. ``unsubscribe(from:)`` stops following a room until ``subscribe(to:after:)``.
+    ///
+    /// ```swift
+    /// for await event in client.followAllRooms() {
+    ///     guard case .message(let message) = event, !client.isOwn(message) else { continue }
+    ///     try await reply(to: message)
+    ///     try await client.markHandled(message)
+    /// }
+    /// ```
+    public func followAllRooms() -> AsyncStream<ClientEvent> {
+        let events = hub.stream { $0 }
+        let bell = withState { state -> Doorbell? in
+            state.subscriptions.follow.all = true
+            return state.connection.link?.joinBell
+        }
+        bell?.ring()
+        return events
     }
 
     /// Stops handing over the room's events; the user stays a member.
     ///
     /// Waiting ``subscribe(to:after:)`` calls for the room throw `CancellationError`.
     public func unsubscribe(from roomId: String) async {
-        let waiters = withState { state -> [CheckedContinuation<Room, any Error>] in
-            guard let room = state.rooms.removeValue(forKey: roomId) else { return [] }
-            if let link = state.link, link.isWebSocket, room.joinSentOn == link.id {
+        await unsubscribe(from: roomId, generation: nil)
+    }
+
+    /// Unsubscribes; with `generation`, only when the subscription is still that one.
+    func unsubscribe(from roomId: String, generation: Int?) async {
+        let waiters = withState { state -> [Waiters.Continuation] in
+            guard let room = state.subscriptions.rooms[roomId], generation == nil || room.generation == generation else { return [] }
+            state.subscriptions.rooms[roomId] = nil
+            if state.subscriptions.follow.all { state.subscriptions.follow.excluded.insert(roomId) }
+            if let link = state.connection.link, link.isWebSocket, room.joinSentOn == link.id {
                 // Sent by the task that sends joins, so that a quick subscribe again goes out after it.
-                state.leaves.append(roomId)
+                state.subscriptions.leaves.append(roomId)
                 link.joinBell.ring()
             }
-            return Array(room.waiters.values)
+            return state.waiters.take(.join(roomId: roomId))
         }
-        for waiter in waiters { waiter.resume(throwing: CancellationError()) }
+        Waiters.fail(waiters, with: CancellationError())
+        checkReady()
     }
 
     /// The rooms subscribed to.
-    public var subscribedRooms: [String] { state.withLock { $0.rooms.keys.sorted() } }
+    public var subscribedRooms: [String] { state.withLock { $0.subscriptions.rooms.keys.sorted() } }
 
     /// The `seq` of the last message of the room handed to the application; `nil` when not subscribed
-    /// or not yet joined. Keep it to resume with ``subscribe(to:after:)`` in a later process.
+    /// or not yet joined. It moves when a message is handed over, not when the application has handled
+    /// it: to resume after a restart, record handled messages with ``markHandled(_:)``.
     public func lastSeq(in roomId: String) -> Int? {
-        state.withLock { $0.rooms[roomId]?.timeline.delivered }
+        state.withLock { $0.subscriptions.rooms[roomId]?.timeline.delivered }
+    }
+
+    /// Records that the application has handled `message` (and every earlier one of its room), in
+    /// ``ClientConfiguration/positions``, so that a restarted client resumes after it.
+    ///
+    /// Call it after the work is done (the reply sent, the row written), not when the message arrives:
+    /// a message received and not yet handled when the process dies is then handed over again.
+    ///
+    /// - Throws: ``ClientError`` with ``ClientError/Code/storage`` when the store failed; nothing without a store.
+    public func markHandled(_ message: Message) async throws {
+        try await markHandled(room: message.roomId, seq: message.seq)
+    }
+
+    /// Records that everything up to `seq` of the room was handled (see ``markHandled(_:)``).
+    public func markHandled(room roomId: String, seq: Int) async throws {
+        guard let store = configuration.positions else { return }
+        do {
+            try await store.setPosition(seq, in: roomId)
+        } catch {
+            throw ClientError(.storage, "cannot record the position \(seq) of room \(roomId)", cause: error)
+        }
+    }
+
+    /// Runs `operation`, throwing the error `onTimeout` makes when ``ClientConfiguration/deliveryTimeout`` passes first.
+    func waitingAtMost<Value: Sendable>(
+        _ operation: @escaping @Sendable () async throws -> Value, onTimeout: @escaping @Sendable (Duration) -> ClientError
+    ) async throws -> Value {
+        guard let timeout = configuration.deliveryTimeout else { return try await operation() }
+        return try await withDeadline(timeout, onTimeout: onTimeout(timeout), operation)
+    }
+}
+
+// MARK: Users and members
+
+extension ChatClient {
+    /// Whether the message is the user's own (sent by this client or another of the same user).
+    ///
+    /// ```swift
+    /// for await message in room.messages where !client.isOwn(message) { … }
+    /// ```
+    public func isOwn(_ message: Message) -> Bool {
+        state.withLock { $0.connection.user?.id == message.userId }
+    }
+
+    /// A user the client knows (from join acks, membership events, lookups), without asking the server.
+    public func cachedUser(id userId: String) -> User? {
+        state.withLock { $0.directory.users[userId] }
+    }
+
+    /// A user by id: from the client's cache, else asked of the server (`GET /api/users/{id}`, protocol 1.1) and kept.
+    ///
+    /// ```swift
+    /// let author = try await client.user(id: message.userId)
+    /// if author.isBot { return }    // bots do not answer bots
+    /// ```
+    ///
+    /// - Throws: ``ClientError`` with `notFound` for an unknown id.
+    public func user(id userId: String) async throws -> User {
+        if let known = cachedUser(id: userId) { return known }
+        let user = try await withToken { try await api.user(id: userId, token: $0) }
+        state.withLock { $0.directory.learn(user) }
+        return user
+    }
+
+    /// The member ids of a room the client has seen (joined, or heard of by a `room` event), kept current by
+    /// `member` events; `nil` for a room it has not seen.
+    public func members(of roomId: String) -> Set<String>? {
+        state.withLock { $0.directory.members[roomId] }
+    }
+
+    /// Whether the user is online, as far as the client knows (join acks' `online` and presence events).
+    public func isOnline(_ userId: String) -> Bool {
+        state.withLock { $0.directory.online.contains(userId) }
     }
 }
 
@@ -134,25 +284,64 @@ extension ChatClient {
     ///   - meta: Up to 1 KiB of JSON that the server relays untouched.
     ///   - clientId: The idempotency key; a new UUID when `nil`. Passing the same one twice stores one message.
     /// - Throws: ``ClientError``: `invalid` or `forbidden` when the server refuses it, `outboxFull`,
-    ///   `shutdown` when the client stopped before it was sent, `unauthorized` when the client failed for good.
+    ///   `timeout` when ``ClientConfiguration/deliveryTimeout`` passed first (the message stays in the
+    ///   outbox: ``withdraw(_:)`` says whether it may still be stored), `shutdown` when the client stopped
+    ///   before it was sent, `unauthorized` when the client failed for good.
     @discardableResult
     public func send(_ content: String, to roomId: String, replyTo: String? = nil, meta: JSONValue? = nil, clientId: String? = nil) async throws -> Message {
         let message = try makePending(content, roomId: roomId, replyTo: replyTo, meta: meta, clientId: clientId)
-        let id = state.withLock { $0.makeWaiterID() }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Message, any Error>) in
-                do {
-                    try queue(message) { state in
-                        if Task.isCancelled { throw CancellationError() }
-                        state.sendWaiters[message.clientId, default: [:]][id] = continuation
+        let id = state.withLock { $0.waiters.makeID() }
+        let topic = Waiters.Topic.send(clientId: message.clientId)
+        let acknowledged: @Sendable () async throws -> Message = {
+            try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Message, any Error>) in
+                    do {
+                        try self.queue(message) { state in
+                            if Task.isCancelled { throw CancellationError() }
+                            state.waiters.add(.message(continuation), for: topic, id: id)
+                        }
+                    } catch {
+                        continuation.resume(throwing: error)
                     }
-                } catch {
-                    continuation.resume(throwing: error)
                 }
+            } onCancel: {
+                self.state.withLock { $0.waiters.remove(topic, id: id) }?.fail(CancellationError())
             }
-        } onCancel: {
-            state.withLock { $0.sendWaiters[message.clientId]?.removeValue(forKey: id) }?.resume(throwing: CancellationError())
         }
+        return try await waitingAtMost(acknowledged) {
+            ClientError(
+                .timeout,
+                "the message \(message.clientId) was not acknowledged within \($0.formattedSeconds); it is still in the outbox"
+            )
+        }
+    }
+
+    /// Takes a message back from the outbox, when it was never sent.
+    ///
+    /// - Returns: `true` when it was removed before it ever went out (it will not be stored); `false` when it
+    ///   was sent at least once (the server may have stored it: it stays, and is sent again with the same
+    ///   `clientId` until acknowledged, so it is stored at most once) or is not in the outbox.
+    ///
+    /// ```swift
+    /// do { try await client.send(text, to: roomId, clientId: id) }
+    /// catch let error as ClientError where error.code == .timeout {
+    ///     print(client.withdraw(id) ? "not sent" : "may still be delivered")
+    /// }
+    /// ```
+    public func withdraw(_ clientId: String) -> Bool {
+        let withdrawn = withState { state -> Bool in
+            guard case .withdrawn(let message) = state.outbox.withdraw(clientId) else { return false }
+            emit(.messageRejected(message, ClientError(.shutdown, "withdrawn by the application")))
+            return true
+        }
+        if withdrawn, let outboxFile {
+            do {
+                try outboxFile.remove(clientId)
+            } catch {
+                logger.error("cannot write the outbox file", metadata: ["switchboard.error": "\(error)"])
+            }
+        }
+        return withdrawn
     }
 
     /// Queues a message without waiting for it; its fate comes as ``ClientEvent/messageSent(_:)`` or
@@ -175,14 +364,17 @@ extension ChatClient {
     public var pendingMessages: [PendingMessage] { state.withLock { $0.outbox.entries } }
 
     private func makePending(_ content: String, roomId: String, replyTo: String?, meta: JSONValue?, clientId: String?) throws(ClientError) -> PendingMessage {
-        // Only what the server would refuse by closing the connection, or what no server accepts, is refused here;
-        // the content's length is the server's to judge (it answers with an error), since it is configurable.
-        guard content.unicodeScalars.contains(where: { !$0.properties.isWhitespace }) else {
-            throw ClientError(.invalid, "content must not be empty")
-        }
-        guard !content.unicodeScalars.contains("\u{0}") else { throw ClientError(.invalid, "content must not contain U+0000") }
+        // The protocol's own checks, as the server makes them; but the content's length is the server's to judge
+        // (it answers with an error), since it is configurable there.
+        var limits = Limits()
+        limits.maxContentLength = .max
         let clientId = clientId ?? UUID().uuidString.lowercased()
-        guard (1...64).contains(clientId.count) else { throw ClientError(.invalid, "clientId must be 1 to 64 characters") }
+        do {
+            _ = try Validation.content(content, limits: limits)
+            try Validation.clientId(clientId)
+        } catch {
+            throw ClientError(error)
+        }
         let now = Int(Date().timeIntervalSince1970 * 1000)
         let message = PendingMessage(clientId: clientId, roomId: roomId, content: content, replyTo: replyTo, meta: meta, queuedAt: now)
         let size = (try? Wire.encodeString(Envelope(type: .message, roomId: roomId, data: message.data, ref: "o:" + clientId)).utf8.count) ?? .max
@@ -202,10 +394,11 @@ extension ChatClient {
             try register(&state)
             switch state.outbox.enqueue(message) {
             case .full:
-                state.sendWaiters[message.clientId] = nil
+                // The caller's continuation gets the error this throws.
+                _ = state.waiters.take(.send(clientId: message.clientId))
                 throw ClientError(.outboxFull, "the outbox holds \(state.outbox.count) messages, its capacity")
             case .alreadyQueued:
-                return state.link?.outboxBell
+                return state.connection.link?.outboxBell
             case .clientIdInUse:
                 preconditionFailure("checked above")
             case .queued:
@@ -215,11 +408,11 @@ extension ChatClient {
                         try outboxFile.add(message)
                     } catch {
                         _ = state.outbox.refused(message.clientId)
-                        state.sendWaiters[message.clientId] = nil
+                        _ = state.waiters.take(.send(clientId: message.clientId))
                         throw error
                     }
                 }
-                return state.link?.outboxBell
+                return state.connection.link?.outboxBell
             }
         }
         bell?.ring()
@@ -232,9 +425,9 @@ extension ChatClient {
     @discardableResult
     public func sendTyping(_ isTyping: Bool = true, in roomId: String) async -> Bool {
         let target = withState { state -> (WebSocketOutboundWriter, String)? in
-            guard let link = state.link, case .webSocket(let writer) = link.kind else { return nil }
-            let ref = state.makeRef("t")
-            state.pending[ref] = PendingRequest(link: link.id, kind: .ignore)
+            guard let link = state.connection.link, case .webSocket(let writer) = link.kind else { return nil }
+            let ref = state.requests.makeRef("t")
+            state.requests.pending[ref] = PendingRequest(link: link.id, kind: .ignore)
             return (writer, ref)
         }
         guard let (writer, ref) = target else { return false }
@@ -268,19 +461,19 @@ extension ChatClient {
     func request<Payload: Codable & Sendable>(_ type: EnvelopeType, roomId: String?, data: Payload) async throws -> ServerEvent.Reply {
         let target = try withState { state -> (WebSocketOutboundWriter, String, Int) in
             if let error = state.closedError { throw error }
-            guard let link = state.link else { throw ClientError(.notConnected, "the client is not connected") }
+            guard let link = state.connection.link else { throw ClientError(.notConnected, "the client is not connected") }
             guard case .webSocket(let writer) = link.kind else {
                 throw ClientError(.unavailable, "\(type) needs the WebSocket, and the client is long polling")
             }
-            let ref = state.makeRef("c")
-            state.pending[ref] = PendingRequest(link: link.id, kind: .awaiting)
+            let ref = state.requests.makeRef("c")
+            state.requests.pending[ref] = PendingRequest(link: link.id, kind: .awaiting)
             return (writer, ref, link.id)
         }
         let (writer, ref, linkID) = target
         do {
             try await writer.write(.text(Wire.encodeString(Envelope(type: type, roomId: roomId, data: data, ref: ref))))
         } catch {
-            state.withLock { _ = $0.pending.removeValue(forKey: ref) }
+            state.withLock { _ = $0.requests.pending.removeValue(forKey: ref) }
             throw ClientError(.connectionLost, "the connection ended before the request went out", cause: error)
         }
         do {
@@ -288,34 +481,34 @@ extension ChatClient {
                 try await withTaskCancellationHandler {
                     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ServerEvent.Reply, any Error>) in
                         let now: Result<ServerEvent.Reply, any Error>? = self.state.withLock { state in
-                            guard let pending = state.pending[ref], pending.link == linkID else {
+                            guard let pending = state.requests.pending[ref], pending.link == linkID else {
                                 return .failure(ClientError(.connectionLost, "the connection ended before the answer came"))
                             }
                             if case .answered(let result) = pending.kind {
-                                state.pending[ref] = nil
-                                return result.mapError { ClientError($0) as any Error }
+                                state.requests.pending[ref] = nil
+                                return result.mapError { $0 as any Error }
                             }
                             if Task.isCancelled {
-                                state.pending[ref] = nil
+                                state.requests.pending[ref] = nil
                                 return .failure(CancellationError())
                             }
-                            state.pending[ref] = PendingRequest(link: linkID, kind: .call(continuation))
+                            state.requests.pending[ref] = PendingRequest(link: linkID, kind: .call)
+                            state.waiters.add(.reply(continuation), for: .call(ref: ref), id: 0)
                             return nil
                         }
                         if let now { continuation.resume(with: now) }
                     }
                 } onCancel: {
-                    let continuation = self.state.withLock { state -> CheckedContinuation<ServerEvent.Reply, any Error>? in
-                        guard case .call(let continuation)? = state.pending[ref]?.kind else { return nil }
-                        state.pending[ref] = nil
-                        return continuation
+                    let waiters = self.state.withLock { state -> [Waiters.Continuation] in
+                        state.requests.pending[ref] = nil
+                        return state.waiters.take(.call(ref: ref))
                     }
-                    continuation?.resume(throwing: CancellationError())
+                    Waiters.fail(waiters, with: CancellationError())
                 }
             }
         } catch {
             // After a timeout or a cancellation, an answer that comes later has nobody to go to.
-            state.withLock { _ = $0.pending.removeValue(forKey: ref) }
+            state.withLock { _ = $0.requests.pending.removeValue(forKey: ref) }
             throw error
         }
     }
@@ -391,37 +584,34 @@ extension ChatClient {
         // The current status is read directly, changes come through the dispatcher: their numbers put
         // them in order, so that an older change still being dispatched never follows a newer status.
         let newest = Locked(-1)
-        let (stream, continuation) = AsyncStream.makeStream(of: ConnectionStatus.self, bufferingPolicy: .unbounded)
-        let yield: @Sendable (ConnectionStatus, Int) -> Void = { status, version in
-            let isNewer = newest.withLock { newest in
+        let isNewer: @Sendable (Int) -> Bool = { version in
+            newest.withLock { newest in
                 guard version > newest else { return false }
                 newest = version
                 return true
             }
-            if isNewer { continuation.yield(status) }
         }
+        let queue = EventQueue<ConnectionStatus>(capacity: configuration.eventBuffers.messages, lossyCapacity: configuration.eventBuffers.live)
         let subscriber = EventHub.Subscriber(
             deliver: { item in
-                if case .status(let status) = item.event { yield(status, item.statusVersion) }
+                if case .status(let status) = item.event, isNewer(item.statusVersion) { await queue.push(status, lossy: true) }
             },
-            finish: { continuation.finish() }
+            isGone: { queue.isClosed },
+            finish: { queue.finish() }
         )
-        let id = hub.add(subscriber)
-        let (current, version) = state.withLock { ($0.machine.status, $0.statusVersion) }
-        yield(current, version)
-        if let id {
-            continuation.onTermination = { [weak hub] _ in hub?.remove(id) }
-        } else {
-            // The client has stopped: its last status, and the end.
-            continuation.finish()
-        }
-        return stream
+        let added = hub.add(subscriber) != nil
+        let (current, version) = state.withLock { ($0.connection.machine.status, $0.connection.statusVersion) }
+        if isNewer(version) { queue.pushNow(current, lossy: true) }
+        // The client has stopped: its last status, and the end.
+        if !added { queue.finish() }
+        return queue.stream()
     }
 
     /// Calls `listener` with every event until the token is cancelled.
     ///
-    /// Listeners run one at a time, in the order of events, on the client's dispatch task: keep
-    /// them short, and hand long work to a task of your own.
+    /// Each listener runs on a task of its own, with the events in order, through a bounded queue (see
+    /// ``ClientConfiguration/EventBuffers``): a slow listener delays no other until its queue is full of
+    /// messages. Cancelling the token drops what waits for it.
     public func onEvent(_ listener: @escaping @Sendable (ClientEvent) -> Void) -> ListenerToken {
         hub.listen({ $0 }, listener)
     }
@@ -491,7 +681,34 @@ extension ChatClient {
 
     /// Users whose username or display name contains `query` (`GET /api/users`).
     public func users(matching query: String) async throws -> [User] {
-        try await withToken { try await api.users(query: query, token: $0) }
+        let users = try await withToken { try await api.users(query: query, token: $0) }
+        state.withLock { state in
+            for user in users { state.directory.learn(user) }
+        }
+        return users
+    }
+
+    /// Public rooms whose name contains `query`, members or not, sorted by name (`GET /api/rooms/public`, protocol 1.1).
+    ///
+    /// - Parameter limit: At most this many (the server caps it at 200).
+    public func publicRooms(matching query: String = "", limit: Int = 50) async throws -> [Room] {
+        try await withToken { try await api.publicRooms(query: query, limit: limit, token: $0) }
+    }
+
+    /// Who is online and who is typing among a room's members (`GET /api/rooms/{id}/presence`, protocol 1.1).
+    public func presence(in roomId: String) async throws -> RoomPresence {
+        try await withToken { try await api.presence(roomId: roomId, token: $0) }
+    }
+
+    /// The user's live tokens, session tokens included (`GET /api/tokens`, protocol 1.1).
+    public func tokens() async throws -> [TokenSummary] {
+        try await withToken { try await api.tokens(token: $0) }
+    }
+
+    /// Ends the client's session on the server (`POST /api/logout`, protocol 1.1): its token stops
+    /// working, the connection closes, and the client stops for good with `unauthorized`.
+    public func logout() async throws {
+        try await withToken { try await api.logout(token: $0) }
     }
 
     /// A page of a room's history, ascending by `seq` (`GET /api/rooms/{id}/messages`).
@@ -541,8 +758,8 @@ extension ChatClient {
 extension ChatClient.State {
     /// Why nothing more can be done, when that is so.
     var closedError: ClientError? {
-        if case .failed(let error) = machine.status { return error }
-        if stopping || machine.isFinal { return ClientError(.shutdown, "the client was disconnected") }
+        if case .failed(let error) = connection.machine.status { return error }
+        if isClosed { return ClientError(.shutdown, "the client was disconnected") }
         return nil
     }
 }

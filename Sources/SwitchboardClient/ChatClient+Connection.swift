@@ -9,7 +9,7 @@ extension ChatClient {
     /// client stops or fails for good.
     func connectionLoop() async {
         var generator = SystemRandomNumberGenerator()
-        var action = withState { $0.machine.start() }
+        var action = withState { $0.connection.machine.start() }
         while !Task.isCancelled {
             logger.trace("connection action", metadata: ["switchboard.action": "\(action)"])
             switch action {
@@ -21,7 +21,7 @@ extension ChatClient {
                 action = await runPolling(using: &generator)
             case .wait(let delay):
                 try? await Task.sleep(for: delay)
-                action = withState { $0.machine.waitElapsed() }
+                action = withState { $0.connection.machine.waitElapsed() }
             case .fail(let error):
                 failForGood(error)
                 return
@@ -47,45 +47,31 @@ extension ChatClient {
             }
             logger.debug("authenticated", metadata: ["switchboard.user": "\(user.username)"])
             let waiters = withState { state in
-                state.token = token
-                state.user = user
-                defer { state.tokenWaiters = [:] }
-                return Array(state.tokenWaiters.values)
+                state.connection.token = token
+                state.connection.user = user
+                state.directory.learn(user)
+                return state.waiters.take(.token)
             }
-            for waiter in waiters { waiter.resume(returning: token) }
-            return withState { $0.machine.authenticated(at: .now) }
+            for case .token(let waiter) in waiters { waiter.resume(returning: token) }
+            return withState { $0.connection.machine.authenticated(at: .now) }
         } catch {
             if Task.isCancelled { return .stop }
             logger.debug("authentication failed", metadata: ["switchboard.error": "\(error)"])
             let failure: ConnectionStateMachine.ConnectFailure = error.code == .unauthorized ? .unauthorized : .unreachable
-            return withState { $0.machine.authenticationFailed(failure, using: &generator) }
+            return withState { $0.connection.machine.authenticationFailed(failure, using: &generator) }
         }
     }
 
     /// The client failed for good: everything waiting is told, and the client stops.
     private func failForGood(_ error: ClientError) {
         logger.error("the client stopped for good", metadata: ["switchboard.error": "\(error)"])
-        let (sends, joins, tokens, flushes) = withState { state in
-            let sends = state.sendWaiters.values.flatMap { $0.values }
-            state.sendWaiters = [:]
-            let flushes = Array(state.flushWaiters.values)
-            state.flushWaiters = [:]
-            let joins = state.rooms.values.flatMap { $0.waiters.values }
-            for key in state.rooms.keys { state.rooms[key]?.waiters = [:] }
-            let tokens = Array(state.tokenWaiters.values)
-            state.tokenWaiters = [:]
-            return (sends, joins, tokens, flushes)
-        }
-        for waiter in flushes { waiter.resume() }
-        for waiter in sends { waiter.resume(throwing: error) }
-        for waiter in joins { waiter.resume(throwing: error) }
-        for waiter in tokens { waiter.resume(throwing: error) }
+        Waiters.fail(withState { $0.takeAllWaiters() }, with: error)
         stopRequested.fire()
     }
 
     /// Closes the open WebSocket with 1000, so that the server sees a clean goodbye.
     func closeLinkGracefully() async {
-        let link = state.withLock { $0.link }
+        let link = state.withLock { $0.connection.link }
         if let link, case .webSocket(let writer) = link.kind {
             try? await writer.close(.normalClosure, reason: "client disconnected")
         }
@@ -98,7 +84,9 @@ extension ChatClient {
         if let relay = relayBox.withLock({ $0 }) { return relay }
         guard let (host, port) = configuration.webSocketHostAndPort else { return nil }
         do {
-            let relay = try await ConnectionRelay.start(target: host, port: port, connectTimeout: configuration.connectTimeout)
+            let relay = try await ConnectionRelay.start(
+                target: host, port: port, connectTimeout: configuration.connectTimeout, eventLoopGroup: eventLoopGroup
+            )
             relayBox.withLock { $0 = relay }
             return relay
         } catch {
@@ -113,6 +101,10 @@ extension ChatClient {
             var opened = false
             var finished = false
             var heartbeatTimedOut = false
+            /// The reader waits for the application to take events: silence is then not a death.
+            var readerPaused = false
+            /// The outbox's messages in flight when the connection ended.
+            var inFlight: [String] = []
         }
         let state = Mutex(State())
         var opened: Bool { state.withLock { $0.opened } }
@@ -120,12 +112,12 @@ extension ChatClient {
 
     /// Opens the WebSocket, runs it until it ends, and reports the outcome to the state machine.
     private func runWebSocket(using generator: inout SystemRandomNumberGenerator) async -> ConnectionStateMachine.Action {
-        guard let token = state.withLock({ $0.token }) else {
-            return withState { $0.machine.webSocketFailed(.unauthorized, using: &generator) }
+        guard let token = state.withLock({ $0.connection.token }) else {
+            return withState { $0.connection.machine.webSocketFailed(.unauthorized, using: &generator) }
         }
         let linkID = withState { state in
-            state.nextLinkID += 1
-            return state.nextLinkID
+            state.connection.nextLinkID += 1
+            return state.connection.nextLinkID
         }
         let attempt = Attempt()
         let webSocketConfiguration = WebSocketClientConfiguration(
@@ -154,10 +146,14 @@ extension ChatClient {
                             timeout: connectTimeout
                         )
                         closeFrame = try await WebSocketClient.connect(
-                            url: url, configuration: webSocketConfiguration, proxySettings: proxy, logger: connectionLogger, handler: handler
+                            url: url, configuration: webSocketConfiguration, proxySettings: proxy, eventLoopGroup: self.eventLoopGroup,
+                            logger: connectionLogger, handler: handler
                         )
                     } else {
-                        closeFrame = try await WebSocketClient.connect(url: url, configuration: webSocketConfiguration, logger: connectionLogger, handler: handler)
+                        closeFrame = try await WebSocketClient.connect(
+                            url: url, configuration: webSocketConfiguration, eventLoopGroup: self.eventLoopGroup, logger: connectionLogger,
+                            handler: handler
+                        )
                     }
                     attempt.state.withLock { $0.finished = true }
                     return .success(closeFrame)
@@ -191,21 +187,32 @@ extension ChatClient {
         }
 
         // A connection that ends because the client stops is not a drop: no reconnecting status.
-        if Task.isCancelled || state.withLock({ $0.stopping }) { return .stop }
+        if Task.isCancelled || state.withLock({ $0.lifecycle.stopping }) { return .stop }
         if attempt.opened {
             let closeCode: UInt16? =
                 switch outcome {
                 case .success(let frame?): closeCode(of: frame)
                 default: nil
                 }
-            let timedOut = attempt.state.withLock { $0.heartbeatTimedOut }
+            let (timedOut, inFlight) = attempt.state.withLock { ($0.heartbeatTimedOut, $0.inFlight) }
+            if closeCode == 1009, let culprit = inFlight.first {
+                // The server's frame limit is below the client's maxMessageBytes: sending the message again
+                // would be closed again, forever, with every message behind it waiting. It is refused for good.
+                outboxFailed(
+                    culprit,
+                    error: ClientError(
+                        .invalid,
+                        "the server closed the connection (1009) for a message larger than its frame limit (--max-frame-bytes); set maxMessageBytes to that limit"
+                    )
+                )
+            }
             let ending: ConnectionStateMachine.Ending =
                 closeCode == 4001 ? .unauthorized : timedOut ? .heartbeatTimeout : .dropped
             logger.info(
                 "the WebSocket closed",
                 metadata: ["switchboard.close.code": "\(closeCode.map(String.init) ?? "none")", "switchboard.ending": "\(ending)"]
             )
-            return withState { $0.machine.webSocketEnded(ending, at: .now, using: &generator) }
+            return withState { $0.connection.machine.webSocketEnded(ending, at: .now, using: &generator) }
         }
 
         // It never opened. HTTP tells why: a refused token, a WebSocket-hostile network, or a server that is down.
@@ -221,7 +228,7 @@ extension ChatClient {
             if Task.isCancelled { return .stop }
             failure = error.code == .unauthorized ? .unauthorized : .unreachable
         }
-        return withState { $0.machine.webSocketFailed(failure, using: &generator) }
+        return withState { $0.connection.machine.webSocketFailed(failure, using: &generator) }
     }
 
     /// One open WebSocket: reads frames, keeps the heartbeat, joins rooms and sends the outbox,
@@ -233,8 +240,8 @@ extension ChatClient {
         let link = Link(id: linkID, kind: .webSocket(outbound), outboxBell: Doorbell(), joinBell: Doorbell())
         let openedAt = ContinuousClock.now
         withState { state in
-            state.machine.webSocketOpened(at: openedAt)
-            state.link = link
+            state.connection.machine.webSocketOpened(at: openedAt)
+            state.connection.link = link
         }
         logger.info("the WebSocket is open")
         let monitor = Locked(HeartbeatMonitor(interval: configuration.heartbeat.interval, timeout: configuration.heartbeat.timeout, now: openedAt))
@@ -248,6 +255,13 @@ extension ChatClient {
                         case .text(let text): self.handleFrame(Array(text.utf8), link: linkID)
                         case .binary: logger.debug("ignoring a binary frame")
                         }
+                        // Back-pressure: read no more while the application has not taken what came.
+                        if self.bus.isFull {
+                            attempt.state.withLock { $0.readerPaused = true }
+                            await self.bus.waitForSpace()
+                            attempt.state.withLock { $0.readerPaused = false }
+                            monitor.withLock { $0.received(at: .now) }
+                        }
                     }
                 } catch {
                     logger.debug("the WebSocket failed", metadata: ["switchboard.error": "\(error)"])
@@ -258,12 +272,17 @@ extension ChatClient {
                     let deadline = monitor.withLock { $0.nextCheck }
                     try? await Task.sleep(until: deadline, clock: .continuous)
                     if Task.isCancelled { return }
+                    if attempt.state.withLock({ $0.readerPaused }) {
+                        // The reader is not reading, so frames are not counted: not a dead connection.
+                        monitor.withLock { $0.received(at: .now) }
+                        continue
+                    }
                     switch monitor.withLock({ $0.check(at: .now) }) {
                     case .none: break
                     case .sendPing:
                         logger.trace("the connection is quiet; pinging")
                         // Not registered as pending: any frame, the pong included, is the answer.
-                        let ref = self.withState { $0.makeRef("p") }
+                        let ref = self.withState { $0.requests.makeRef("p") }
                         try? await outbound.write(.text(Wire.encodeString(Envelope<EmptyData>(type: .ping, data: EmptyData(), ref: ref))))
                     case .dead:
                         logger.warning("no answer to a ping: the connection is dead")
@@ -280,17 +299,20 @@ extension ChatClient {
             await group.next()
             group.cancelAll()
         }
-        endLink(linkID)
+        let inFlight = endLink(linkID)
+        attempt.state.withLock { $0.inFlight = inFlight }
     }
 
     /// Sends a `join` for every subscribed room not yet joined on this connection, again whenever rung.
     private func joinRoomsOverWebSocket(_ link: Link, outbound: WebSocketOutboundWriter) async {
+        checkReady()
         while !Task.isCancelled {
+            await listRoomsToFollow(on: link.id)
             let (leaves, rooms, nextRetry) = takeRoomsToJoin(on: link.id)
             for roomId in leaves {
                 let ref = withState { state in
-                    let ref = state.makeRef("l")
-                    state.pending[ref] = PendingRequest(link: link.id, kind: .ignore)
+                    let ref = state.requests.makeRef("l")
+                    state.requests.pending[ref] = PendingRequest(link: link.id, kind: .ignore)
                     return ref
                 }
                 do {
@@ -301,8 +323,8 @@ extension ChatClient {
             }
             for room in rooms {
                 let ref = withState { state in
-                    let ref = state.makeRef("j")
-                    state.pending[ref] = PendingRequest(link: link.id, kind: .join(roomId: room.roomId, generation: room.generation))
+                    let ref = state.requests.makeRef("j")
+                    state.requests.pending[ref] = PendingRequest(link: link.id, kind: .join(roomId: room.roomId, generation: room.generation))
                     return ref
                 }
                 logger.debug("joining", metadata: ["switchboard.room": "\(room.roomId)", "switchboard.since": "\(room.since.map(String.init) ?? "live")"])
@@ -327,7 +349,7 @@ extension ChatClient {
             let next = withState { state -> OutboxMachine.Next in
                 let next = state.outbox.next(at: .now)
                 if case .send(let message) = next {
-                    state.pending["o:" + message.clientId] = PendingRequest(link: link.id, kind: .outbox(clientId: message.clientId))
+                    state.requests.pending["o:" + message.clientId] = PendingRequest(link: link.id, kind: .outbox(clientId: message.clientId))
                 }
                 return next
             }
@@ -349,28 +371,33 @@ extension ChatClient {
 
     /// The connection ended: what was in flight goes back to the outbox, requests waiting for an
     /// answer fail, and rooms will be joined again on the next connection.
-    func endLink(_ linkID: Int) {
-        let calls = withState { state -> [CheckedContinuation<ServerEvent.Reply, any Error>] in
-            guard state.link?.id == linkID else { return [] }
-            state.link = nil
+    ///
+    /// - Returns: The messages that were in flight on it, oldest first.
+    @discardableResult
+    func endLink(_ linkID: Int) -> [String] {
+        let (calls, inFlight) = withState { state -> ([Waiters.Continuation], [String]) in
+            guard state.connection.link?.id == linkID else { return ([], []) }
+            state.connection.link = nil
+            let inFlight = state.outbox.inFlightIDs
             state.outbox.connectionLost()
-            var calls: [CheckedContinuation<ServerEvent.Reply, any Error>] = []
-            for (ref, request) in state.pending where request.link == linkID {
+            var calls: [Waiters.Continuation] = []
+            for (ref, request) in state.requests.pending where request.link == linkID {
                 // An answer that came before its caller waited for it is kept for the caller.
                 if case .answered = request.kind { continue }
-                state.pending[ref] = nil
-                if case .call(let continuation) = request.kind { calls.append(continuation) }
+                state.requests.pending[ref] = nil
+                if case .call = request.kind { calls += state.waiters.take(.call(ref: ref)) }
             }
-            state.leaves = []
-            for key in state.rooms.keys {
-                state.rooms[key]?.joinSentOn = nil
-                state.rooms[key]?.joinedOn = nil
-                state.rooms[key]?.retryJoinAt = nil
+            state.subscriptions.leaves = []
+            for key in state.subscriptions.rooms.keys {
+                state.subscriptions.rooms[key]?.joinSentOn = nil
+                state.subscriptions.rooms[key]?.joinedOn = nil
+                state.subscriptions.rooms[key]?.retryJoinAt = nil
             }
-            return calls
+            state.subscriptions.follow.listedOn = nil
+            return (calls, inFlight)
         }
-        let error = ClientError(.connectionLost, "the connection ended before the answer came")
-        for call in calls { call.resume(throwing: error) }
+        Waiters.fail(calls, with: ClientError(.connectionLost, "the connection ended before the answer came"))
+        return inFlight
     }
 }
 

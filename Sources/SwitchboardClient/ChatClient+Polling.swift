@@ -10,8 +10,8 @@ extension ChatClient {
     /// Runs one long-polling session (the fallback when the WebSocket cannot be opened) until it
     /// fails, the token is refused, or it is time to try the WebSocket again.
     func runPolling(using generator: inout SystemRandomNumberGenerator) async -> ConnectionStateMachine.Action {
-        guard let token = state.withLock({ $0.token }) else {
-            return withState { $0.machine.pollingEnded(.unauthorized, using: &generator) }
+        guard let token = state.withLock({ $0.connection.token }) else {
+            return withState { $0.connection.machine.pollingEnded(.unauthorized, using: &generator) }
         }
         let cursor: String
         do throws(ClientError) {
@@ -20,13 +20,13 @@ extension ChatClient {
         } catch {
             if Task.isCancelled { return .stop }
             logger.debug("cannot open a polling session", metadata: ["switchboard.error": "\(error)"])
-            return withState { $0.machine.pollingEnded(error.code == .unauthorized ? .unauthorized : .failed, using: &generator) }
+            return withState { $0.connection.machine.pollingEnded(error.code == .unauthorized ? .unauthorized : .failed, using: &generator) }
         }
         let link = withState { state in
-            state.nextLinkID += 1
-            let link = Link(id: state.nextLinkID, kind: .polling, outboxBell: Doorbell(), joinBell: Doorbell())
-            state.link = link
-            state.machine.pollingStarted()
+            state.connection.nextLinkID += 1
+            let link = Link(id: state.connection.nextLinkID, kind: .polling, outboxBell: Doorbell(), joinBell: Doorbell())
+            state.connection.link = link
+            state.connection.machine.pollingStarted()
             return link
         }
         logger.notice("long polling instead of the WebSocket", metadata: ["switchboard.link": "\(link.id)"])
@@ -52,7 +52,7 @@ extension ChatClient {
         endLink(link.id)
         if Task.isCancelled { return .stop }
         logger.debug("the polling session ended", metadata: ["switchboard.ending": "\(ending.map { "\($0)" } ?? "none")"])
-        return withState { $0.machine.pollingEnded(ending ?? .failed, using: &generator) }
+        return withState { $0.connection.machine.pollingEnded(ending ?? .failed, using: &generator) }
     }
 
     /// Polls `GET /api/events` and handles what comes as if it came over the WebSocket.
@@ -64,12 +64,14 @@ extension ChatClient {
             do throws(ClientError) {
                 let answer = try await api.events(cursor: cursor, wait: wait, token: token)
                 failures = 0
-                withState { $0.machine.pollAnswered() }
+                withState { $0.connection.machine.pollAnswered() }
                 cursor = answer.cursor
                 for envelope in answer.events {
                     guard let bytes = try? Wire.encode(envelope) else { continue }
                     handleFrame(bytes, link: link.id)
                 }
+                // Back-pressure: poll no more while the application has not taken what came.
+                await bus.waitForSpace()
             } catch {
                 if Task.isCancelled || error.code == .shutdown { return nil }
                 logger.debug("a poll failed", metadata: ["switchboard.error": "\(error)"])
@@ -87,17 +89,19 @@ extension ChatClient {
     /// Reads each subscribed room (joining public ones), to learn its newest `seq` and recover what
     /// was missed; again whenever rung.
     private func joinRoomsOverHTTP(_ link: Link, token: String) async -> ConnectionStateMachine.PollEnding? {
+        checkReady()
         while !Task.isCancelled {
+            await listRoomsToFollow(on: link.id)
             let (_, rooms, nextRetry) = takeRoomsToJoin(on: link.id)
-            let me = state.withLock { $0.user?.id }
-            for roomId in rooms.map(\.roomId) {
+            let me = state.withLock { $0.connection.user?.id }
+            for (roomId, _, generation) in rooms {
                 do throws(ClientError) {
                     var room = try await api.room(roomId, token: token)
                     if let me, !room.members.contains(me) {
                         // A WebSocket join makes the caller a member of a public room; do the same here.
                         room = try await api.addMember(roomId: roomId, userId: me, token: token)
                     }
-                    joined(room, link: link.id)
+                    joined(room, link: link.id, generation: generation)
                 } catch {
                     if Task.isCancelled || error.code == .shutdown { return nil }
                     if error.code == .unauthorized { return .unauthorized }

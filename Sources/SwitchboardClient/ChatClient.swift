@@ -1,6 +1,8 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import Synchronization
 import SwitchboardProtocol
 import WSClient
@@ -39,7 +41,11 @@ public final class ChatClient: Sendable {
     let logger: Logger
     let api: HTTPAPI
     let httpClient: HTTPClient
-    let hub = EventHub()
+    /// Whether ``httpClient`` is the client's own, to shut down when it stops (not one passed in and shared).
+    let ownsHTTPClient: Bool
+    /// Where the WebSocket and the connection relay run.
+    let eventLoopGroup: any EventLoopGroup
+    let hub: EventHub
     let state: Mutex<State>
     let outboxFile: OutboxFile?
     /// The loopback relay the WebSocket goes through, so that it can be cut (see ``ConnectionRelay``).
@@ -48,8 +54,11 @@ public final class ChatClient: Sendable {
     let stopRequested = OneShot()
     /// Everything has stopped.
     let stopped = OneShot()
-    private let bus: AsyncStream<EventHub.Item>
-    let busContinuation: AsyncStream<EventHub.Item>.Continuation
+    /// Events decided under the state lock, on their way to the dispatcher. Filled without waiting
+    /// (under the lock); the tasks that read the server wait with ``EventQueue/waitForSpace()`` before
+    /// they read more, so it holds at most its capacity and what one frame or page adds.
+    let bus: EventQueue<EventHub.Item>
+    /// History pages to read: at most one per room at a time (``RoomTimeline`` asks for one, then waits).
     let fetches: AsyncStream<FetchRequest>
     let fetchContinuation: AsyncStream<FetchRequest>.Continuation
 
@@ -59,14 +68,36 @@ public final class ChatClient: Sendable {
     /// until the connection is up. When `body` returns or throws, ``disconnect()`` is called (unless
     /// `body` did), which waits up to ``ClientConfiguration/shutdownFlushTimeout`` for the outbox to drain.
     ///
+    /// Many clients in one process (a bot per account, a bridge per network) share one `HTTPClient`
+    /// and one event-loop group when they are passed in; the client then neither configures nor
+    /// shuts them down. Without them, a client makes an `HTTPClient` of its own on the process's
+    /// shared event-loop group, and shuts it down when it stops.
+    ///
+    /// ```swift
+    /// let http = HTTPClient(eventLoopGroupProvider: .shared(group))
+    /// try await withThrowingDiscardingTaskGroup { bots in
+    ///     for configuration in botConfigurations {
+    ///         bots.addTask {
+    ///             try await ChatClient.withClient(configuration: configuration, httpClient: http, eventLoopGroup: group) { client in … }
+    ///         }
+    ///     }
+    /// }
+    /// try await http.shutdown()
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - httpClient: An `HTTPClient` to share; `nil` makes one for this client.
+    ///   - eventLoopGroup: The event loops of the WebSocket; `nil` uses those of `httpClient`, or the process's shared group.
     /// - Throws: ``ClientError`` with ``ClientError/Code/storage`` when the outbox file cannot be read;
     ///   whatever `body` throws.
     public static func withClient<Result: Sendable>(
         configuration: ClientConfiguration,
+        httpClient: HTTPClient? = nil,
+        eventLoopGroup: (any EventLoopGroup)? = nil,
         logger: Logger = Logger(label: "switchboard.client"),
         _ body: (ChatClient) async throws -> Result
     ) async throws -> Result {
-        let client = try ChatClient(configuration: configuration, logger: logger)
+        let client = try ChatClient(configuration: configuration, httpClient: httpClient, eventLoopGroup: eventLoopGroup, logger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             do {
@@ -82,10 +113,15 @@ public final class ChatClient: Sendable {
         }
     }
 
-    /// Makes a client that does nothing until ``run()``. Prefer ``withClient(configuration:logger:_:)``.
+    /// Makes a client that does nothing until ``run()``. Prefer ``withClient(configuration:httpClient:eventLoopGroup:logger:_:)``.
     ///
+    /// - Parameters:
+    ///   - httpClient: An `HTTPClient` shared with other clients, which this one will not shut down; `nil` makes its own.
+    ///   - eventLoopGroup: The event loops of the WebSocket; `nil` uses those of `httpClient`, or the process's shared group.
     /// - Throws: ``ClientError`` with ``ClientError/Code/storage`` when the outbox file cannot be read.
-    public init(configuration: ClientConfiguration, logger: Logger) throws(ClientError) {
+    public init(
+        configuration: ClientConfiguration, httpClient: HTTPClient? = nil, eventLoopGroup: (any EventLoopGroup)? = nil, logger: Logger
+    ) throws(ClientError) {
         // Read first: nothing that needs closing exists yet if this throws.
         let file = configuration.outbox.file.map(OutboxFile.init(path:))
         let restored = try file?.load() ?? []
@@ -95,21 +131,34 @@ public final class ChatClient: Sendable {
         // A client of its own rather than the shared one: it fails fast when the server is down (the
         // client's backoff decides when to try again, and says so in its status), and it is shut down
         // with the client, so that no connection outlives it.
-        var httpConfiguration = HTTPClient.Configuration()
-        httpConfiguration.connectionPool.retryConnectionEstablishment = false
-        httpConfiguration.timeout.connect = .nanoseconds(configuration.connectTimeout.nanoseconds)
-        self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
-        self.api = HTTPAPI(base: configuration.httpBase, timeout: configuration.requestTimeout, client: httpClient)
+        let group = eventLoopGroup ?? httpClient?.eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
+        self.eventLoopGroup = group
+        if let httpClient {
+            self.httpClient = httpClient
+            self.ownsHTTPClient = false
+        } else {
+            var httpConfiguration = HTTPClient.Configuration()
+            httpConfiguration.connectionPool.retryConnectionEstablishment = false
+            httpConfiguration.timeout.connect = .nanoseconds(configuration.connectTimeout.nanoseconds)
+            self.httpClient = HTTPClient(eventLoopGroupProvider: .shared(group), configuration: httpConfiguration)
+            self.ownsHTTPClient = true
+        }
+        self.api = HTTPAPI(base: configuration.httpBase, timeout: configuration.requestTimeout, client: self.httpClient)
         var state = State(
-            machine: ConnectionStateMachine(backoff: configuration.backoff, fallback: configuration.fallback),
+            connection: Connection(
+                machine: ConnectionStateMachine(
+                    backoff: configuration.backoff, fallback: configuration.fallback, canLogInAgain: configuration.credentials.isPassword
+                )
+            ),
             outbox: OutboxMachine(
                 capacity: configuration.outbox.capacity, maxInFlight: configuration.outbox.maxInFlight,
                 maxServerFailures: configuration.outbox.maxServerFailures, restoring: restored
             )
         )
-        if case .token(let token) = configuration.credentials { state.token = token }
+        if case .token(let token) = configuration.credentials { state.connection.token = token }
         self.state = Mutex(state)
-        (bus, busContinuation) = AsyncStream.makeStream(of: EventHub.Item.self, bufferingPolicy: .unbounded)
+        hub = EventHub(buffers: configuration.eventBuffers)
+        bus = EventQueue(capacity: configuration.eventBuffers.messages, lossyCapacity: configuration.eventBuffers.live)
         (fetches, fetchContinuation) = AsyncStream.makeStream(of: FetchRequest.self, bufferingPolicy: .unbounded)
         if !restored.isEmpty {
             logger.info("restored messages from the outbox file", metadata: ["switchboard.outbox.count": "\(restored.count)"])
@@ -118,7 +167,7 @@ public final class ChatClient: Sendable {
 
     deinit {
         // A client made and dropped without run() or disconnect() still releases its HTTP client.
-        if !stopped.hasFired { _ = httpClient.shutdown() }
+        if !stopped.hasFired && ownsHTTPClient { _ = httpClient.shutdown() }
     }
 
     /// Connects and keeps the client connected until ``disconnect()`` is called, the client fails
@@ -127,8 +176,8 @@ public final class ChatClient: Sendable {
     /// Call it once. ``withClient(configuration:logger:_:)`` calls it for you.
     public func run() async {
         let (first, stopping) = state.withLock { state in
-            defer { state.runStarted = true }
-            return (!state.runStarted, state.stopping)
+            defer { state.lifecycle.runStarted = true }
+            return (!state.lifecycle.runStarted, state.lifecycle.stopping)
         }
         guard first else {
             logger.warning("ChatClient.run() called twice; the second call returns at once")
@@ -149,7 +198,7 @@ public final class ChatClient: Sendable {
             self.finishStopping()
         }
         await relayBox.withLock { $0 }?.close()
-        try? await httpClient.shutdown()
+        if ownsHTTPClient { try? await httpClient.shutdown() }
         logger.debug("client stopped")
         stopped.fire()
     }
@@ -168,29 +217,28 @@ public final class ChatClient: Sendable {
     /// ```
     @discardableResult
     public func disconnect() async -> DisconnectReport {
-        if let report = state.withLock({ $0.report }) { return report }
+        if let report = state.withLock({ $0.lifecycle.report }) { return report }
         await flush(timeout: configuration.shutdownFlushTimeout)
         let running = state.withLock { state in
-            state.stopping = true
-            return state.runStarted
+            state.lifecycle.stopping = true
+            return state.lifecycle.runStarted
         }
         stopRequested.fire()
         if running {
             await stopped.wait()
         } else {
             finishStopping()
-            try? await httpClient.shutdown()
+            if ownsHTTPClient { try? await httpClient.shutdown() }
             stopped.fire()
         }
-        return state.withLock { $0.report } ?? DisconnectReport(unsent: [], keptInFile: outboxFile != nil)
+        return state.withLock { $0.lifecycle.report } ?? DisconnectReport(unsent: [], keptInFile: outboxFile != nil)
     }
 
     /// Waits until the outbox is empty, or `timeout` passes, or the client cannot send any more.
     func flush(timeout: Duration) async {
         let id = state.withLock { state -> Int? in
-            guard !state.outbox.isEmpty, !state.machine.isFinal, !state.stopping else { return nil }
-            state.nextWaiterID += 1
-            return state.nextWaiterID
+            guard !state.outbox.isEmpty, !state.connection.machine.isFinal, !state.lifecycle.stopping else { return nil }
+            return state.waiters.makeID()
         }
         guard let id else { return }
         logger.debug("flushing the outbox before disconnecting")
@@ -199,14 +247,14 @@ public final class ChatClient: Sendable {
                 await withTaskCancellationHandler {
                     await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                         let now = self.state.withLock { state -> Bool in
-                            if state.outbox.isEmpty || state.machine.isFinal || Task.isCancelled { return true }
-                            state.flushWaiters[id] = continuation
+                            if state.outbox.isEmpty || state.connection.machine.isFinal || Task.isCancelled { return true }
+                            state.waiters.add(.flush(continuation), for: .flush, id: id)
                             return false
                         }
                         if now { continuation.resume() }
                     }
                 } onCancel: {
-                    self.state.withLock { $0.flushWaiters.removeValue(forKey: id) }?.resume()
+                    self.state.withLock { $0.waiters.remove(.flush, id: id) }?.fail(CancellationError())
                 }
             }
             group.addTask { try? await Task.sleep(for: timeout) }
@@ -217,42 +265,25 @@ public final class ChatClient: Sendable {
 
     /// The ends of the client: final status, waiters failed, streams finished, the report kept.
     private func finishStopping() {
-        let taken = state.withLock { state -> (sends: [CheckedContinuation<Message, any Error>], joins: [CheckedContinuation<Room, any Error>], calls: [CheckedContinuation<ServerEvent.Reply, any Error>], tokens: [CheckedContinuation<String, any Error>], flushes: [CheckedContinuation<Void, Never>], report: DisconnectReport)? in
-            guard state.report == nil else { return nil }
-            let before = state.machine.status
-            _ = state.machine.stop()
+        let taken = state.withLock { state -> (waiters: [Waiters.Continuation], report: DisconnectReport)? in
+            guard state.lifecycle.report == nil else { return nil }
+            let before = state.connection.machine.status
+            _ = state.connection.machine.stop()
             let unsent = state.outbox.removeAll()
             let report = DisconnectReport(unsent: unsent, keptInFile: outboxFile != nil)
-            state.report = report
-            state.stopping = true
-            let sends = state.sendWaiters.values.flatMap { $0.values }
-            state.sendWaiters = [:]
-            let joins = state.rooms.values.flatMap { $0.waiters.values }
-            for key in state.rooms.keys { state.rooms[key]?.waiters = [:] }
-            let calls = state.pending.values.compactMap { request -> CheckedContinuation<ServerEvent.Reply, any Error>? in
-                if case .call(let continuation) = request.kind { return continuation }
-                return nil
+            state.lifecycle.report = report
+            state.lifecycle.stopping = true
+            let waiters = state.takeAllWaiters()
+            if state.connection.machine.status != before {
+                state.connection.statusVersion += 1
+                bus.pushNow(EventHub.Item(event: .status(state.connection.machine.status), statusVersion: state.connection.statusVersion), lossy: true)
             }
-            state.pending = [:]
-            let tokens = Array(state.tokenWaiters.values)
-            state.tokenWaiters = [:]
-            let flushes = Array(state.flushWaiters.values)
-            state.flushWaiters = [:]
-            if state.machine.status != before {
-                state.statusVersion += 1
-                busContinuation.yield(EventHub.Item(event: .status(state.machine.status), statusVersion: state.statusVersion))
-            }
-            busContinuation.finish()
+            bus.finish()
             fetchContinuation.finish()
-            return (sends, joins, calls, tokens, flushes, report)
+            return (waiters, report)
         }
-        guard let (sends, joins, calls, tokens, flushes, report) = taken else { return }
-        let error = ClientError(.shutdown, "the client was disconnected")
-        for waiter in sends { waiter.resume(throwing: error) }
-        for waiter in joins { waiter.resume(throwing: error) }
-        for waiter in calls { waiter.resume(throwing: error) }
-        for waiter in tokens { waiter.resume(throwing: error) }
-        for waiter in flushes { waiter.resume() }
+        guard let (waiters, report) = taken else { return }
+        Waiters.fail(waiters, with: ClientError(.shutdown, "the client was disconnected"))
         if !report.unsent.isEmpty {
             logger.warning(
                 "disconnected with messages not sent",
@@ -263,53 +294,101 @@ public final class ChatClient: Sendable {
 
     /// Hands every event to the streams and listeners, in order, until the client stops.
     private func dispatch() async {
-        for await item in bus {
-            hub.publish(item)
+        while let item = await bus.next() {
+            await hub.publish(item)
         }
         hub.finish()
     }
 
     // MARK: State
 
-    /// Everything the client's tasks share, behind one lock.
+    /// Everything the client's tasks share, behind one lock, by concern: each part is its own struct, and
+    /// the pure state machines (``ConnectionStateMachine``, ``OutboxMachine``, ``RoomTimeline``) are kept in them.
     struct State: Sendable {
+        /// The connection: its state machine, credentials, and the open link.
+        var connection: Connection
+        /// The messages waiting to be sent.
+        var outbox: OutboxMachine
+        /// The rooms subscribed to or followed.
+        var subscriptions = Subscriptions()
+        /// Requests sent on the current connection and not yet answered.
+        var requests = Requests()
+        /// Every caller waiting for something: a send's ack, a join, the token, the outbox to drain, an answer.
+        var waiters = Waiters()
+        /// Users and room members, as learnt from the server.
+        var directory = Directory()
+        /// Whether the client runs, is stopping, and what it could not send.
+        var lifecycle = Lifecycle()
+
+        /// Whether the client can do nothing more.
+        var isClosed: Bool { lifecycle.stopping || connection.machine.isFinal }
+
+        /// Takes every waiter, for one failure: the requests' and the rooms' alike.
+        mutating func takeAllWaiters() -> [Waiters.Continuation] {
+            requests.forgetCalls()
+            return waiters.takeAll()
+        }
+    }
+
+    /// Where the client stands with the server.
+    struct Connection: Sendable {
         var machine: ConnectionStateMachine
         var token: String?
         var user: User?
-        var outbox: OutboxMachine
-        var sendWaiters: [String: [Int: CheckedContinuation<Message, any Error>]] = [:]
+        /// The open connection, if any.
+        var link: Link?
+        var nextLinkID = 0
+        /// Bumped at every status change, so that a status stream can tell an older status from a newer one.
+        var statusVersion = 0
+    }
+
+    /// The rooms the application follows.
+    struct Subscriptions: Sendable {
         var rooms: [String: RoomState] = [:]
         /// Rooms to leave on the current WebSocket, in the order they were unsubscribed.
         var leaves: [String] = []
         /// Numbers subscriptions, so that an answer meant for an earlier one is not taken for the current one.
         var nextGeneration = 0
-        /// Bumped at every status change, so that a status stream can tell an older status from a newer one.
-        var statusVersion = 0
-        /// The open connection, if any.
-        var link: Link?
-        var nextLinkID = 0
-        /// Requests sent on the current WebSocket and not yet answered, by `ref`.
+        /// Following every room of the user (``ChatClient/followAllRooms()``).
+        var follow = Follow()
+    }
+
+    /// Requests sent on the WebSocket and not yet answered, by `ref`.
+    struct Requests: Sendable {
         var pending: [String: PendingRequest] = [:]
-        var nextRef = 0
-        var nextWaiterID = 0
-        var tokenWaiters: [Int: CheckedContinuation<String, any Error>] = [:]
-        var flushWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
-        var runStarted = false
-        var stopping = false
-        var report: DisconnectReport?
+        private var nextRef = 0
 
         mutating func makeRef(_ prefix: String) -> String {
             nextRef += 1
             return "\(prefix)\(nextRef)"
         }
 
-        mutating func makeWaiterID() -> Int {
-            nextWaiterID += 1
-            return nextWaiterID
+        /// Forgets the requests whose callers wait in ``Waiters`` (they are failed there).
+        mutating func forgetCalls() {
+            for (ref, request) in pending {
+                if case .call = request.kind { pending[ref] = nil }
+            }
         }
+    }
 
-        /// Whether the client can do nothing more.
-        var isClosed: Bool { stopping || machine.isFinal }
+    /// The client's life: started, stopping, stopped.
+    struct Lifecycle: Sendable {
+        var runStarted = false
+        var stopping = false
+        /// What could not be sent, once stopped.
+        var report: DisconnectReport?
+    }
+
+    /// Following every room of the user, as rooms appear and go.
+    struct Follow: Sendable {
+        /// Whether ``ChatClient/followAllRooms()`` was called.
+        var all = false
+        /// The link whose listing of rooms is done (rooms that appeared while offline are followed).
+        var listedOn: Int?
+        /// Rooms the application unsubscribed from: not followed again until it subscribes.
+        var excluded: Set<String> = []
+        /// The link on which `ready` was sent.
+        var readyOn: Int?
     }
 
     /// A room the application subscribed to.
@@ -323,7 +402,8 @@ public final class ChatClient: Sendable {
         var joinedOn: Int?
         /// A join that failed for a passing reason is tried again at this instant.
         var retryJoinAt: ContinuousClock.Instant?
-        var waiters: [Int: CheckedContinuation<Room, any Error>] = [:]
+        /// The `lastSeq` of the last join ack, until everything up to it was handed over (then `caughtUp`).
+        var catchingUpTo: Int?
     }
 
     /// The connection in use.
@@ -353,9 +433,9 @@ public final class ChatClient: Sendable {
             /// Sent by a caller that will wait for the answer (see ``ChatClient/request(_:roomId:data:)``).
             case awaiting
             /// Answered before its caller started waiting.
-            case answered(Result<ServerEvent.Reply, ProtocolError>)
-            /// A caller waits for the answer.
-            case call(CheckedContinuation<ServerEvent.Reply, any Error>)
+            case answered(Result<ServerEvent.Reply, ClientError>)
+            /// A caller waits for the answer, in ``Waiters`` under ``Waiters/Topic/call(ref:)``.
+            case call
             /// Nobody waits; the answer only matters to the logs.
             case ignore
         }
@@ -376,13 +456,13 @@ public final class ChatClient: Sendable {
     @discardableResult
     func withState<Value>(_ body: (inout State) throws -> Value) rethrows -> Value {
         try state.withLock { state in
-            let before = state.machine.status
+            let before = state.connection.machine.status
             let value = try body(&state)
-            let after = state.machine.status
+            let after = state.connection.machine.status
             if after != before {
                 logger.info("status changed", metadata: ["switchboard.status": "\(after)"])
-                state.statusVersion += 1
-                busContinuation.yield(EventHub.Item(event: .status(after), statusVersion: state.statusVersion))
+                state.connection.statusVersion += 1
+                bus.pushNow(EventHub.Item(event: .status(after), statusVersion: state.connection.statusVersion), lossy: true)
             }
             return value
         }
@@ -390,6 +470,7 @@ public final class ChatClient: Sendable {
 
     /// Publishes an event; call it while holding the state lock, so that the order of events is the order of decisions.
     func emit(_ event: ClientEvent) {
-        busContinuation.yield(EventHub.Item(event: event, statusVersion: 0))
+        let item = EventHub.Item(event: event, statusVersion: 0)
+        bus.pushNow(item, lossy: item.isLossy)
     }
 }

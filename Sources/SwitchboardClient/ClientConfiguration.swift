@@ -1,4 +1,5 @@
 import Foundation
+import SwitchboardProtocol
 
 /// Everything a ``ChatClient`` can be told, with a default for every field but the credentials.
 ///
@@ -33,7 +34,17 @@ public struct ClientConfiguration: Sendable {
     /// Largest `message` envelope the client sends, in bytes: set it to the server's `--max-frame-bytes`
     /// (65536 by default). The server closes a connection that sends a larger frame, so a larger message
     /// is refused at ``ChatClient/send(_:to:replyTo:meta:clientId:)`` rather than resent after every reconnection.
-    public var maxMessageBytes: Int = 65536
+    public var maxMessageBytes: Int = Limits().maxFrameBytes
+    /// How much each stream and listener may hold that its reader has not taken yet.
+    public var eventBuffers: EventBuffers = EventBuffers()
+    /// How long ``ChatClient/send(_:to:replyTo:meta:clientId:)`` and ``ChatClient/subscribe(to:after:)``
+    /// wait for the server (offline, reconnecting, rate limited) before they throw ``ClientError/Code/timeout``;
+    /// `nil` waits as long as the client runs. A message whose `send` timed out stays in the outbox
+    /// (see ``ChatClient/withdraw(_:)``).
+    public var deliveryTimeout: Duration? = nil
+    /// Where the client reads, for each room, the last `seq` the application handled, to resume from
+    /// there after a restart (see ``ChatClient/markHandled(_:)``); `nil` keeps no positions.
+    public var positions: (any PositionStore)? = nil
 
     /// A configuration for `server` with `credentials` and every other field at its default.
     public init(server: String = "http://127.0.0.1:3001", credentials: Credentials) {
@@ -47,6 +58,12 @@ public struct ClientConfiguration: Sendable {
         case token(String)
         /// A username and password, exchanged for a session token when the client starts.
         case password(username: String, password: String)
+
+        /// Whether the client can log in again by itself when its session token expires.
+        var isPassword: Bool {
+            if case .password = self { return true }
+            return false
+        }
 
         /// Never shows the secret, so that logging a configuration is safe.
         public var description: String {
@@ -133,6 +150,29 @@ public struct ClientConfiguration: Sendable {
         public var retryWebSocketEvery: Duration = .seconds(60)
         /// How long one poll waits for events on the server (`timeoutMs`; at most 60 s).
         public var pollTimeout: Duration = .seconds(25)
+
+        /// The defaults.
+        public init() {}
+    }
+
+    /// The bounds of what the client holds for a reader that has not taken it yet: the queue between the
+    /// socket and the dispatcher, and one queue per stream and per listener.
+    ///
+    /// The policy depends on the event. Messages and everything the application must not miss (sent and
+    /// refused messages, gaps, membership changes, rooms, `caughtUp`, `ready`) are never dropped: when
+    /// `messages` of them wait in one queue, the client stops reading from the server until the reader
+    /// catches up, so a reader that cannot keep up meets the server's rule for slow clients (it is
+    /// disconnected, and the client recovers the messages after it reconnects). Live-only events
+    /// (typing, presence, statuses, joins and leaves of connections) never hold anything up: past
+    /// `live` of them, the oldest waiting is dropped and the newest kept.
+    ///
+    /// So a stream that is kept and not read holds the client up once `messages` events wait in it:
+    /// drop a stream you no longer read (it is then closed), and cancel listeners you no longer need.
+    public struct EventBuffers: Sendable, Hashable {
+        /// Most messages and other events that must not be lost, waiting in one queue.
+        public var messages: Int = 1000
+        /// Most live-only events waiting in one queue; past it the oldest is dropped.
+        public var live: Int = 100
 
         /// The defaults.
         public init() {}

@@ -18,7 +18,7 @@ public struct ClientError: Error, Sendable, CustomStringConvertible, Equatable {
         private enum Base: String, Hashable, Sendable {
             case unauthorized, forbidden, notFound, invalid, conflict, rateLimited, server
             case unreachable, connectionLost, timeout, notConnected, unavailable
-            case outboxFull, shutdown, badResponse, storage
+            case outboxFull, shutdown, badResponse, storage, refused
         }
 
         private let base: Base
@@ -54,8 +54,10 @@ public struct ClientError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let shutdown = Code(.shutdown)
         /// The server's answer could not be understood.
         public static let badResponse = Code(.badResponse)
-        /// The outbox file could not be read or written.
+        /// The outbox file, or the position store, could not be read or written.
         public static let storage = Code(.storage)
+        /// The server refused with an error code this library does not know (a newer server's): final for that request.
+        public static let refused = Code(.refused)
 
         /// The code's name, such as `unauthorized`.
         public var description: String { base.rawValue }

@@ -29,8 +29,18 @@ public enum ClientEvent: Sendable {
     case memberJoined(roomId: String, user: User)
     /// Someone else's last connection left a subscribed room.
     case memberLeft(roomId: String, user: User)
-    /// A room of this user that the client is not subscribed to changed or got a message.
+    /// A room of this user that the client is not subscribed to changed or got a message. When following
+    /// every room (``ChatClient/followAllRooms()``), a room new to the client is followed from then on.
     case room(RoomEventData)
+    /// A member was added to or removed from a subscribed room (protocol 1.1). When the member removed is
+    /// this user, the subscription ends with it: ``subscriptionEnded(roomId:_:)`` follows.
+    case member(MemberChange)
+    /// Everything the room held up to the newest `seq` of its last (re)join was handed over: replayed,
+    /// read from history, or live. `seq` is the last one handed over.
+    case caughtUp(roomId: String, seq: Int)
+    /// Every followed room has caught up since the connection opened (once per connection). With
+    /// ``ChatClient/followAllRooms()``, the user's rooms were listed first.
+    case ready
     /// The connection status changed.
     case status(ConnectionStatus)
     /// A message from the outbox was stored by the server (also for messages restored from the outbox file).
@@ -53,11 +63,13 @@ public enum ClientEvent: Sendable {
         case .reaction(let reaction): reaction.roomId
         case .memberJoined(let roomId, _), .memberLeft(let roomId, _): roomId
         case .room(let data): data.room.id
+        case .member(let change): change.roomId
+        case .caughtUp(let roomId, _): roomId
         case .messageSent(let message): message.roomId
         case .messageRejected(let pending, _): pending.roomId
         case .gap(let roomId, _), .subscriptionEnded(let roomId, _): roomId
         case .unknown(let envelope): envelope.roomId
-        case .presence, .status: nil
+        case .presence, .status, .ready: nil
         }
     }
 }

@@ -40,10 +40,10 @@ final class ConnectionRelay: Sendable {
     }
 
     /// Starts a relay that forwards to `host:port` only.
-    static func start(target host: String, port targetPort: Int, connectTimeout: Duration) async throws -> ConnectionRelay {
+    static func start(target host: String, port targetPort: Int, connectTimeout: Duration, eventLoopGroup: any EventLoopGroup) async throws -> ConnectionRelay {
         let secret = "Bearer " + (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 36) }.joined()
         let box = RelayBox()
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let channel = try await ServerBootstrap(group: eventLoopGroup)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     guard let relay = box.relay else { throw ChannelError.ioOnClosedChannel }
@@ -159,6 +159,8 @@ private final class RelayFrontHandler: ChannelInboundHandler {
         case .relaying(let back, _):
             state = .relaying(back, spoken: true)
             back.writeAndFlush(bytes, promise: nil)
+            // Back-pressure: read no more from the library while the server's side cannot take it.
+            if !back.isWritable { context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
         case .closingAfterNextRead:
             state = .closed
             reset(context.channel)
@@ -255,6 +257,14 @@ private final class RelayFrontHandler: ChannelInboundHandler {
         }
     }
 
+    /// The library's side can take more again: read from the server again.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, case .relaying(let back, _) = state {
+            back.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         if case .relaying(let back, _) = state { back.close(promise: nil) }
         state = .closed
@@ -287,6 +297,16 @@ private final class RelayBackHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         answered = true
         front.writeAndFlush(unwrapInboundIn(data), promise: nil)
+        // Back-pressure: while the library does not read (the application is slow), the relay reads no more
+        // from the server either, so that the server, not this relay, holds what waits, and applies its rule
+        // for slow clients.
+        if !front.isWritable { context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
+    }
+
+    /// The server's side can take more again: read from the library again.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { front.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
+        context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -82,13 +82,21 @@ struct ConnectionStateMachine: Sendable {
     private var fallenBack = false
     /// Whether the credentials have been checked once.
     private var authenticated = false
+    /// Whether the client can get a new token by itself (it holds a password).
+    private let canLogInAgain: Bool
+    /// Whether it logged in again since the last connection opened: a token refused right after a fresh
+    /// login is not an expiry, and the client stops rather than loop.
+    private var loggedInAgain = false
 
     /// What the application sees.
     private(set) var status: ConnectionStatus = .connecting
 
-    init(backoff: ClientConfiguration.Backoff, fallback: ClientConfiguration.Fallback) {
+    /// - Parameter canLogInAgain: The client holds a password: a refused token (expired, say) leads to a
+    ///   new login rather than to the end.
+    init(backoff: ClientConfiguration.Backoff, fallback: ClientConfiguration.Fallback, canLogInAgain: Bool = false) {
         self.backoff = backoff
         self.fallback = fallback
+        self.canLogInAgain = canLogInAgain
     }
 
     /// The client starts.
@@ -122,6 +130,7 @@ struct ConnectionStateMachine: Sendable {
     mutating func webSocketOpened(at now: ContinuousClock.Instant) {
         guard state == .connecting else { return }
         state = .open(since: now)
+        loggedInAgain = false
         webSocketFailures = 0
         fallenBack = false
         status = .connected
@@ -132,7 +141,7 @@ struct ConnectionStateMachine: Sendable {
         guard state == .connecting else { return finalAction }
         switch failure {
         case .unauthorized:
-            return fail(ClientError(.unauthorized, "the server refused the token"))
+            return logInAgain() ?? fail(ClientError(.unauthorized, "the server refused the token"))
         case .webSocketUnavailable:
             webSocketFailures += 1
             if fallback.enabled && (fallenBack || webSocketFailures >= max(1, fallback.afterFailures)) {
@@ -148,7 +157,7 @@ struct ConnectionStateMachine: Sendable {
     mutating func webSocketEnded(_ ending: Ending, at now: ContinuousClock.Instant, using generator: inout some RandomNumberGenerator) -> Action {
         guard case .open(let since) = state else { return finalAction }
         if ending == .unauthorized {
-            return fail(ClientError(.unauthorized, "the server closed the connection: the token was revoked or expired"))
+            return logInAgain() ?? fail(ClientError(.unauthorized, "the server closed the connection: the token was revoked or expired"))
         }
         // A connection that lasted is a fresh start; one that dies at once keeps the backoff growing,
         // so that a server that accepts and drops every connection is not hammered.
@@ -161,7 +170,7 @@ struct ConnectionStateMachine: Sendable {
         guard state == .polling else { return finalAction }
         switch ending {
         case .unauthorized:
-            return fail(ClientError(.unauthorized, "the server refused the token"))
+            return logInAgain() ?? fail(ClientError(.unauthorized, "the server refused the token"))
         case .retryWebSocket:
             state = .connecting
             return .connectWebSocket
@@ -226,6 +235,16 @@ struct ConnectionStateMachine: Sendable {
         state = .failed(error)
         status = .failed(error)
         return .fail(error)
+    }
+
+    /// A refused token, with a password at hand: log in again, once per connection.
+    private mutating func logInAgain() -> Action? {
+        guard canLogInAgain, !loggedInAgain else { return nil }
+        loggedInAgain = true
+        authenticated = false
+        state = .authenticating
+        status = .reconnecting(attempt: attempts + 1, nextDelay: .zero)
+        return .authenticate
     }
 
     private mutating func startPolling() -> Action {

@@ -41,6 +41,18 @@ struct HTTPAPI: Sendable {
         _ = try await send(.DELETE, "/api/tokens/\(escape(id))", token: token, body: Optional<EmptyData>.none)
     }
 
+    func user(id: String, token: String) async throws(ClientError) -> User {
+        try await call(.GET, "/api/users/\(escape(id))", token: token, as: UserResponse.self).user
+    }
+
+    func tokens(token: String) async throws(ClientError) -> [TokenSummary] {
+        try await call(.GET, "/api/tokens", token: token, as: TokensAnswer.self).tokens
+    }
+
+    func logout(token: String) async throws(ClientError) {
+        _ = try await send(.POST, "/api/logout", token: token, body: Optional<EmptyData>.none)
+    }
+
     func users(query: String, token: String) async throws(ClientError) -> [User] {
         try await call(.GET, "/api/users?query=\(escape(query))", token: token, as: UsersResponse.self).users
     }
@@ -49,6 +61,14 @@ struct HTTPAPI: Sendable {
 
     func rooms(token: String) async throws(ClientError) -> [RoomSummary] {
         try await call(.GET, "/api/rooms", token: token, as: RoomsResponse.self).rooms
+    }
+
+    func publicRooms(query: String, limit: Int, token: String) async throws(ClientError) -> [Room] {
+        try await call(.GET, "/api/rooms/public?query=\(escape(query))&limit=\(limit)", token: token, as: PublicRoomsAnswer.self).rooms
+    }
+
+    func presence(roomId: String, token: String) async throws(ClientError) -> RoomPresence {
+        try await call(.GET, "/api/rooms/\(escape(roomId))/presence", token: token, as: RoomPresence.self)
     }
 
     func room(_ id: String, token: String) async throws(ClientError) -> Room {

@@ -30,20 +30,31 @@ public final class ListenerToken: Sendable {
     public var isCancelled: Bool { onCancel.withLock { $0 == nil } }
 }
 
-/// Hands every event to the streams and listeners that want it.
+/// Hands every event to the streams and listeners that want it, each through a bounded queue of its own.
 ///
 /// Only the client's dispatcher task calls ``publish(_:)``, one event at a time, so every
-/// subscriber sees events in the order the client decided them. Callbacks run on that task,
-/// outside any lock, so a callback may call the client.
+/// subscriber sees events in the order the client decided them. Each stream and each listener has
+/// its own ``EventQueue``: a listener runs on a task of its own, so one that is slow delays nobody
+/// until its queue is full of messages, and then, by the lossless policy, everyone (see
+/// ``ClientConfiguration/EventBuffers``).
 final class EventHub: Sendable {
     /// An event, and for a status the number of the change, to order it against a status read directly.
     struct Item: Sendable {
         var event: ClientEvent
         var statusVersion: Int
+
+        /// Live-only events, of which the newest matter: typing, presence, statuses, joins and leaves of connections.
+        var isLossy: Bool {
+            switch event {
+            case .typing, .presence, .status, .memberJoined, .memberLeft, .unknown: true
+            default: false
+            }
+        }
     }
 
     struct Subscriber: Sendable {
-        var deliver: @Sendable (Item) -> Void
+        var deliver: @Sendable (Item) async -> Void
+        var isGone: @Sendable () -> Bool
         var finish: @Sendable () -> Void
     }
 
@@ -54,6 +65,11 @@ final class EventHub: Sendable {
     }
 
     private let state = Mutex(State())
+    let buffers: ClientConfiguration.EventBuffers
+
+    init(buffers: ClientConfiguration.EventBuffers) {
+        self.buffers = buffers
+    }
 
     /// Adds a subscriber; `nil` when the hub is finished, and the caller should finish the subscriber.
     func add(_ subscriber: Subscriber) -> Int? {
@@ -69,14 +85,15 @@ final class EventHub: Sendable {
         _ = state.withLock { $0.subscribers.removeValue(forKey: id) }
     }
 
-    func publish(_ item: Item) {
+    func publish(_ item: Item) async {
         let subscribers = state.withLock { state in
-            state.subscribers.keys.sorted().compactMap { state.subscribers[$0] }
+            state.subscribers = state.subscribers.filter { !$0.value.isGone() }
+            return state.subscribers.keys.sorted().compactMap { state.subscribers[$0] }
         }
-        for subscriber in subscribers { subscriber.deliver(item) }
+        for subscriber in subscribers { await subscriber.deliver(item) }
     }
 
-    /// Finishes every stream; later subscribers are finished at once.
+    /// Finishes every stream and listener; later subscribers are finished at once.
     func finish() {
         let subscribers = state.withLock { state in
             state.finished = true
@@ -86,34 +103,33 @@ final class EventHub: Sendable {
         for subscriber in subscribers { subscriber.finish() }
     }
 
-    /// A stream of what `transform` keeps of each event; it ends when the client stops.
-    func stream<Element: Sendable>(_ transform: @escaping @Sendable (ClientEvent) -> Element?) -> AsyncStream<Element> {
-        let (stream, continuation) = AsyncStream.makeStream(of: Element.self, bufferingPolicy: .unbounded)
+    /// A queue fed with what `transform` keeps of each event; finished when the client stops.
+    func queue<Element: Sendable>(_ transform: @escaping @Sendable (Item) -> Element?) -> EventQueue<Element> {
+        let queue = EventQueue<Element>(capacity: buffers.messages, lossyCapacity: buffers.live)
         let subscriber = Subscriber(
             deliver: { item in
-                if let element = transform(item.event) { continuation.yield(element) }
+                if let element = transform(item) { await queue.push(element, lossy: item.isLossy) }
             },
-            finish: { continuation.finish() }
+            isGone: { queue.isClosed },
+            finish: { queue.finish() }
         )
-        if let id = add(subscriber) {
-            continuation.onTermination = { [weak self] _ in self?.remove(id) }
-        } else {
-            continuation.finish()
-        }
-        return stream
+        if add(subscriber) == nil { queue.finish() }
+        return queue
     }
 
-    /// A listener called with what `transform` keeps of each event, until the token is cancelled.
+    /// A stream of what `transform` keeps of each event; it ends when the client stops.
+    func stream<Element: Sendable>(_ transform: @escaping @Sendable (ClientEvent) -> Element?) -> AsyncStream<Element> {
+        queue { transform($0.event) }.stream()
+    }
+
+    /// A listener called, on a task of its own, with what `transform` keeps of each event, until the token is cancelled.
     func listen<Element: Sendable>(
         _ transform: @escaping @Sendable (ClientEvent) -> Element?, _ callback: @escaping @Sendable (Element) -> Void
     ) -> ListenerToken {
-        let subscriber = Subscriber(
-            deliver: { item in
-                if let element = transform(item.event) { callback(element) }
-            },
-            finish: {}
-        )
-        guard let id = add(subscriber) else { return ListenerToken {} }
-        return ListenerToken { [weak self] in self?.remove(id) }
+        let queue = queue { transform($0.event) }
+        Task {
+            while let element = await queue.next() { callback(element) }
+        }
+        return ListenerToken { queue.close() }
     }
 }

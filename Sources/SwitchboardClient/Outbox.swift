@@ -73,6 +73,8 @@ struct OutboxMachine: Sendable {
     /// The waiting messages, oldest first.
     private(set) var entries: [PendingMessage] = []
     private var inFlight: Set<String> = []
+    /// Messages written to a connection at least once (or restored from a file): the server may have stored them.
+    private var sentOnce: Set<String> = []
     private var serverFailures: [String: Int] = [:]
     private var pausedUntil: ContinuousClock.Instant?
 
@@ -83,6 +85,8 @@ struct OutboxMachine: Sendable {
         // A restored file may hold more than a smaller capacity now allows; keep them all rather than lose any.
         var seen = Set<String>()
         self.entries = restored.filter { seen.insert($0.clientId).inserted }
+        // An earlier process may have sent them.
+        self.sentOnce = seen
     }
 
     var isEmpty: Bool { entries.isEmpty }
@@ -119,6 +123,7 @@ struct OutboxMachine: Sendable {
         guard inFlight.count < min(maxInFlight, limit ?? maxInFlight) else { return .idle }
         guard let message = entries.first(where: { !inFlight.contains($0.clientId) }) else { return .idle }
         inFlight.insert(message.clientId)
+        sentOnce.insert(message.clientId)
         return .send(message)
     }
 
@@ -151,6 +156,29 @@ struct OutboxMachine: Sendable {
         return nil
     }
 
+    /// The messages sent and not yet answered, oldest first.
+    var inFlightIDs: [String] {
+        entries.filter { inFlight.contains($0.clientId) }.map(\.clientId)
+    }
+
+    /// What ``withdraw(_:)`` did.
+    enum Withdrawal: Equatable, Sendable {
+        /// The message was never sent: it is removed, and will not be stored.
+        case withdrawn(PendingMessage)
+        /// The message was sent at least once: the server may have stored it, so it stays, to be sent
+        /// again (with its `clientId`) until acknowledged.
+        case mayBeStored
+        /// No such message waits.
+        case notQueued
+    }
+
+    /// Takes a message back if it was never sent.
+    mutating func withdraw(_ clientId: String) -> Withdrawal {
+        guard contains(clientId) else { return .notQueued }
+        if sentOnce.contains(clientId) { return .mayBeStored }
+        return remove(clientId).map(Withdrawal.withdrawn) ?? .notQueued
+    }
+
     /// The connection ended: nothing is in flight any more; unanswered messages will be sent again.
     mutating func connectionLost() {
         inFlight.removeAll()
@@ -161,6 +189,7 @@ struct OutboxMachine: Sendable {
         defer {
             entries = []
             inFlight = []
+            sentOnce = []
             serverFailures = [:]
             pausedUntil = nil
         }
@@ -175,6 +204,7 @@ struct OutboxMachine: Sendable {
     private mutating func remove(_ clientId: String) -> PendingMessage? {
         guard let index = entries.firstIndex(where: { $0.clientId == clientId }) else { return nil }
         inFlight.remove(clientId)
+        sentOnce.remove(clientId)
         serverFailures[clientId] = nil
         return entries.remove(at: index)
     }

@@ -1,5 +1,7 @@
 import Foundation
+import Logging
 import SwitchboardProtocol
+import SwitchboardStore
 import SwitchboardTesting
 import Testing
 
@@ -96,6 +98,62 @@ struct ClientCommandTests {
             #expect(status == 0)
             #expect(chat.printed.contains("bye"))
             await bobSocket.close()
+        }
+    }
+
+    @Test("chat, tail and send show control characters from the server escaped, never raw")
+    func controlCharacters() async throws {
+        let path = TestServer.temporaryDatabasePath()
+        let (ana, roomId) = try await TestServer.withServer(databasePath: path) { server in
+            let ana = try await server.register("ana")
+            return (ana, try await server.createRoom("general", token: ana.token).id)
+        }
+        // Written through the store, as an older database holds them: a server that follows the protocol refuses them now.
+        let hostile = "red \u{1B}[31malert\u{07} \u{202E}txt.exe \u{9B}2J \u{7F}\rover"
+        let store = try await SQLiteStore.open(path: path, logger: Logger(label: "test"))
+        let mallory = try await store.createUser(
+            NewUser(username: "mallory", displayName: "Mal\u{1B}]0;owned\u{07}lory", passwordHash: nil, isBot: false, now: 1)
+        )
+        _ = try await store.addMember(roomId: roomId, userId: mallory.id, now: 1)
+        _ = try await store.append(NewMessage(roomId: roomId, userId: mallory.id, content: hostile, clientId: nil, replyTo: nil, meta: nil, now: 2))
+        try await store.close()
+
+        try await TestServer.withServer(databasePath: path) { server in
+            let login = ["--server", server.baseURL, "--token", ana.token]
+            let tail = try Command(["tail"] + login + ["--room", "general", "--since", "0"])
+            let tailed = try await tail.lines(count: 1)
+            tail.stop()
+            #expect(tailed.first?.contains(#"red \u{1B}[31malert\u{7} \u{202E}txt.exe \u{9B}2J \u{7F}\u{D}over"#) == true)
+            #expect(rawControls(in: tail.printed).isEmpty)
+
+            let json = try Command(["tail"] + login + ["--room", "general", "--since", "0", "--json"])
+            let line = try await json.lines(count: 1)
+            json.stop()
+            #expect(rawControls(in: json.printed).isEmpty)
+            // Still JSON, and the same text once decoded.
+            #expect(try Wire.decode(Message.self, from: Array(line[0].utf8)).content == hostile)
+
+            let sent = try await Command.run(["send"] + login + ["--room", "general", "--json", "fine"])
+            #expect(sent.status == 0)
+            #expect(rawControls(in: sent.output + sent.errors).isEmpty)
+
+            let chat = try Command(["chat"] + login + ["--room", "general"])
+            _ = try await chat.lines { $0.contains { $0.contains("alert") } }
+            chat.type("/quit\n")
+            #expect(try await chat.exitStatus() == 0)
+            #expect(chat.printed.contains(#"Mal\u{1B}]0;owned\u{7}lory"#))
+            #expect(rawControls(in: chat.printed).isEmpty)
+        }
+    }
+}
+
+/// The control characters of `text` that a terminal would act on: C0 but line feed and tab, DEL, C1, bidirectional formatting.
+private func rawControls(in text: String) -> [Unicode.Scalar] {
+    text.unicodeScalars.filter { scalar in
+        switch scalar.value {
+        case 0x0A, 0x09: false
+        case 0x00...0x1F, 0x7F...0x9F, 0x202A...0x202E, 0x2066...0x2069: true
+        default: false
         }
     }
 }

@@ -81,15 +81,20 @@ struct ClientTests {
             try await ChatClient.withClient(configuration: testConfiguration(server.baseURL, token: alice.token), logger: testLogger("alice")) { client in
                 try await client.subscribe(to: room.id)
                 let heard = Locked<[String]>([])
-                let token = client.onMessage(in: room.id) { message in heard.update { $0.append(message.content) } }
+                let (heardStream, heardContinuation) = AsyncStream.makeStream(of: String.self)
+                let token = client.onMessage(in: room.id) { message in
+                    heard.update { $0.append(message.content) }
+                    heardContinuation.yield(message.content)
+                }
                 let all = client.messages(in: room.id)
                 try await client.send("one", to: room.id)
-                _ = try await collect(all, count: 1)
+                // A listener runs on a task of its own: wait until it has had "one".
+                _ = try await collect(heardStream, count: 1)
                 token.cancel()
                 #expect(token.isCancelled)
                 try await client.send("two", to: room.id)
-                // The stream that saw "two" was fed by the same dispatch as the listener: it ran after the cancel.
-                _ = try await collect(all, count: 1)
+                // The stream saw "two" after the cancel, which dropped the listener's queue.
+                _ = try await collect(all, count: 2)
                 #expect(heard.get() == ["one"])
             }
         }

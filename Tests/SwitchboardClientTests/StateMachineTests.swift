@@ -98,6 +98,41 @@ struct ConnectionStateMachineTests {
         #expect(onClose.stop() != .stop)
     }
 
+    @Test("with a password, a refused token leads to a new login, once per connection; a refused password is final")
+    func passwordLogsInAgain() {
+        var generator = FixedGenerator(value: 0)
+        var machine = ConnectionStateMachine(backoff: backoff, fallback: .init(), canLogInAgain: true)
+        #expect(machine.start() == .authenticate)
+        #expect(machine.authenticated(at: .now) == .connectWebSocket)
+        machine.webSocketOpened(at: .now)
+        // The session token expired: close code 4001.
+        #expect(machine.webSocketEnded(.unauthorized, at: .now, using: &generator) == .authenticate)
+        #expect(!machine.isFinal)
+        #expect(machine.authenticated(at: .now) == .connectWebSocket)
+        // Refused again right after a fresh login: not an expiry, so no loop.
+        guard case .fail(let error) = machine.webSocketFailed(.unauthorized, using: &generator) else {
+            Issue.record("expected a final failure")
+            return
+        }
+        #expect(error.code == .unauthorized)
+
+        var unreachable = ConnectionStateMachine(backoff: backoff, fallback: .init(), canLogInAgain: true)
+        _ = unreachable.start()
+        _ = unreachable.authenticated(at: .now)
+        unreachable.webSocketOpened(at: .now)
+        #expect(unreachable.webSocketEnded(.unauthorized, at: .now, using: &generator) == .authenticate)
+        // The login cannot reach the server: after the wait, it logs in again (not the old token).
+        guard case .wait = unreachable.authenticationFailed(.unreachable, using: &generator) else {
+            Issue.record("expected a wait")
+            return
+        }
+        #expect(unreachable.waitElapsed() == .authenticate)
+        guard case .fail = unreachable.authenticationFailed(.unauthorized, using: &generator) else {
+            Issue.record("a refused password is final")
+            return
+        }
+    }
+
     @Test("WebSocket failures while HTTP works fall back to polling, which retries the WebSocket")
     func fallsBack() {
         var generator = FixedGenerator(value: 0)
@@ -228,6 +263,24 @@ struct OutboxMachineTests {
         #expect(outbox.acknowledged("c") != nil)
         #expect(outbox.isEmpty)
         #expect(outbox.next(at: now) == .idle)
+    }
+
+    @Test("a message never sent can be withdrawn; one sent once may be stored, and stays")
+    func withdraw() {
+        var outbox = OutboxMachine(capacity: 10, maxInFlight: 1, maxServerFailures: 3)
+        for id in ["a", "b"] { #expect(outbox.enqueue(pending(id)) == .queued) }
+        #expect(outbox.next(at: .now) == .send(pending("a")))
+        outbox.connectionLost()
+        #expect(outbox.withdraw("a") == .mayBeStored)
+        #expect(outbox.withdraw("b") == .withdrawn(pending("b")))
+        #expect(outbox.withdraw("b") == .notQueued)
+        #expect(outbox.entries == [pending("a")])
+        #expect(outbox.inFlightIDs.isEmpty)
+        #expect(outbox.next(at: .now) == .send(pending("a")))
+        #expect(outbox.inFlightIDs == ["a"])
+        let restored = OutboxMachine(capacity: 10, maxInFlight: 1, maxServerFailures: 3, restoring: [pending("c")])
+        var copy = restored
+        #expect(copy.withdraw("c") == .mayBeStored)
     }
 
     @Test("a rate-limited message pauses the queue and is sent first afterwards")
