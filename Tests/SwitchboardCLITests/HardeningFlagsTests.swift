@@ -17,17 +17,4 @@ struct HardeningFlagsTests {
         let fine = try await Command.run(["tokens", "add", "bot", "--expires-in", "3600", "--database", database])
         #expect(fine.status == 0, "\(fine.errors)")
     }
-
-    @Test("serve refuses durations, sizes and rates out of range before starting")
-    func serveFlags() async throws {
-        let database = TestServer.temporaryDatabasePath()
-        for (flag, value) in [
-            ("--typing-expiry-ms", "9223372036854775807"), ("--ping-timeout-ms", "0"), ("--shutdown-timeout-ms", "9223372036854775807"),
-            ("--max-frame-bytes", "99999999999"), ("--messages-per-second", "1e-300"), ("--typing-per-second", "nan"),
-        ] {
-            let result = try await Command.run(["serve", "--port", "0", "--database", database, "\(flag)=\(value)"])
-            #expect(result.status == 64, "\(flag) \(value): status \(result.status), \(result.errors)")
-            #expect(result.errors.contains(flag) || result.errors.contains("must be positive"), "\(flag) \(value): \(result.errors)")
-        }
-    }
 }
