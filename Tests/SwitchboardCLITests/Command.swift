@@ -59,11 +59,8 @@ final class Command: Sendable {
             collected.withLock { $0.exited = true }
             changed.yield()
         }
-        // One spawn at a time: Foundation's Process.run crashed (memcpy in run) when tests spawned at once.
-        try Self.spawning.withLock { _ in try process.run() }
+        try process.run()
     }
-
-    private static let spawning = Mutex(())
 
     /// Reads `handle` until its end on a thread of its own, handing each piece (and the end) to `append`.
     private static func drain(
