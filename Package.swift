@@ -41,6 +41,8 @@ let package = Package(
     targets: [
         // Wire types and their JSON codec. Depends on nothing but the standard library and Foundation.
         .target(name: "SwitchboardProtocol"),
+        // Starting programs with posix_spawn (Foundation's Process.run crashes now and then on Linux).
+        .target(name: "Spawn"),
         // The storage seam: the protocol every backend implements, its values, and the rules of
         // appending shared by every backend. No driver.
         .target(name: "SwitchboardStore", dependencies: ["SwitchboardProtocol"]),
@@ -95,6 +97,7 @@ let package = Package(
         .target(
             name: "SwitchboardAgent",
             dependencies: [
+                "Spawn",
                 "SwitchboardClient",
                 "SwitchboardProtocol",
                 .product(name: "Logging", package: "swift-log"),
@@ -200,6 +203,7 @@ let package = Package(
         .executableTarget(
             name: "LoadGenerator",
             dependencies: [
+                "Spawn",
                 "SwitchboardProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -222,14 +226,14 @@ let package = Package(
         .testTarget(
             name: "SwitchboardClientTests",
             dependencies: [
-                "SwitchboardClient", "SwitchboardTesting", .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+                "SwitchboardClient", "SwitchboardStore", "SwitchboardTesting",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // Runs the built `switchboard` binary, as people and scripts do.
         .testTarget(
             name: "SwitchboardCLITests",
-            dependencies: ["SwitchboardProtocol", "SwitchboardStore", "SwitchboardTesting", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Spawn", "SwitchboardProtocol", "SwitchboardStore", "SwitchboardTesting", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "LoadGeneratorTests", dependencies: ["LoadGenerator", "SwitchboardTesting"]),
         // The store's conformance suite, run on every backend, and the SQLite backend's own tests.

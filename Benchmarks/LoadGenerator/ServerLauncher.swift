@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import Foundation
+import Spawn
 import NIOCore
 import NIOPosix
 
@@ -61,7 +62,7 @@ struct ServerLaunch: Sendable {
 final class ServerProcess: @unchecked Sendable {
     let launch: ServerLaunch
     private let lock = NSLock()
-    private var process: Process?
+    private var process: ChildProcess?
 
     init(launch: ServerLaunch) {
         self.launch = launch
@@ -70,7 +71,7 @@ final class ServerProcess: @unchecked Sendable {
     var baseURL: String { "http://127.0.0.1:\(launch.port)" }
 
     var pid: Int32? {
-        lock.withLock { process.map { $0.processIdentifier } }
+        lock.withLock { process.map { $0.id } }
     }
 
     /// Starts the server and waits until `/healthz` answers.
@@ -79,26 +80,25 @@ final class ServerProcess: @unchecked Sendable {
             .replacingOccurrences(of: "{port}", with: "\(launch.port)")
             .replacingOccurrences(of: "{database}", with: launch.databasePath)
             .replacingOccurrences(of: "{dir}", with: launch.directory)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", "exec " + command]
         var environment = ProcessInfo.processInfo.environment
         if environment["LOG_LEVEL"] == nil { environment["LOG_LEVEL"] = "warning" }
-        process.environment = environment
         if !FileManager.default.fileExists(atPath: launch.logPath) {
             _ = FileManager.default.createFile(atPath: launch.logPath, contents: nil)
         }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: launch.logPath))
         log.seekToEndOfFile()
-        process.standardOutput = log
-        process.standardError = log
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        defer { try? log.close() }
+        let nothing = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/dev/null"))
+        defer { try? nothing.close() }
+        let process = try ChildProcess.spawn(
+            "/bin/sh", arguments: ["-c", "exec " + command], environment: environment,
+            standardInput: nothing.fileDescriptor, standardOutput: log.fileDescriptor, standardError: log.fileDescriptor
+        )
         lock.withLock { self.process = process }
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if !process.isRunning {
-                throw BenchError("the server exited with status \(process.terminationStatus); see \(launch.logPath)")
+            if let ended = process.exitStatus() {
+                throw BenchError("the server ended (\(ended)); see \(launch.logPath)")
             }
             if await ServerAPI.isHealthy(baseURL: baseURL) { return }
             try await Task.sleep(for: .milliseconds(10))
@@ -109,11 +109,11 @@ final class ServerProcess: @unchecked Sendable {
     /// Sends SIGTERM (then SIGKILL after `timeout`) and waits for the process to exit.
     func stop(timeout: Duration = .seconds(30)) async {
         guard let process = lock.withLock({ self.process }) else { return }
-        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        process.send(SIGTERM)
         let deadline = ContinuousClock.now + timeout
         while process.isRunning {
             if ContinuousClock.now > deadline {
-                kill(process.processIdentifier, SIGKILL)
+                process.send(SIGKILL)
             }
             try? await Task.sleep(for: .milliseconds(5))
         }

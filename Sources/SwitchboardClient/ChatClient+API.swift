@@ -539,7 +539,8 @@ extension ChatClient {
         hub.stream { $0 }
     }
 
-    /// The messages of one subscribed room, or of all of them, once each and in `seq` order per room.
+    /// The messages of one subscribed room, or of all of them, once each and in `seq` order per room,
+    /// from this call on: a room's replay after ``subscribe(to:after:)`` is in the ``Subscription``'s own stream.
     ///
     /// ```swift
     /// for await message in client.messages(in: roomId) { print(message.content) }

@@ -16,9 +16,9 @@ import WSClient
 /// ```swift
 /// let configuration = ClientConfiguration(server: "http://127.0.0.1:3001", credentials: .token(token))
 /// try await ChatClient.withClient(configuration: configuration, logger: logger) { client in
-///     let room = try await client.subscribe(to: roomId)
+///     let room = try await client.subscribe(to: roomId)      // the room, and its messages from now on
 ///     let sent = try await client.send("hello", to: room.id)   // the stored message, once acknowledged
-///     for await message in client.messages(in: room.id) {
+///     for await message in room.messages {
 ///         print("#\(message.seq) \(message.userId): \(message.content)")
 ///     }
 /// }

@@ -1,4 +1,5 @@
 import Foundation
+import Spawn
 import SwitchboardTesting
 import Synchronization
 
@@ -10,7 +11,7 @@ final class Command: Sendable {
     /// The binary, next to the test bundle: `swift test` builds every product of the package.
     static let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("switchboard").path
 
-    private let process: Process
+    private let process: ChildProcess
     private let input: Pipe
     private let collected = Box()
     private let changes: AsyncStream<Void>
@@ -25,11 +26,11 @@ final class Command: Sendable {
     private struct Collected {
         var output = ""
         var errors = ""
-        var exited = false
+        var exited: ChildProcess.Termination?
         var outputEnded = false
         var errorsEnded = false
         /// The process ended and everything it printed has been read.
-        var finished: Bool { exited && outputEnded && errorsEnded }
+        var finished: Bool { exited != nil && outputEnded && errorsEnded }
     }
 
     /// Starts `switchboard ARGUMENTS`.
@@ -38,28 +39,32 @@ final class Command: Sendable {
             throw TestFailure("no switchboard binary at \(Self.binary): build the package (swift build) before testing")
         }
         (changes, changed) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         for key in ["SWITCHBOARD_SERVER", "SWITCHBOARD_USER", "SWITCHBOARD_TOKEN", "SWITCHBOARD_PASSWORD", "LOG_LEVEL", "DEBUG"] {
             environment[key] = nil
         }
-        process.environment = environment
         input = Pipe()
         let output = Pipe()
         let errors = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
+        // Not Foundation's Process: its run() crashes now and then on Linux (see ChildProcess).
+        process = try ChildProcess.spawn(
+            Self.binary, arguments: arguments, environment: environment,
+            standardInput: input.fileHandleForReading.fileDescriptor,
+            standardOutput: output.fileHandleForWriting.fileDescriptor,
+            standardError: errors.fileHandleForWriting.fileDescriptor
+        )
+        // The child has its own copies: without closing these, the reads below would never end.
+        try input.fileHandleForReading.close()
+        try output.fileHandleForWriting.close()
+        try errors.fileHandleForWriting.close()
         // A thread per pipe with blocking reads: Foundation's readabilityHandler is not dependable on Linux.
         Self.drain(output.fileHandleForReading, into: collected, changed: changed) { $0.output += $1; if $2 { $0.outputEnded = true } }
         Self.drain(errors.fileHandleForReading, into: collected, changed: changed) { $0.errors += $1; if $2 { $0.errorsEnded = true } }
-        process.terminationHandler = { [collected, changed] _ in
-            collected.withLock { $0.exited = true }
+        Task { [process, collected, changed] in
+            let termination = await process.termination()
+            collected.withLock { $0.exited = termination }
             changed.yield()
         }
-        try process.run()
     }
 
     /// Reads `handle` until its end on a thread of its own, handing each piece (and the end) to `append`.
@@ -79,7 +84,7 @@ final class Command: Sendable {
     }
 
     deinit {
-        if process.isRunning { process.terminate() }
+        process.send(SIGTERM)
     }
 
     /// What it printed on standard output so far.
@@ -105,13 +110,14 @@ final class Command: Sendable {
 
     /// Waits for the process to end and its output to be read, and returns its exit status.
     func exitStatus(timeout: Duration = .seconds(20)) async throws -> Int32 {
-        _ = try await waitFor(timeout: timeout, "the command to end") { $0.finished ? true : nil }
-        return process.terminationStatus
+        switch try await waitFor(timeout: timeout, "the command to end", { $0.finished ? $0.exited : nil }) {
+        case .exited(let status), .signalled(let status): return status
+        }
     }
 
     /// Ends the process (SIGTERM).
     func stop() {
-        if process.isRunning { process.terminate() }
+        process.send(SIGTERM)
     }
 
     private func waitFor<Value: Sendable>(

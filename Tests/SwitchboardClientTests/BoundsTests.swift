@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SwitchboardProtocol
+import SwitchboardStore
 import SwitchboardTesting
 import Testing
 
@@ -138,6 +139,34 @@ struct BoundsTests {
                 let next = try await client.send("small", to: room.id)
                 #expect(next.seq == 1)
                 #expect(client.pendingMessages.isEmpty)
+            }
+        }
+    }
+
+    @Test("a client with a password logs in again when its session token is revoked or expires, and goes on")
+    func passwordLogsInAgain() async throws {
+        try await TestServer.withServer { server in
+            let alice = try await server.register("alice")
+            let room = try await server.createRoom("general", token: alice.token)
+            let configuration = testConfiguration(server.baseURL, token: "") {
+                $0.credentials = .password(username: "alice", password: "password123")
+            }
+            try await ChatClient.withClient(configuration: configuration, logger: testLogger("alice")) { client in
+                let subscription = try await client.subscribe(to: room.id)
+                let statuses = client.statusUpdates()
+                // Every token of the user ends, the client's session among them, as when it expires.
+                let store = try await SQLiteStore.open(path: server.databasePath, logger: testLogger("store"))
+                let now = Int(Date().timeIntervalSince1970 * 1000)
+                for token in try await store.tokens(userId: alice.user.id) {
+                    _ = try await store.revokeToken(id: token.id, ownerId: nil, now: now)
+                }
+                try await store.close()
+                let seen = try await collect(statuses) { seen in
+                    seen.contains { if case .reconnecting = $0 { true } else { false } } && seen.last == .connected
+                }
+                #expect(!seen.contains { $0.isFinal })
+                let sent = try await client.send("still here", to: room.id)
+                #expect(try await collect(subscription.messages, count: 1) == [sent])
             }
         }
     }

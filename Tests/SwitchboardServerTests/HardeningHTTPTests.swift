@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import SwitchboardProtocol
 import SwitchboardStore
 import SwitchboardTesting
@@ -494,5 +495,53 @@ struct DirectoryTests {
             let room = try #require(try await server.request(.GET, "/api/rooms/public?query=gamma", token: bob.token).decode(PublicRoomsResponse.self).rooms.first)
             #expect(room.members == [alice.user.id])
         }
+    }
+}
+
+@Suite("RequestTimeouts: which deadline holds when", .timeLimit(.minutes(1)))
+struct RequestTimeoutsTests {
+    static let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+
+    static func timeouts() -> RequestTimeouts {
+        RequestTimeouts(header: .seconds(10), body: .seconds(30), idle: .seconds(60), now: start)
+    }
+
+    @Test("a new connection has the header timeout; a request its body timeout; an answer none; then idle")
+    func phases() {
+        var timeouts = Self.timeouts()
+        #expect(timeouts.deadline == Self.start + .seconds(10))
+        #expect(!timeouts.isExpired(now: Self.start + .seconds(9)))
+        #expect(timeouts.isExpired(now: Self.start + .seconds(10)))
+        timeouts.receivedHead(now: Self.start + .seconds(1))
+        #expect(timeouts.deadline == Self.start + .seconds(31))
+        timeouts.receivedEnd()
+        #expect(timeouts.deadline == nil)
+        #expect(!timeouts.isExpired(now: Self.start + .seconds(3600)))
+        #expect(timeouts.sentEnd(now: Self.start + .seconds(100)) == .none)
+        #expect(timeouts.deadline == Self.start + .seconds(160))
+    }
+
+    @Test("a pipelined request keeps its body deadline while the one before is answered")
+    func pipelined() {
+        var timeouts = Self.timeouts()
+        timeouts.receivedHead(now: Self.start)
+        timeouts.receivedEnd()
+        timeouts.receivedHead(now: Self.start + .seconds(1))
+        #expect(timeouts.sentEnd(now: Self.start + .seconds(2)) == .none)
+        #expect(timeouts.deadline == Self.start + .seconds(31))
+        timeouts.receivedEnd()
+        #expect(timeouts.sentEnd(now: Self.start + .seconds(3)) == .none)
+        #expect(timeouts.deadline == Self.start + .seconds(63))
+    }
+
+    @Test("a shutdown closes an idle connection at once, a busy one after its answer")
+    func quiesce() {
+        var idle = Self.timeouts()
+        #expect(idle.quiesce() == .close)
+        var busy = Self.timeouts()
+        busy.receivedHead(now: Self.start)
+        busy.receivedEnd()
+        #expect(busy.quiesce() == .none)
+        #expect(busy.sentEnd(now: Self.start + .seconds(1)) == .close)
     }
 }

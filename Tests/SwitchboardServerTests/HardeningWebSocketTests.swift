@@ -9,9 +9,12 @@ import Testing
 
 // Regression tests for issue 8, WebSocket side: each failed on the server before its fix.
 
-/// The hub's live objects as `/metrics` shows them.
+/// The metrics token of the servers whose hub census a test reads.
+let censusToken = "census-metrics-token"
+
+/// The hub's live objects as `/metrics` shows them (the server must use `censusToken`).
 func hubCensus(_ server: TestServer) async throws -> [String: Int] {
-    let text = try await server.request(.GET, "/metrics").text
+    let text = try await server.request(.GET, "/metrics", token: censusToken).text
     var figures: [String: Int] = [:]
     for line in text.split(separator: "\n") where line.hasPrefix("switchboard_hub_") {
         let parts = line.split(separator: " ")
@@ -37,6 +40,7 @@ struct ConnectionChurnTests {
     func churn() async throws {
         try await withServer({
             $0.maxConnectionsPerUser = 1_000
+            $0.metricsToken = censusToken
             $0.joinsPerSecond = 100_000
             $0.joinBurst = 100_000
         }) { server in
@@ -100,8 +104,9 @@ struct StalledClientTests {
             unlimitedRate(&$0)
             // Far above what is queued here: only the heartbeat can end this connection.
             $0.maxOutboundBytes = 256 << 20
-            $0.pingInterval = .seconds(3)
-            $0.pingTimeout = .seconds(1)
+            // Long enough for the watcher's pongs on a loaded machine; the queue fills well before.
+            $0.pingInterval = .seconds(5)
+            $0.pingTimeout = .seconds(3)
             $0.limits.maxContentLength = contentLength + 100
             $0.limits.maxFrameBytes = contentLength + 64 * 1024
         }) { server in
@@ -305,7 +310,11 @@ struct CapTests {
 
     @Test("the hub's room cache is bounded: rooms nobody connected follows are dropped, and read again when needed")
     func roomCacheEviction() async throws {
-        try await withServer({ $0.roomCacheSize = 5; $0.roomsPerHour = 1_000 }) { server in
+        try await withServer({
+            $0.roomCacheSize = 5
+            $0.roomsPerHour = 1_000
+            $0.metricsToken = censusToken
+        }) { server in
             let alice = try await server.register("alice")
             var rooms: [Room] = []
             for index in 1...30 { rooms.append(try await server.createRoom("room \(index)", token: alice.token)) }

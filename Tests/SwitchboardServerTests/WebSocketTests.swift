@@ -148,8 +148,9 @@ struct WebSocketTests {
             let room = try await server.createRoom("team", token: alice.token)
             let socket = try await server.connect(token: alice.token)
             try await socket.join(room.id)
-            let content = "quote \" backslash \\ slash / newline \n tab \t bell \u{07} unit \u{1F} line \u{2028} é 漢字 😀"
-            let meta: JSONValue = ["note": "a \"b\" \\ c\n", "n": 3, "nested": ["ok": true, "list": [1, "two", nil]]]
+            // Control characters other than tab and new line are refused in content (see InputTests); meta is relayed untouched.
+            let content = "quote \" backslash \\ slash / newline \n tab \t line \u{2028} é 漢字 😀"
+            let meta: JSONValue = ["note": "a \"b\" \\ c\n bell \u{07} unit \u{1F}", "n": 3, "nested": ["ok": true, "list": [1, "two", nil]]]
             let ack = try await socket.request(
                 "message", roomId: room.id, data: ["content": .string(content), "clientId": "c\"1\\", "meta": meta])
             let stored = try ack.decode(MessageAck.self).message

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Spawn
 
 #if canImport(Glibc)
 import Glibc
@@ -47,12 +48,6 @@ struct ExecProcess {
             throw ExecError(code: .invalidConfiguration, message: "`command` is empty; give the program and its arguments, e.g. [python3, bot.py]")
         }
         let executable = try findExecutable(program, environment: environment)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = Array(command.dropFirst())
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, configured in configured }
-        if let workingDirectory { process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
-
         let input = try PipeDescriptors()
         let output: PipeDescriptors
         let error: PipeDescriptors
@@ -66,11 +61,14 @@ struct ExecProcess {
             input.closeBoth()
             throw error
         }
-        process.standardInput = FileHandle(fileDescriptor: input.read, closeOnDealloc: false)
-        process.standardOutput = FileHandle(fileDescriptor: output.write, closeOnDealloc: false)
-        process.standardError = FileHandle(fileDescriptor: error.write, closeOnDealloc: false)
+        let process: ChildProcess
         do {
-            try process.run()
+            process = try ChildProcess.spawn(
+                executable, arguments: Array(command.dropFirst()),
+                environment: ProcessInfo.processInfo.environment.merging(environment) { _, configured in configured },
+                workingDirectory: workingDirectory,
+                standardInput: input.read, standardOutput: output.write, standardError: error.write
+            )
         } catch let failure {
             for pipe in [input, output, error] { pipe.closeBoth() }
             throw ExecError(code: .cannotStart, message: "cannot start \(executable): \(failure)")
@@ -80,7 +78,7 @@ struct ExecProcess {
         close(output.write)
         close(error.write)
 
-        let processId = process.processIdentifier
+        let processId = process.id
         do {
             let group = MultiThreadedEventLoopGroup.singleton
             let standardInput = try await wrap(NIOPipeBootstrap(group: group), output: input.write)
@@ -98,28 +96,30 @@ struct ExecProcess {
             throw error
         }
         await stopOutsideCancellation(process, timeout: stopTimeout)
-        return process.terminationReason == .uncaughtSignal
-            ? .signal(process.terminationStatus) : .status(process.terminationStatus)
+        switch await process.termination() {
+        case .exited(let status): return .status(status)
+        case .signalled(let signal): return .signal(signal)
+        }
     }
 
     /// Stops the program even when the calling task is cancelled (at shutdown): a program is never
     /// left behind.
-    private static func stopOutsideCancellation(_ process: Process, timeout: Duration) async {
+    private static func stopOutsideCancellation(_ process: ChildProcess, timeout: Duration) async {
         await Task { await stop(process, timeout: timeout) }.value
     }
 
     /// Stops a program whose standard input is closed: a moment to leave by itself, then `SIGTERM`,
     /// then `SIGKILL` after `timeout`.
-    private static func stop(_ process: Process, timeout: Duration) async {
+    private static func stop(_ process: ChildProcess, timeout: Duration) async {
         if await waitForExit(process, upTo: .milliseconds(200)) { return }
-        kill(process.processIdentifier, SIGTERM)
+        process.send(SIGTERM)
         if await waitForExit(process, upTo: timeout) { return }
-        kill(process.processIdentifier, SIGKILL)
+        process.send(SIGKILL)
         _ = await waitForExit(process, upTo: .seconds(3600))
     }
 
-    /// Whether the program ended within `limit`. Foundation reaps it; this looks every 10 ms.
-    private static func waitForExit(_ process: Process, upTo limit: Duration) async -> Bool {
+    /// Whether the program ended within `limit`; this looks every 10 ms.
+    private static func waitForExit(_ process: ChildProcess, upTo limit: Duration) async -> Bool {
         let deadline = ContinuousClock.now + limit
         while process.isRunning {
             if ContinuousClock.now >= deadline { return false }
