@@ -155,7 +155,7 @@ struct BoundsTests {
                 let subscription = try await client.subscribe(to: room.id)
                 let statuses = client.statusUpdates()
                 // Every token of the user ends, the client's session among them, as when it expires.
-                let store = try await SQLiteStore.open(path: server.databasePath, logger: testLogger("store"))
+                let store = try await TestDatabase.selected.openStore(server.databasePath, logger: testLogger("store"))
                 let now = Int(Date().timeIntervalSince1970 * 1000)
                 for token in try await store.tokens(userId: alice.user.id) {
                     _ = try await store.revokeToken(id: token.id, ownerId: nil, now: now)
