@@ -18,7 +18,7 @@ public struct WelcomePlugin: Plugin {
 
     public var name: String { "welcome" }
 
-    public func onMemberAdded(_ change: MemberChange, context: PluginContext) async throws {
+    public func onMemberAdded(_ change: MembershipChange, context: PluginContext) async throws {
         try await greet(change.user, in: change.roomId, context: context)
     }
 

@@ -298,10 +298,12 @@ final class BotRunner: Sendable {
         } else {
             token = try configuration.token.resolve()
         }
-        let clientConfiguration = ClientConfiguration(server: environment.server, credentials: .token(token))
+        var clientConfiguration = ClientConfiguration(server: environment.server, credentials: .token(token))
+        clientConfiguration.positions = BotPositions(store: environment.store, bot: configuration.name)
         try await ChatClient.withClient(configuration: clientConfiguration, logger: logger) { client in
             statistics.client.withLock { $0 = client }
-            let events = client.events()
+            // With `rooms: all` the client follows every room, those that appear later included.
+            let events = configuration.rooms.all ? client.followAllRooms() : client.events()
             let user = try await client.me()
             let runtime = BotRuntime(
                 name: configuration.name, user: user, client: client, logger: logger, store: environment.store, clock: environment.clock,
@@ -369,7 +371,7 @@ final class BotRunner: Sendable {
         }
         for name in selection.publicRooms {
             do {
-                if let room = try await ClientAdapter.publicRoom(named: name, client: runtime.client) {
+                if let room = try await runtime.client.publicRooms(matching: name).first(where: { $0.name.lowercased() == name.lowercased() }) {
                     wanted.append((room.id, room.lastSeq))
                 } else {
                     logger.warning("no public room named \(name)")

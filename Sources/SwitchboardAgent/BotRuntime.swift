@@ -86,14 +86,16 @@ final class BotRuntime: Sendable {
             logger.info("no longer following a room", metadata: ["switchboard.room": "\(roomId)", "switchboard.reason": "\(error)"])
             rooms.forget(roomId)
         case .member(let change):
-            guard change.change == .added || change.change == .removed else { return }
-            await memberChanged(MemberChange(roomId: change.roomId, user: change.user, by: change.by), added: change.change == .added)
+            await memberChanged(change)
         case .status, .messageSent, .messageRejected, .gap, .caughtUp, .ready, .unknown:
             break
         }
     }
 
-    func memberChanged(_ change: MemberChange, added: Bool) async {
+    func memberChanged(_ change: MembershipChange) async {
+        // A newer server's kinds of change mean nothing to the plugins yet.
+        guard change.change == .added || change.change == .removed else { return }
+        let added = change.change == .added
         users.remember([change.user])
         rooms.update(change.roomId) { room in
             if added { if !room.members.contains(change.user.id) { room.members.append(change.user.id) } } else { room.members.removeAll { $0 == change.user.id } }
@@ -111,12 +113,11 @@ final class BotRuntime: Sendable {
         }
     }
 
-    /// A room the bot is not subscribed to changed: follow it when the bot follows all its rooms.
+    /// A room the bot is not subscribed to changed: with `rooms: all` the client follows it from now on; the plugins hear of it.
     func roomAppeared(_ data: RoomEventData) async {
         guard configuration.rooms.all, rooms.cached(data.room.id) == nil, data.room.members.contains(user.id) else { return }
-        // Hand over the message that made the room appear (a first direct message), not what came before.
-        let after = data.lastMessage.map { $0.seq - 1 } ?? data.room.lastSeq
-        await follow(data.room.id, after: after)
+        rooms.remember(data.room)
+        await deliver(.room(data.room), roomId: data.room.id) { plugin, context in try await plugin.onRoom(data.room, context: context) }
     }
 
     /// Subscribes to a room from `after` (or the stored position) and tells the plugins.

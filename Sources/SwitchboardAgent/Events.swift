@@ -34,23 +34,6 @@ public struct IncomingMessage: Sendable {
     }
 }
 
-/// A user added to or removed from a room's members.
-public struct MemberChange: Sendable, Hashable {
-    /// The room.
-    public var roomId: String
-    /// The user added or removed.
-    public var user: User
-    /// Who did it: the user themself, another member, or `nil` when the server did.
-    public var by: String?
-
-    /// A change of members.
-    public init(roomId: String, user: User, by: String?) {
-        self.roomId = roomId
-        self.user = user
-        self.by = by
-    }
-}
-
 /// A user who opened (their first connection subscribed to) or left (their last one closed) a room.
 public struct RoomVisit: Sendable, Hashable {
     /// The room.
@@ -78,9 +61,9 @@ public enum AgentEvent: Sendable {
     /// A reaction.
     case reaction(ReactionEvent)
     /// A member added.
-    case memberAdded(MemberChange)
+    case memberAdded(MembershipChange)
     /// A member removed.
-    case memberRemoved(MemberChange)
+    case memberRemoved(MembershipChange)
     /// Someone opened a room.
     case join(RoomVisit)
     /// Someone left a room.

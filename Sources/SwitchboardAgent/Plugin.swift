@@ -13,7 +13,7 @@ import SwitchboardProtocol
 ///             try await context.reply("Hello, \(call.string("name") ?? "you")!")
 ///         }]
 ///     }
-///     func onMemberAdded(_ change: MemberChange, context: PluginContext) async throws {
+///     func onMemberAdded(_ change: MembershipChange, context: PluginContext) async throws {
 ///         try await context.send("Welcome, \(change.user.displayName)!", to: change.roomId)
 ///     }
 /// }
@@ -60,9 +60,9 @@ public protocol Plugin: Sendable {
     /// A reaction was added or removed.
     func onReaction(_ reaction: ReactionEvent, context: PluginContext) async throws
     /// A user became a member of a followed room.
-    func onMemberAdded(_ change: MemberChange, context: PluginContext) async throws
+    func onMemberAdded(_ change: MembershipChange, context: PluginContext) async throws
     /// A user stopped being a member of a followed room.
-    func onMemberRemoved(_ change: MemberChange, context: PluginContext) async throws
+    func onMemberRemoved(_ change: MembershipChange, context: PluginContext) async throws
     /// A user's first connection subscribed to a followed room (they opened it).
     func onJoin(_ visit: RoomVisit, context: PluginContext) async throws
     /// A user's last connection left a followed room.
@@ -86,8 +86,8 @@ extension Plugin {
     public func onTyping(_ typing: TypingEvent, context: PluginContext) async throws {}
     public func onPresence(_ presence: PresenceEvent, context: PluginContext) async throws {}
     public func onReaction(_ reaction: ReactionEvent, context: PluginContext) async throws {}
-    public func onMemberAdded(_ change: MemberChange, context: PluginContext) async throws {}
-    public func onMemberRemoved(_ change: MemberChange, context: PluginContext) async throws {}
+    public func onMemberAdded(_ change: MembershipChange, context: PluginContext) async throws {}
+    public func onMemberRemoved(_ change: MembershipChange, context: PluginContext) async throws {}
     public func onJoin(_ visit: RoomVisit, context: PluginContext) async throws {}
     public func onLeave(_ visit: RoomVisit, context: PluginContext) async throws {}
     public func onRoom(_ room: Room, context: PluginContext) async throws {}

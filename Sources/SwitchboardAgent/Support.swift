@@ -80,7 +80,7 @@ final class UserDirectory: Sendable {
 
     func user(id: String, client: ChatClient) async throws -> User {
         if let user = cached(id) { return user }
-        let user = try await ClientAdapter.user(id: id, client: client)
+        let user = try await client.user(id: id)
         remember([user])
         return user
     }
@@ -117,34 +117,17 @@ final class RoomDirectory: Sendable {
     }
 }
 
-/// What the agent needs from the client library and it does not offer yet, in one place, so that
-/// each piece is replaced by the library's own when it lands.
-enum ClientAdapter {
-    /// A user by id.
-    static func user(id: String, client: ChatClient) async throws -> User {
-        // Until `GET /api/users/{id}` (protocol 1.1) is in the client: the user search, which
-        // matches every user for an empty query (at most 50).
-        if let user = try await client.users(matching: "").first(where: { $0.id == id }) { return user }
-        throw ClientError(.notFound, "no user \(id)")
+/// A bot's handled positions in the agent's storage, for the client's ``PositionStore``: rooms the client
+/// follows by itself (every room of a bot with `rooms: all`) start where the bot left off.
+struct BotPositions: PositionStore {
+    let store: AgentStore
+    let bot: String
+
+    func position(in roomId: String) async throws -> Int? {
+        try await store.positions(bot: bot)[roomId]
     }
 
-    /// A public room by name (without regard to case).
-    static func publicRoom(named name: String, client: ChatClient) async throws -> Room? {
-        // Until `GET /api/rooms/public` (protocol 1.1) is in the client: only the bot's own rooms.
-        try await client.rooms().map(\.room).first { $0.isPublic && $0.name.lowercased() == name.lowercased() }
-    }
-
-    /// A `member` event (protocol 1.1), when the client hands it over as an unknown envelope.
-    static func memberChange(_ envelope: Envelope<JSONValue>) -> (change: MemberChange, added: Bool)? {
-        guard envelope.type == "member", let roomId = envelope.roomId, let data = envelope.data,
-              let bytes = try? Wire.encode(data), let member = try? Wire.decode(MemberData.self, from: bytes)
-        else { return nil }
-        return (MemberChange(roomId: roomId, user: member.user, by: member.by), member.change == "added")
-    }
-
-    struct MemberData: Decodable {
-        var user: User
-        var change: String
-        var by: String?
+    func setPosition(_ seq: Int, in roomId: String) async throws {
+        try await store.setPosition(bot: bot, room: roomId, seq: seq)
     }
 }

@@ -4,7 +4,7 @@ import SwitchboardProtocol
 // tolerates values it does not know: a newer server may add some.
 
 /// A member added to or removed from a room (the `member` event of protocol 1.1).
-public struct MemberChange: Codable, Sendable, Hashable {
+public struct MembershipChange: Codable, Sendable, Hashable {
     /// What happened to the member; other values may come from a newer server.
     public struct Kind: RawRepresentable, Codable, Sendable, Hashable, CustomStringConvertible {
         public var rawValue: String
@@ -95,7 +95,7 @@ struct PublicRoomsAnswer: Codable, Sendable {
 /// The `data` of a `member` event.
 struct MemberEventData: Codable, Sendable {
     var user: User
-    var change: MemberChange.Kind
+    var change: MembershipChange.Kind
     var by: String?
 }
 

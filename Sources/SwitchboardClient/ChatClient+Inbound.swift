@@ -83,7 +83,7 @@ extension ChatClient {
             logger.warning("ignoring a member event that cannot be read")
             return
         }
-        let change = MemberChange(roomId: roomId, user: data.user, change: data.change, by: data.by)
+        let change = MembershipChange(roomId: roomId, user: data.user, change: data.change, by: data.by)
         let waiters = withState { state -> [Waiters.Continuation] in
             state.directory.apply(change)
             guard state.subscriptions.rooms[roomId] != nil else { return [] }

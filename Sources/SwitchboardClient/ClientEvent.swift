@@ -34,7 +34,7 @@ public enum ClientEvent: Sendable {
     case room(RoomEventData)
     /// A member was added to or removed from a subscribed room (protocol 1.1). When the member removed is
     /// this user, the subscription ends with it: ``subscriptionEnded(roomId:_:)`` follows.
-    case member(MemberChange)
+    case member(MembershipChange)
     /// Everything the room held up to the newest `seq` of its last (re)join was handed over: replayed,
     /// read from history, or live. `seq` is the last one handed over.
     case caughtUp(roomId: String, seq: Int)

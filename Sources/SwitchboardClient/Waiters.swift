@@ -93,7 +93,7 @@ struct Directory: Sendable {
         members[room.id] = Set(room.members)
     }
 
-    mutating func apply(_ change: MemberChange) {
+    mutating func apply(_ change: MembershipChange) {
         learn(change.user)
         if change.change == .added {
             members[change.roomId, default: []].insert(change.user.id)

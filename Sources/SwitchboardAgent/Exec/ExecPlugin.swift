@@ -52,11 +52,11 @@ public struct ExecPlugin: Plugin {
         supervisor.deliver(.reaction(reaction))
     }
 
-    public func onMemberAdded(_ change: MemberChange, context: PluginContext) async throws {
+    public func onMemberAdded(_ change: MembershipChange, context: PluginContext) async throws {
         supervisor.deliver(.member(roomId: change.roomId, user: change.user, added: true, by: change.by))
     }
 
-    public func onMemberRemoved(_ change: MemberChange, context: PluginContext) async throws {
+    public func onMemberRemoved(_ change: MembershipChange, context: PluginContext) async throws {
         supervisor.deliver(.member(roomId: change.roomId, user: change.user, added: false, by: change.by))
     }
 
