@@ -184,6 +184,7 @@ let package = Package(
             dependencies: [
                 "DiceBot",
                 "EchoBot",
+                "IRCBridge",
                 "KarmaBot",
                 "RemindBot",
                 "SwitchboardAgent",

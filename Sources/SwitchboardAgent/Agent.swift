@@ -300,6 +300,8 @@ final class BotRunner: Sendable {
         }
         var clientConfiguration = ClientConfiguration(server: environment.server, credentials: .token(token))
         clientConfiguration.positions = BotPositions(store: environment.store, bot: configuration.name)
+        // Next to the storage: what the bot queued (a bridge's messages) is sent after a restart.
+        if environment.store.path != ":memory:" { clientConfiguration.outbox.file = "\(environment.store.path)-\(configuration.name).outbox" }
         try await ChatClient.withClient(configuration: clientConfiguration, logger: logger) { client in
             statistics.client.withLock { $0 = client }
             // With `rooms: all` the client follows every room, those that appear later included.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DiceBot
 import EchoBot
+import IRCBridge
 import Foundation
 import KarmaBot
 import Logging
@@ -14,7 +15,7 @@ import WelcomeBot
 /// The plugins a configuration may name.
 let bundledPlugins: [PluginFactory] = [
     EchoPlugin.factory, DicePlugin.factory, RemindPlugin.factory, WelcomePlugin.factory, KarmaPlugin.factory,
-    ExecPlugin.factory, WebhooksPlugin.factory,
+    ExecPlugin.factory, WebhooksPlugin.factory, IRCBridgePlugin.factory,
 ]
 
 struct AgentCommand: AsyncParsableCommand {
