@@ -26,7 +26,8 @@ import Yams
 public struct AgentConfiguration: Sendable {
     /// The server's base URL.
     public var server: String = "http://127.0.0.1:3001"
-    /// The agent's SQLite file (plugin storage, positions, schedules); `:memory:` keeps nothing.
+    /// The agent's SQLite file (plugin storage, positions, schedules); `:memory:` keeps nothing. Each
+    /// bot's unsent messages wait next to it, in `STORAGE-BOT.outbox`.
     public var storage: String = "./agent.db"
     /// Usernames (or ids) of the people who may use every command and the admin-only ones.
     public var admins: [String] = []
