@@ -29,7 +29,10 @@ public struct RemindPlugin: Plugin {
                 try await context.reply("⏰ #\(id) \(Self.describe(at, now: context.now, timeZone: context.timeZone)): \(text)")
             },
             Command("reminders", help: "Lists your reminders.") { call, context in
-                let mine = try await context.storage.table("reminders", of: Reminder.self).all().filter { $0.row.userId == call.message.userId }
+                // Those due are being said (and deleted once said, by the schedule's own task): not listed.
+                let mine = try await context.storage.table("reminders", of: Reminder.self).all().filter {
+                    $0.row.userId == call.message.userId && $0.row.at > context.now
+                }
                 guard !mine.isEmpty else {
                     try await context.reply("No reminders. Set one: !remind 10m stand up")
                     return

@@ -159,6 +159,15 @@ struct AgentTests {
         }
     }
 
+    @Test func aDirectRoomMadeLaterIsFollowedFromItsFirstMessage() async throws {
+        try await BotTest.run(plugins: [EchoPlugin()]) { test in
+            // The direct room does not exist when the bot starts: the client follows it when it appears.
+            let asked = try await test.tester.sayDirect("echo first words", to: test.bot.id)
+            let reply = try await test.tester.nextMessage(from: test.bot.id, in: asked.roomId)
+            #expect(reply.replyTo == asked.id)
+        }
+    }
+
     @Test func schedulesFireOnTheClockAndSurviveRestarts() async throws {
         try await BotTest.run(plugins: [Probe()]) { test in
             #expect(try await test.ask("!later 60 one") == "scheduled")
