@@ -101,9 +101,9 @@ final class BotRuntime: Sendable {
             if added { if !room.members.contains(change.user.id) { room.members.append(change.user.id) } } else { room.members.removeAll { $0 == change.user.id } }
         }
         if !added, change.user.id == user.id {
-            // The bot was removed: nothing more comes from that room.
+            // The bot was removed: the client ends the subscription itself. (Unsubscribing would keep
+            // `followAllRooms` from following the room again should the bot be added back.)
             rooms.forget(change.roomId)
-            await client.unsubscribe(from: change.roomId)
             return
         }
         if added {
