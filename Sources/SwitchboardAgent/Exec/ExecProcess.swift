@@ -92,13 +92,21 @@ struct ExecProcess {
                 }
             }
         } catch {
+            // A program that dies makes its pipes fail: say how it ended rather than how a pipe did.
+            if error is ChannelError || error is IOError, await waitForExit(process, upTo: .milliseconds(500)) {
+                return await exit(of: process)
+            }
             await stopOutsideCancellation(process, timeout: stopTimeout)
             throw error
         }
         await stopOutsideCancellation(process, timeout: stopTimeout)
+        return await exit(of: process)
+    }
+
+    private static func exit(of process: ChildProcess) async -> Exit {
         switch await process.termination() {
-        case .exited(let status): return .status(status)
-        case .signalled(let signal): return .signal(signal)
+        case .exited(let status): .status(status)
+        case .signalled(let signal): .signal(signal)
         }
     }
 
