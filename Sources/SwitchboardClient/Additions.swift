@@ -44,49 +44,6 @@ public struct MembershipChange: Codable, Sendable, Hashable {
     }
 }
 
-/// Who is online and who is typing in a room (`GET /api/rooms/{id}/presence`).
-public struct RoomPresence: Codable, Sendable, Hashable {
-    /// Members with an open connection.
-    public var online: [String]
-    /// Members typing now.
-    public var typing: [String]
-
-    /// A room's presence.
-    public init(online: [String], typing: [String]) {
-        self.online = online
-        self.typing = typing
-    }
-}
-
-/// One live token of the user (`GET /api/tokens`); the secret itself is never shown again.
-public struct TokenSummary: Codable, Sendable, Hashable, Identifiable {
-    /// The id, for ``ChatClient/revokeToken(id:)``.
-    public var id: String
-    /// Its name: `session` for those of `login` and `register`.
-    public var name: String
-    /// When it was made, in milliseconds since the Unix epoch.
-    public var createdAt: Int
-    /// When it stops working, if ever.
-    public var expiresAt: Int?
-    /// When it was last used, if known.
-    public var lastUsedAt: Int?
-    /// Whether it is the token of the request that listed it (the client's own).
-    public var current: Bool
-
-    /// A token's summary.
-    public init(id: String, name: String, createdAt: Int, expiresAt: Int? = nil, lastUsedAt: Int? = nil, current: Bool) {
-        self.id = id
-        self.name = name
-        self.createdAt = createdAt
-        self.expiresAt = expiresAt
-        self.lastUsedAt = lastUsedAt
-        self.current = current
-    }
-}
-
-struct TokensAnswer: Codable, Sendable {
-    var tokens: [TokenSummary]
-}
 
 struct PublicRoomsAnswer: Codable, Sendable {
     var rooms: [Room]

@@ -702,7 +702,7 @@ extension ChatClient {
     }
 
     /// The user's live tokens, session tokens included (`GET /api/tokens`, protocol 1.1).
-    public func tokens() async throws -> [TokenSummary] {
+    public func tokens() async throws -> [TokenInfo] {
         try await withToken { try await api.tokens(token: $0) }
     }
 

@@ -45,8 +45,8 @@ struct HTTPAPI: Sendable {
         try await call(.GET, "/api/users/\(escape(id))", token: token, as: UserResponse.self).user
     }
 
-    func tokens(token: String) async throws(ClientError) -> [TokenSummary] {
-        try await call(.GET, "/api/tokens", token: token, as: TokensAnswer.self).tokens
+    func tokens(token: String) async throws(ClientError) -> [TokenInfo] {
+        try await call(.GET, "/api/tokens", token: token, as: TokensResponse.self).tokens
     }
 
     func logout(token: String) async throws(ClientError) {
