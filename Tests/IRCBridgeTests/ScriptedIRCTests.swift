@@ -57,8 +57,9 @@ struct ScriptedIRCTests {
     func aSilentServerIsLeftAndReconnected() async throws {
         try await IRCTestListener.withListener { listener in
             var configuration = clientConfiguration(port: listener.port, nick: "relay", channels: [])
-            configuration.session.pingInterval = .milliseconds(300)
-            configuration.session.pingTimeout = .milliseconds(600)
+            // Long beside a step of the test on a loaded machine, so that only the silence counts.
+            configuration.session.pingInterval = .milliseconds(1_000)
+            configuration.session.pingTimeout = .milliseconds(2_500)
             try await withIRCClient(configuration) { _, events in
                 let first = try await listener.accept()
                 _ = try await first.next { $0.command == "USER" }

@@ -78,7 +78,8 @@ struct BoundsTests {
                 defer { token.cancel() }
                 let socket = try await server.connect(token: alice.token)
                 try await socket.join(room.id)
-                for index in 1...3 { try await socket.send("typing", roomId: room.id, data: ["isTyping": .bool(index % 2 == 1)]) }
+                // One at a time (each acked), so that the server hands them on in this order.
+                for index in 1...3 { _ = try await socket.request("typing", roomId: room.id, data: ["isTyping": .bool(index % 2 == 1)]) }
                 for index in 1...20 { try await socket.sendMessage("m\(index)", roomId: room.id) }
                 // Nothing lost, in order, though the stream held at most 4 at a time.
                 let messages = try await collect(subscription.messages, count: 20)

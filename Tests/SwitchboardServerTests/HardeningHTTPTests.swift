@@ -222,10 +222,12 @@ struct PasswordTests {
 
 @Suite("Hardening: HTTP connections", .timeLimit(.minutes(1)))
 struct ConnectionTests {
+    // Short, but long beside the steps of a test on a loaded machine (the whole suite runs at
+    // once on two cores): a write must not find its connection already timed out.
     static func shortTimeouts(_ configuration: inout ServerConfiguration) {
-        configuration.headerTimeout = .milliseconds(300)
-        configuration.bodyTimeout = .milliseconds(300)
-        configuration.idleTimeout = .milliseconds(300)
+        configuration.headerTimeout = .milliseconds(1_500)
+        configuration.bodyTimeout = .milliseconds(1_500)
+        configuration.idleTimeout = .milliseconds(1_500)
     }
 
     @Test("connections that send nothing, half a header or half a body are closed; a slow answer is not cut")
@@ -248,7 +250,7 @@ struct ConnectionTests {
             let alice = try await server.register("alice")
             let cursor = try await server.poll(token: alice.token).decode(EventsResponse.self).cursor
             let poller = try await RawClient.connect(port: server.port)
-            try await poller.write(Array("GET /api/events?cursor=\(cursor)&timeoutMs=1500 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(alice.token)\r\n\r\n".utf8))
+            try await poller.write(Array("GET /api/events?cursor=\(cursor)&timeoutMs=4000 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(alice.token)\r\n\r\n".utf8))
             let answer = try await poller.readResponse(timeout: .seconds(10))
             #expect(answer.status == 200, "\(answer.text)")
             await poller.close()
