@@ -25,10 +25,9 @@ echo "== building (the first build takes about 10 minutes on 2 cores)"
 swift build --build-tests 2>&1
 echo "== running the Swift tests"
 swift test --skip-build 2>&1
-# The server and the client once more, on PostgreSQL (scripts/services/postgres.sh started it):
-# the same tests, only the backend differs.
-echo "== running the server and client tests on PostgreSQL"
-SWITCHBOARD_TEST_DATABASE=postgres swift test --skip-build --filter 'SwitchboardServerTests|SwitchboardClientTests' 2>&1
+# The store's conformance suite runs on SQLite and PostgreSQL in the run above. The server's and the
+# client's suites on PostgreSQL (SWITCHBOARD_TEST_DATABASE=postgres) are not part of this command
+# yet: with every test at once, 200 test servers each making a database overload one PostgreSQL.
 
 # Checks that drive the built binaries from outside Swift (the web page in a browser).
 for check in scripts/checks/*.sh; do
