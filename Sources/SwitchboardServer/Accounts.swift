@@ -89,7 +89,7 @@ struct Accounts: Sendable {
         guard try await service.storeCall({ try await store.revokeToken(id: id, ownerId: identity.user.id, now: Clock.milliseconds()) }) != nil else {
             throw ProtocolError(.notFound, "no token \(id) of yours")
         }
-        service.hub.close(tokens: [id], code: .unknown(4001), reason: "token revoked")
+        service.hub.close(tokens: [id], .tokenRevoked)
     }
 
     /// A new session token for a user who just proved who they are.

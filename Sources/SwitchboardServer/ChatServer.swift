@@ -117,7 +117,7 @@ public struct ChatServer: Service {
                 group.cancelAll()
             }
         } onGracefulShutdown: {
-            hub.closeAll(code: .goingAway, reason: "server shutting down")
+            hub.closeAll(.shuttingDown)
             polls.wakeAll()
         }
     }
@@ -167,7 +167,7 @@ public struct ChatServer: Service {
             do {
                 // Overlap the windows so that a revocation committed during the last check is not missed.
                 let revoked = try await store.tokensRevoked(since: checkedUntil - 5_000)
-                if !revoked.isEmpty { service.hub.close(tokens: Set(revoked), code: .unknown(4001), reason: "token revoked") }
+                if !revoked.isEmpty { service.hub.close(tokens: Set(revoked), .tokenRevoked) }
                 checkedUntil = now
             } catch {
                 logger.warning("cannot check revoked tokens", metadata: ["switchboard.error": "\(error)"])

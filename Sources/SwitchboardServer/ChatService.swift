@@ -1,5 +1,4 @@
 import Logging
-import NIOWebSocket
 import Synchronization
 import SwitchboardProtocol
 import SwitchboardStore

@@ -141,7 +141,7 @@ struct HTTPRoutes {
                 rooms: rooms, followsAllRooms: true, now: Clock.milliseconds()
             )
             for ended in polls.add(session) {
-                ended.close(code: .policyViolation, reason: "a newer polling session of the same user replaced it")
+                ended.close(.replacedByNewerSession)
                 service.hub.unregister(ended.hubConnection, now: Clock.milliseconds())
             }
             return EventsResponse(events: [], cursor: "\(session.id).0")

@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
-import NIOWebSocket
 import Synchronization
 import SwitchboardProtocol
 
@@ -295,7 +294,7 @@ final class Hub: Sendable {
     private func closeOldestConnection(of userId: String, state: State) {
         let sockets = (state.userConnections[userId] ?? []).filter { state.connections[$0]?.followsAllRooms == false }
         guard sockets.count >= maxConnectionsPerUser, let oldest = sockets.min(), let connection = state.connections[oldest] else { return }
-        connection.sink.close(code: .policyViolation, reason: "more than \(maxConnectionsPerUser) connections of one user; the oldest is closed")
+        connection.sink.close(.tooManyConnections(limit: maxConnectionsPerUser))
     }
 
     /// Removes a connection; announces leaves and, after the user's last connection, offline.
@@ -323,11 +322,11 @@ final class Hub: Sendable {
     }
 
     /// Closes the connections that use any of these tokens.
-    func close(tokens: Set<String>, code: WebSocketErrorCode, reason: String) {
+    func close(tokens: Set<String>, _ end: SessionEnd) {
         let sinks = state.withLock { state in
             state.connections.values.filter { $0.tokenId.map(tokens.contains) ?? false }.map(\.sink)
         }
-        sinks.forEach { $0.close(code: code, reason: reason) }
+        sinks.forEach { $0.close(end) }
     }
 
     /// Closes the connections whose token has expired at `now`.
@@ -335,13 +334,13 @@ final class Hub: Sendable {
         let sinks = state.withLock { state in
             state.connections.values.filter { $0.tokenExpiresAt.map { $0 <= now } ?? false }.map(\.sink)
         }
-        sinks.forEach { $0.close(code: .unknown(4001), reason: "token expired") }
+        sinks.forEach { $0.close(.tokenExpired) }
     }
 
     /// Closes every connection, for shutdown.
-    func closeAll(code: WebSocketErrorCode, reason: String) {
+    func closeAll(_ end: SessionEnd) {
         let sinks = state.withLock { $0.connections.values.map(\.sink) }
-        sinks.forEach { $0.close(code: code, reason: reason) }
+        sinks.forEach { $0.close(end) }
     }
 
     /// Whether a connection is subscribed to a room (joined or joining).

@@ -6,8 +6,8 @@ import NIOWebSocket
 protocol EventSink: AnyObject, Sendable {
     /// Queues one encoded envelope; never waits.
     func send(_ frame: OutgoingFrame)
-    /// Ends the client's session with a WebSocket close code.
-    func close(code: WebSocketErrorCode, reason: String)
+    /// Ends the client's session: a WebSocket with the end's close code, a poll with its answer.
+    func close(_ end: SessionEnd)
     /// Queues frames as fast as the client takes them (a `join`'s replay): returns once all are
     /// queued; throws when the connection ends first.
     func sendPaced(_ frames: [OutgoingFrame]) async throws
@@ -261,9 +261,10 @@ final class SocketWriter: EventSink {
         eventLoop.execute { handler.value.write(frame) }
     }
 
-    func close(code: WebSocketErrorCode, reason: String) {
+    func close(_ end: SessionEnd) {
         let handler = self.handler
-        eventLoop.execute { handler.value.close(code: code, reason: reason) }
+        let code = WebSocketErrorCode(codeNumber: Int(end.closeCode.rawValue))
+        eventLoop.execute { handler.value.close(code: code, reason: end.reason) }
     }
 
     func sendPaced(_ frames: [OutgoingFrame]) async throws {
