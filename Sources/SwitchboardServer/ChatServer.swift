@@ -128,11 +128,7 @@ public struct ChatServer: Service {
         service: ChatService, logger: Logger
     ) async throws {
         let sink = try await SocketWriter.install(on: channel, configuration: configuration, logger: logger)
-        let rooms = try await service.storeCall { try await store.memberRooms(userId: identity.user.id) }
-        let connection = service.hub.register(
-            user: identity.user, tokenId: identity.tokenId, tokenExpiresAt: identity.tokenExpiresAt, sink: sink,
-            rooms: rooms, now: Clock.milliseconds()
-        )
+        let connection = try await service.openSession(identity, sink: sink)
         var logger = logger
         logger[metadataKey: "switchboard.user"] = "\(identity.user.username)"
         logger[metadataKey: "switchboard.connection"] = "\(connection)"
@@ -145,13 +141,13 @@ public struct ChatServer: Service {
                 case .binary: session.handleBinary()
                 }
             }
-            service.hub.unregister(connection, now: Clock.milliseconds())
+            service.closeSession(connection)
         } catch let close as WebSocketSession.Close {
-            service.hub.unregister(connection, now: Clock.milliseconds())
+            service.closeSession(connection)
             logger.debug("closing websocket", metadata: ["switchboard.reason": "\(close.reason)"])
             try await outbound.close(close.code, reason: close.reason)
         } catch {
-            service.hub.unregister(connection, now: Clock.milliseconds())
+            service.closeSession(connection)
             throw error
         }
         logger.debug("websocket closed")
@@ -174,7 +170,7 @@ public struct ChatServer: Service {
             }
             service.hub.closeExpired(now: now)
             for session in polls.removeExpired(now: .now, expiry: configuration.pollSessionExpiry) {
-                service.hub.unregister(session.hubConnection, now: now)
+                service.closeSession(session.hubConnection)
             }
         }
     }

@@ -42,6 +42,26 @@ struct ChatService: Sendable {
         self.logger = logger
     }
 
+    // MARK: Sessions
+
+    /// Starts a client's live session, whatever carries it: reads the rooms the user is a member
+    /// of and registers `sink` with the hub, which announces the user online on a first session.
+    /// - Parameter followsAllRooms: a long-polling session, subscribed to all its user's rooms.
+    /// - Returns: the hub's id of the session, for `join`, `leave` and `closeSession`.
+    func openSession(_ identity: Identity, sink: any EventSink, followsAllRooms: Bool = false) async throws -> Int {
+        let rooms = try await storeCall { try await store.memberRooms(userId: identity.user.id) }
+        return hub.register(
+            user: identity.user, tokenId: identity.tokenId, tokenExpiresAt: identity.tokenExpiresAt, sink: sink,
+            rooms: rooms, followsAllRooms: followsAllRooms, now: Clock.milliseconds()
+        )
+    }
+
+    /// Ends a session opened by `openSession`: leaves its rooms and, after the user's last one,
+    /// announces them offline. Ending one twice does nothing.
+    func closeSession(_ connection: Int) {
+        hub.unregister(connection, now: Clock.milliseconds())
+    }
+
     // MARK: Users
 
     func searchUsers(_ query: String) async throws -> [User] {
