@@ -156,10 +156,10 @@ public struct ChatServer: Service {
     /// Closes connections whose tokens were revoked (here, by another process or node) or expired,
     /// and ends long-polling sessions that stopped polling.
     private func maintain(service: ChatService, polls: PollSessions) async throws {
-        var checkedUntil = Clock.milliseconds()
+        var checkedUntil = WallClock.milliseconds()
         while true {
             try await Task.sleep(for: configuration.tokenCheckInterval)
-            let now = Clock.milliseconds()
+            let now = WallClock.milliseconds()
             do {
                 // Overlap the windows so that a revocation committed during the last check is not missed.
                 let revoked = try await store.tokensRevoked(since: checkedUntil - 5_000)

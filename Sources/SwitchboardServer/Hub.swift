@@ -1,7 +1,5 @@
-import Foundation
 import Logging
 import NIOCore
-import NIOPosix
 import Synchronization
 import SwitchboardProtocol
 
@@ -68,17 +66,15 @@ final class Hub: Sendable {
         var lastMessage: Message?
     }
 
-    private struct TypingKey: Hashable {
-        let roomId: String
-        let userId: String
-    }
+    private typealias TypingKey = TypingTimers<ContinuousClock>.Key
 
     private struct State {
         var nextConnectionID = 0
         var connections: [Int: Connection] = [:]
         /// Per room, its subscriptions by connection id.
         var subscribers: [String: [Int: Subscription]] = [:]
-        var userConnections: [String: Set<Int>] = [:]
+        /// Each user's connections: who is online.
+        var presence = PresenceTracker()
         var rooms: [String: RoomState] = [:]
         /// Rooms of users with at least one connection, for presence.
         var userRooms: [String: Set<String>] = [:]
@@ -88,25 +84,23 @@ final class Hub: Sendable {
         /// Per room, the connections of members that are not subscribed: they get `room` events.
         /// Kept up to date so that a message to a room everyone joined costs nothing extra.
         var watchers: [String: Set<Int>] = [:]
-        var typing: [TypingKey: Scheduled<Void>] = [:]
+        var typing: TypingTimers<ContinuousClock>
         /// Size of `rooms` past which rooms nobody connected follows are dropped.
         var roomCacheSweepAt = 0
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let metrics: ServerMetrics
-    private let typingExpiry: TimeAmount
-    private let timers: any EventLoop
+    /// Wakes the typing timers.
+    private let clock = ContinuousClock()
     private let maxConnectionsPerUser: Int
     private let roomCacheSize: Int
 
     init(configuration: ServerConfiguration, metrics: ServerMetrics) {
         self.metrics = metrics
-        self.typingExpiry = .nanoseconds(Int64(configuration.typingExpiry.seconds * 1e9))
-        self.timers = MultiThreadedEventLoopGroup.singleton.next()
         self.maxConnectionsPerUser = max(1, configuration.maxConnectionsPerUser)
         self.roomCacheSize = max(1, configuration.roomCacheSize)
-        state.withLock { $0.roomCacheSweepAt = roomCacheSize }
+        self.state = Mutex(State(typing: TypingTimers(expiry: configuration.typingExpiry), roomCacheSweepAt: max(1, configuration.roomCacheSize)))
         metrics.setCensus { [weak self] in
             guard let census = self?.census() else { return [] }
             return [
@@ -136,7 +130,7 @@ final class Hub: Sendable {
             Census(
                 connections: state.connections.count,
                 subscriptions: state.subscribers.values.reduce(0) { $0 + $1.count },
-                users: state.userConnections.count + state.userRooms.count,
+                users: state.presence.userCount + state.userRooms.count,
                 watchers: state.watchers.values.reduce(0) { $0 + $1.count },
                 typing: state.typing.count,
                 rooms: state.rooms.count,
@@ -180,13 +174,9 @@ final class Hub: Sendable {
     /// The room's members online, and those typing, for `GET /api/rooms/{id}/presence`.
     func presence(of room: RoomState) -> RoomPresence {
         state.withLock { state in
-            let typing = state.typing.keys.filter { $0.roomId == room.room.id && room.members.contains($0.userId) }.map(\.userId)
-            return RoomPresence(online: online(among: room.members, state: state), typing: typing.sorted())
+            let typing = state.typing.typing(in: room.room.id).filter(room.members.contains)
+            return RoomPresence(online: state.presence.online(among: room.members), typing: typing)
         }
-    }
-
-    private func online(among members: Set<String>, state: State) -> [String] {
-        members.filter { state.userConnections[$0] != nil }.sorted()
     }
 
     /// A room was created: tell its members' connections.
@@ -226,7 +216,7 @@ final class Hub: Sendable {
             state.rooms[room.id] = RoomState(room: updated, members: members, lastMessage: known?.lastMessage)
             sendMemberEvent(room.id, MemberChangeData(user: user, change: .removed, by: by), now: now, state: &state)
             state.userRooms[user.id]?.remove(room.id)
-            for id in state.userConnections[user.id] ?? [] {
+            for id in state.presence.connections(of: user.id) {
                 unsubscribe(id, from: room.id, now: now, state: &state)
                 state.watchers[room.id]?.remove(id)
             }
@@ -242,7 +232,8 @@ final class Hub: Sendable {
     }
 
     private func addRoom(_ roomId: String, toUser userId: String, now: Int, state: inout State) {
-        guard let connections = state.userConnections[userId] else { return }
+        let connections = state.presence.connections(of: userId)
+        guard !connections.isEmpty else { return }
         state.userRooms[userId, default: []].insert(roomId)
         let lastSeq = state.rooms[roomId]?.room.lastSeq ?? 0
         for id in connections where state.connections[id]?.subscriptions[roomId] == nil {
@@ -273,11 +264,10 @@ final class Hub: Sendable {
             state.connections[id] = Connection(
                 user: user, tokenId: tokenId, tokenExpiresAt: tokenExpiresAt, sink: sink, followsAllRooms: followsAllRooms
             )
-            let first = state.userConnections[user.id]?.isEmpty ?? true
-            state.userConnections[user.id, default: []].insert(id)
+            let presence = state.presence.connected(id, user: user.id)
             state.userRooms[user.id] = Set(memberRooms.map(\.id))
             for room in memberRooms { state.watchers[room.id, default: []].insert(id) }
-            if first { sendPresence(of: user.id, .online, now: now, state: &state) }
+            if let presence { sendPresence(of: user.id, presence, now: now, state: &state) }
             if followsAllRooms {
                 for room in memberRooms {
                     subscribe(id, to: room.id, as: .live(lastSeq: state.rooms[room.id]?.room.lastSeq ?? room.lastSeq), now: now, state: &state)
@@ -292,7 +282,7 @@ final class Hub: Sendable {
     /// Past the cap of WebSocket connections per user, closes the user's oldest one: a client
     /// that reconnects keeps working while the connection it lost times out.
     private func closeOldestConnection(of userId: String, state: State) {
-        let sockets = (state.userConnections[userId] ?? []).filter { state.connections[$0]?.followsAllRooms == false }
+        let sockets = state.presence.connections(of: userId).filter { state.connections[$0]?.followsAllRooms == false }
         guard sockets.count >= maxConnectionsPerUser, let oldest = sockets.min(), let connection = state.connections[oldest] else { return }
         connection.sink.close(.tooManyConnections(limit: maxConnectionsPerUser))
     }
@@ -309,10 +299,8 @@ final class Hub: Sendable {
                 if state.watchers[roomId]?.isEmpty ?? false { state.watchers[roomId] = nil }
             }
             state.connections[id] = nil
-            state.userConnections[connection.user.id]?.remove(id)
-            if state.userConnections[connection.user.id]?.isEmpty ?? true {
-                state.userConnections[connection.user.id] = nil
-                sendPresence(of: connection.user.id, .offline, now: now, state: &state)
+            if let presence = state.presence.disconnected(id, user: connection.user.id) {
+                sendPresence(of: connection.user.id, presence, now: now, state: &state)
                 state.userRooms[connection.user.id] = nil
             }
             trimRoomCache(keeping: "", state: &state)
@@ -377,7 +365,7 @@ final class Hub: Sendable {
         state.withLock { state in
             guard let connection = state.connections[id], let subscription = connection.subscriptions[roomId] else { return false }
             var ack = ack
-            ack.online = online(among: state.rooms[roomId]?.members ?? Set(ack.room.members), state: state)
+            ack.online = state.presence.online(among: state.rooms[roomId]?.members ?? Set(ack.room.members))
             var fanOut = FanOut()
             fanOut.add(encode(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: now, ref: ref)), to: connection.sink, socket: connection.socket)
             var delivered = ack.lastSeq
@@ -479,26 +467,29 @@ final class Hub: Sendable {
         metrics.delivered.increment(by: Int64(deliveries))
     }
 
-    /// Sends `typing` to the room's other users, and schedules the automatic `isTyping: false`.
+    /// Sends `typing` to the room's other users, and arranges the automatic `isTyping: false`.
     func typing(roomId: String, userId: String, isTyping: Bool, now: Int) {
         let key = TypingKey(roomId: roomId, userId: userId)
-        state.withLock { state in
-            state.typing.removeValue(forKey: key)?.cancel()
+        let deadline = state.withLock { state in
+            let deadline = state.typing.typing(key, isTyping: isTyping, now: clock.now)
             let frame = encode(Envelope(type: .typing, roomId: roomId, data: TypingData(isTyping: isTyping), timestamp: now, userId: userId))
             sendToSubscribers(of: roomId, frame, seq: nil, except: userId, state: &state)
-            if isTyping {
-                state.typing[key] = timers.scheduleTask(in: typingExpiry) { [self] in
-                    self.typingExpired(key)
-                }
-            }
+            return deadline
+        }
+        guard let deadline else { return }
+        // Not cancelled when the indicator is renewed or stopped: the timers ignore a stale
+        // wake-up, and the typing rate limit bounds how many wait.
+        Task { [self, clock] in
+            try? await clock.sleep(until: deadline)
+            typingLapsed(key, deadline: deadline)
         }
     }
 
-    private func typingExpired(_ key: TypingKey) {
+    private func typingLapsed(_ key: TypingKey, deadline: ContinuousClock.Instant) {
         state.withLock { state in
-            guard state.typing.removeValue(forKey: key) != nil else { return }
+            guard state.typing.lapse(key, deadline: deadline) else { return }
             let frame = encode(Envelope(
-                type: .typing, roomId: key.roomId, data: TypingData(isTyping: false), timestamp: Clock.milliseconds(), userId: key.userId
+                type: .typing, roomId: key.roomId, data: TypingData(isTyping: false), timestamp: WallClock.milliseconds(), userId: key.userId
             ))
             sendToSubscribers(of: key.roomId, frame, seq: nil, except: key.userId, state: &state)
         }
@@ -572,7 +563,7 @@ final class Hub: Sendable {
         let frame = encode(Envelope(type: .presence, data: PresenceData(status: status), timestamp: now, userId: userId))
         var fanOut = FanOut()
         for user in audience {
-            for id in state.userConnections[user] ?? [] {
+            for id in state.presence.connections(of: user) {
                 if let connection = state.connections[id] { fanOut.add(frame, to: connection.sink, socket: connection.socket) }
             }
         }
@@ -580,10 +571,3 @@ final class Hub: Sendable {
     }
 }
 
-/// Wall-clock time in the protocol's unit.
-enum Clock {
-    /// Milliseconds since the Unix epoch.
-    static func milliseconds() -> Int {
-        Int(Date().timeIntervalSince1970 * 1000)
-    }
-}

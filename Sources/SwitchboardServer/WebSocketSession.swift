@@ -73,7 +73,7 @@ struct WebSocketSession {
     }
 
     private func answer(_ request: ClientRequest, ref: String?, receivedAt: ContinuousClock.Instant) async throws {
-        let now = Clock.milliseconds()
+        let now = WallClock.milliseconds()
         switch request {
         case .ping(let data):
             send(Envelope<JSONValue>(type: .pong, data: data, timestamp: now, ref: ref))
@@ -99,7 +99,7 @@ struct WebSocketSession {
                 reply = .callback { result in
                     switch result {
                     case .success(let ack):
-                        session.send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: Clock.milliseconds(), ref: ref))
+                        session.send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: WallClock.milliseconds(), ref: ref))
                     case .failure(let error):
                         session.sendError(error, ref: ref, roomId: roomId)
                     }
@@ -116,13 +116,13 @@ struct WebSocketSession {
             send(Envelope(type: .ack, roomId: roomId, data: EmptyData(), timestamp: now, ref: ref))
         case .reaction(let roomId, let data):
             let ack = try await service.react(identity, roomId: roomId, data)
-            send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: Clock.milliseconds(), ref: ref))
+            send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: WallClock.milliseconds(), ref: ref))
         }
     }
 
     private func sendError(_ error: ProtocolError, ref: String?, roomId: String?) {
         service.metrics.error(error.code)
-        send(Envelope(type: .error, roomId: roomId, data: error, timestamp: Clock.milliseconds(), ref: ref))
+        send(Envelope(type: .error, roomId: roomId, data: error, timestamp: WallClock.milliseconds(), ref: ref))
     }
 
     private func send<Payload>(_ envelope: Envelope<Payload>) {

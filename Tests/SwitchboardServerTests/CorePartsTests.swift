@@ -1,0 +1,104 @@
+import SwitchboardProtocol
+import Testing
+
+@testable import SwitchboardServer
+
+@Suite("Typing timers: when an indicator lapses, without a socket or a sleep", .timeLimit(.minutes(1)))
+struct TypingTimersTests {
+    typealias Timers = TypingTimers<ContinuousClock>
+    let start = ContinuousClock.Instant.now
+    let key = Timers.Key(roomId: "r1", userId: "u1")
+
+    @Test("an indicator lapses at its deadline, once")
+    func lapses() throws {
+        var timers = Timers(expiry: .seconds(6))
+        let started = timers.typing(key, isTyping: true, now: start)
+        let deadline = try #require(started)
+        #expect(deadline == start.advanced(by: .seconds(6)))
+        #expect(timers.typing(in: "r1") == ["u1"])
+        let lapsed = timers.lapse(key, deadline: deadline)
+        let lapsedAgain = timers.lapse(key, deadline: deadline)
+        #expect(lapsed)
+        #expect(!lapsedAgain)
+        #expect(timers.count == 0)
+    }
+
+    @Test("typing again moves the deadline: the first wake-up does nothing, the second lapses it")
+    func renewed() throws {
+        var timers = Timers(expiry: .seconds(6))
+        let started = timers.typing(key, isTyping: true, now: start)
+        let first = try #require(started)
+        let renewed = timers.typing(key, isTyping: true, now: start.advanced(by: .seconds(2)))
+        let second = try #require(renewed)
+        #expect(second > first)
+        let staleLapsed = timers.lapse(key, deadline: first)
+        #expect(!staleLapsed)
+        #expect(timers.typing(in: "r1") == ["u1"])
+        let lapsed = timers.lapse(key, deadline: second)
+        #expect(lapsed)
+    }
+
+    @Test("stopping ends the indicator: no deadline, and its wake-up does nothing")
+    func stopped() throws {
+        var timers = Timers(expiry: .seconds(6))
+        let started = timers.typing(key, isTyping: true, now: start)
+        let deadline = try #require(started)
+        let stopped = timers.typing(key, isTyping: false, now: start.advanced(by: .seconds(1)))
+        #expect(stopped == nil)
+        let lapsed = timers.lapse(key, deadline: deadline)
+        #expect(!lapsed)
+        #expect(timers.count == 0)
+    }
+
+    @Test("indicators are per user and per room")
+    func perRoomAndUser() {
+        var timers = Timers(expiry: .seconds(6))
+        _ = timers.typing(Timers.Key(roomId: "r1", userId: "u2"), isTyping: true, now: start)
+        _ = timers.typing(key, isTyping: true, now: start)
+        _ = timers.typing(Timers.Key(roomId: "r2", userId: "u1"), isTyping: true, now: start)
+        #expect(timers.typing(in: "r1") == ["u1", "u2"])
+        #expect(timers.typing(in: "r2") == ["u1"])
+        #expect(timers.count == 3)
+    }
+}
+
+@Suite("Presence tracker: online at the first connection, offline after the last", .timeLimit(.minutes(1)))
+struct PresenceTrackerTests {
+    @Test("the first connection brings a user online, the last takes them offline, those between change nothing")
+    func transitions() {
+        var presence = PresenceTracker()
+        let steps = [
+            presence.connected(1, user: "u1"), presence.connected(2, user: "u1"),
+        ]
+        #expect(steps == [.online, nil])
+        #expect(presence.connections(of: "u1") == [1, 2])
+        let firstClosed = presence.disconnected(1, user: "u1")
+        #expect(firstClosed == nil)
+        #expect(presence.isOnline("u1"))
+        let lastClosed = presence.disconnected(2, user: "u1")
+        #expect(lastClosed == .offline)
+        #expect(!presence.isOnline("u1"))
+        #expect(presence.userCount == 0)
+    }
+
+    @Test("a connection closed twice, or never opened, announces nothing")
+    func unknownConnections() {
+        var presence = PresenceTracker()
+        var steps: [PresenceStatus?] = []
+        steps.append(presence.disconnected(9, user: "u1"))
+        presence.connected(1, user: "u1")
+        steps.append(presence.disconnected(9, user: "u1"))
+        steps.append(presence.disconnected(1, user: "u1"))
+        steps.append(presence.disconnected(1, user: "u1"))
+        #expect(steps == [nil, nil, .offline, nil])
+    }
+
+    @Test("online among a room's members lists only those connected, sorted")
+    func onlineAmong() {
+        var presence = PresenceTracker()
+        presence.connected(1, user: "u3")
+        presence.connected(2, user: "u1")
+        presence.connected(3, user: "u9")
+        #expect(presence.online(among: ["u1", "u2", "u3"]) == ["u1", "u3"])
+    }
+}
