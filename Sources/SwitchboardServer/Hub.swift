@@ -9,19 +9,6 @@ import SwitchboardProtocol
 /// only queue frames. Publishing under the lock is what keeps every subscriber's view in one
 /// order, and a joining connection's replay, ack and live messages free of gaps and repeats.
 final class Hub: Sendable {
-    /// Where a subscription of one connection to one room stands.
-    private enum Phase {
-        /// Between `beginJoin` and `completeJoin`: live events wait here until the replay is out.
-        case joining([Pending])
-        /// Live; messages with `seq` at or below `lastSeq` were already delivered by the replay.
-        case live(lastSeq: Int)
-    }
-
-    private struct Pending {
-        var frame: OutgoingFrame
-        var seq: Int?
-    }
-
     /// A subscription of one connection to one room. A class, shared by the room's subscriber
     /// list and the connection's, so that a delivery reads and updates one object, with no
     /// dictionary lookup and no copy of the connection.
@@ -30,9 +17,9 @@ final class Hub: Sendable {
     /// unsubscribes a connection from everything before dropping it.
     private final class Subscription {
         let connection: Connection
-        var phase: Phase
+        var phase: JoinPhase<OutgoingFrame>
 
-        init(connection: Connection, phase: Phase) {
+        init(connection: Connection, phase: JoinPhase<OutgoingFrame>) {
             self.connection = connection
             self.phase = phase
         }
@@ -354,7 +341,7 @@ final class Hub: Sendable {
         state.withLock { state in
             guard let room = state.rooms[roomId] else { return .unknownRoom }
             guard let connection = state.connections[id], room.members.contains(connection.user.id) else { return .notMember }
-            subscribe(id, to: roomId, as: .joining([]), now: now, state: &state)
+            subscribe(id, to: roomId, as: .joining(), now: now, state: &state)
             return .subscribed
         }
     }
@@ -368,18 +355,10 @@ final class Hub: Sendable {
             ack.online = state.presence.online(among: state.rooms[roomId]?.members ?? Set(ack.room.members))
             var fanOut = FanOut()
             fanOut.add(encode(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: now, ref: ref)), to: connection.sink, socket: connection.socket)
-            var delivered = ack.lastSeq
-            if case .joining(let pending) = subscription.phase {
-                for event in pending {
-                    if let seq = event.seq {
-                        guard seq > delivered else { continue }
-                        delivered = seq
-                    }
-                    fanOut.add(event.frame, to: connection.sink, socket: connection.socket)
-                }
+            for frame in subscription.phase.complete(replayedThrough: ack.lastSeq) {
+                fanOut.add(frame, to: connection.sink, socket: connection.socket)
             }
             fanOut.send()
-            subscription.phase = .live(lastSeq: delivered)
             return true
         }
     }
@@ -391,7 +370,7 @@ final class Hub: Sendable {
         }
     }
 
-    private func subscribe(_ id: Int, to roomId: String, as phase: Phase, now: Int, state: inout State) {
+    private func subscribe(_ id: Int, to roomId: String, as phase: JoinPhase<OutgoingFrame>, now: Int, state: inout State) {
         guard let connection = state.connections[id] else { return }
         let user = connection.user
         if let existing = connection.subscriptions[roomId] {
@@ -521,20 +500,9 @@ final class Hub: Sendable {
         for subscription in subscriptions.values {
             let connection = subscription.connection
             if let excludedUser, connection.user.id == excludedUser { continue }
-            switch subscription.phase {
-            case .live(let lastSeq):
-                if let seq {
-                    guard seq > lastSeq else { continue }
-                    subscription.phase = .live(lastSeq: seq)
-                }
-                fanOut.add(frame, to: connection.sink, socket: connection.socket)
-                sent += 1
-            case .joining(var pending):
-                // Drop the stored copy first so that appending does not copy the array.
-                subscription.phase = .joining([])
-                pending.append(Pending(frame: frame, seq: seq))
-                subscription.phase = .joining(pending)
-            }
+            guard subscription.phase.admit(frame, seq: seq) else { continue }
+            fanOut.add(frame, to: connection.sink, socket: connection.socket)
+            sent += 1
         }
         return sent
     }

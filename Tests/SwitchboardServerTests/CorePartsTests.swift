@@ -102,3 +102,38 @@ struct PresenceTrackerTests {
         #expect(presence.online(among: ["u1", "u2", "u3"]) == ["u1", "u3"])
     }
 }
+
+@Suite("Join phases: a join's replay, ack and live events without gaps or repeats", .timeLimit(.minutes(1)))
+struct JoinPhaseTests {
+    @Test("while joining, events are held; after the replay, the messages it did not cover follow in order, with the other events")
+    func heldUntilComplete() {
+        var phase = JoinPhase<String>.joining()
+        let admitted = [
+            phase.admit("m5", seq: 5), phase.admit("typing", seq: nil), phase.admit("m6", seq: 6), phase.admit("m7", seq: 7),
+        ]
+        #expect(admitted == [false, false, false, false])
+        // The replay read up to 6: m5 and m6 went out with it.
+        let after = phase.complete(replayedThrough: 6)
+        #expect(after == ["typing", "m7"])
+        let next = [phase.admit("m7 again", seq: 7), phase.admit("m8", seq: 8), phase.admit("typing", seq: nil)]
+        #expect(next == [false, true, true])
+    }
+
+    @Test("live: a message at or below the newest delivered is not delivered again")
+    func liveSkipsRepeats() {
+        var phase = JoinPhase<String>.live(lastSeq: 10)
+        let admitted = [phase.admit("m10", seq: 10), phase.admit("m11", seq: 11), phase.admit("m9", seq: 9), phase.admit("m12", seq: 12)]
+        #expect(admitted == [false, true, false, true])
+    }
+
+    @Test("a join again while live holds events again until it completes")
+    func rejoin() {
+        var phase = JoinPhase<String>.live(lastSeq: 3)
+        phase = .joining()
+        let held = phase.admit("m4", seq: 4)
+        #expect(!held)
+        #expect(phase.complete(replayedThrough: 4) == [])
+        let next = phase.admit("m5", seq: 5)
+        #expect(next)
+    }
+}
