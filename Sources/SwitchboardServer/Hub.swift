@@ -65,9 +65,9 @@ final class Hub: Sendable {
         var rooms: [String: RoomState] = [:]
         /// Rooms of users with at least one connection, for presence.
         var userRooms: [String: Set<String>] = [:]
-        /// Per room, how many of each user's connections are subscribed: `join` and `leave`
-        /// notices go out when it leaves or reaches zero.
-        var subscribedConnections: [String: [String: Int]] = [:]
+        /// Per room, how many of each user's connections are subscribed: when `join` and `leave`
+        /// notices go out.
+        var attendance = RoomAttendance()
         /// Per room, the connections of members that are not subscribed: they get `room` events.
         /// Kept up to date so that a message to a room everyone joined costs nothing extra.
         var watchers: [String: Set<Int>] = [:]
@@ -121,7 +121,7 @@ final class Hub: Sendable {
                 watchers: state.watchers.values.reduce(0) { $0 + $1.count },
                 typing: state.typing.count,
                 rooms: state.rooms.count,
-                roomEntries: state.subscribers.count + state.watchers.count + state.subscribedConnections.count
+                roomEntries: state.subscribers.count + state.watchers.count + state.attendance.roomCount
             )
         }
     }
@@ -152,7 +152,7 @@ final class Hub: Sendable {
             if state.subscribers[roomId] == nil, state.watchers[roomId]?.isEmpty ?? true {
                 state.rooms[roomId] = nil
                 state.watchers[roomId] = nil
-                state.subscribedConnections[roomId] = nil
+                state.attendance.forget(roomId)
             }
         }
         state.roomCacheSweepAt = max(roomCacheSize, 2 * state.rooms.count)
@@ -381,8 +381,7 @@ final class Hub: Sendable {
         connection.subscriptions[roomId] = subscription
         state.subscribers[roomId, default: [:]][id] = subscription
         state.watchers[roomId]?.remove(id)
-        state.subscribedConnections[roomId, default: [:]][user.id, default: 0] += 1
-        if state.subscribedConnections[roomId]?[user.id] == 1 {
+        if state.attendance.subscribed(user: user.id, to: roomId) {
             let frame = encode(Envelope(type: .join, roomId: roomId, data: MemberData(user: user), timestamp: now, userId: user.id))
             sendToSubscribers(of: roomId, frame, seq: nil, except: user.id, state: &state)
         }
@@ -396,10 +395,7 @@ final class Hub: Sendable {
         if state.rooms[roomId]?.members.contains(user.id) ?? false {
             state.watchers[roomId, default: []].insert(id)
         }
-        let remaining = (state.subscribedConnections[roomId]?[user.id] ?? 1) - 1
-        state.subscribedConnections[roomId]?[user.id] = remaining > 0 ? remaining : nil
-        if state.subscribedConnections[roomId]?.isEmpty ?? false { state.subscribedConnections[roomId] = nil }
-        if remaining == 0 {
+        if state.attendance.unsubscribed(user: user.id, from: roomId) {
             let frame = encode(Envelope(type: .leave, roomId: roomId, data: MemberData(user: user), timestamp: now, userId: user.id))
             sendToSubscribers(of: roomId, frame, seq: nil, except: user.id, state: &state)
         }

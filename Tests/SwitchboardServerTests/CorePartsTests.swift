@@ -137,3 +137,33 @@ struct JoinPhaseTests {
         #expect(next)
     }
 }
+
+@Suite("Room attendance: join notices at a user's first subscribed connection, leave notices after their last", .timeLimit(.minutes(1)))
+struct RoomAttendanceTests {
+    @Test("notices are due only at the first subscription and after the last, per room")
+    func notices() {
+        var attendance = RoomAttendance()
+        let steps = [
+            attendance.subscribed(user: "u1", to: "r1"),  // join notice
+            attendance.subscribed(user: "u1", to: "r1"),  // second connection: none
+            attendance.subscribed(user: "u1", to: "r2"),  // another room: join notice
+            attendance.unsubscribed(user: "u1", from: "r1"),  // one left in r1: none
+            attendance.unsubscribed(user: "u1", from: "r1"),  // last one: leave notice
+        ]
+        #expect(steps == [true, false, true, false, true])
+        #expect(attendance.roomCount == 1)
+        attendance.forget("r2")
+        #expect(attendance.roomCount == 0)
+    }
+
+    @Test("users are counted apart")
+    func perUser() {
+        var attendance = RoomAttendance()
+        let steps = [
+            attendance.subscribed(user: "u1", to: "r1"), attendance.subscribed(user: "u2", to: "r1"),
+            attendance.unsubscribed(user: "u1", from: "r1"), attendance.unsubscribed(user: "u2", from: "r1"),
+        ]
+        #expect(steps == [true, true, true, true])
+        #expect(attendance.roomCount == 0)
+    }
+}
