@@ -5,8 +5,12 @@ import SwitchboardProtocol
 
 /// Who is connected, to which rooms, and who should see what: the live half of the server.
 ///
-/// One lock guards all of it. Everything done under the lock is short and never waits: sinks
-/// only queue frames. Publishing under the lock is what keeps every subscriber's view in one
+/// The rules live in pure parts, each tested on its own: `PresenceTracker` (who is online),
+/// `RoomAttendance` (when join and leave notices are due), `JoinPhase` (a join's held events) and
+/// `TypingTimers` (when an indicator lapses). The hub holds them under one lock, drives them, and
+/// sends what they call for.
+///
+/// Everything done under the lock is short and never waits: sinks only queue frames. Publishing under the lock is what keeps every subscriber's view in one
 /// order, and a joining connection's replay, ack and live messages free of gaps and repeats.
 final class Hub: Sendable {
     /// A subscription of one connection to one room. A class, shared by the room's subscriber
@@ -86,8 +90,9 @@ final class Hub: Sendable {
     init(configuration: ServerConfiguration, metrics: ServerMetrics) {
         self.metrics = metrics
         self.maxConnectionsPerUser = max(1, configuration.maxConnectionsPerUser)
-        self.roomCacheSize = max(1, configuration.roomCacheSize)
-        self.state = Mutex(State(typing: TypingTimers(expiry: configuration.typingExpiry), roomCacheSweepAt: max(1, configuration.roomCacheSize)))
+        let roomCacheSize = max(1, configuration.roomCacheSize)
+        self.roomCacheSize = roomCacheSize
+        self.state = Mutex(State(typing: TypingTimers(expiry: configuration.typingExpiry), roomCacheSweepAt: roomCacheSize))
         metrics.setCensus { [weak self] in
             guard let census = self?.census() else { return [] }
             return [
@@ -534,4 +539,3 @@ final class Hub: Sendable {
         fanOut.send()
     }
 }
-

@@ -5,25 +5,10 @@ import Testing
 
 @testable import SwitchboardClient
 
-/// A newer server's values (an error code, a presence status) reach the client as themselves.
+/// A newer server's values (an error code, a presence status) reach the client as themselves; the
+/// WebSocket error with an unknown code is `BoundsTests.unknownErrorCode`.
 @Suite("The client and values a newer server added", .timeLimit(.minutes(1)))
 struct OpenWireValueClientTests {
-    @Test("a WebSocket error with an unknown code settles its request as a final, non-transient refusal naming the code")
-    func unknownErrorCodeSettles() throws {
-        let client = try ChatClient(configuration: testConfiguration("http://127.0.0.1:9", token: "sb_x"), logger: testLogger("codes"))
-        client.withState { $0.requests.pending["c1"] = ChatClient.PendingRequest(link: 1, kind: .awaiting) }
-        let frame = #"{"type":"error","ref":"c1","roomId":"r1","data":{"code":"brand_new","message":"a newer server says no"},"timestamp":1}"#
-        client.handleFrame(Array(frame.utf8), link: 1)
-        let answer = client.state.withLock { state -> ClientError? in
-            guard case .answered(.failure(let error))? = state.requests.pending["c1"]?.kind else { return nil }
-            return error
-        }
-        #expect(answer?.code == .refused)
-        #expect(answer?.isTransient == false)
-        #expect(answer?.protocolError?.code.rawValue == "brand_new")
-        #expect(answer?.message.contains("brand_new") == true)
-    }
-
     @Test("an HTTP error body with an unknown code is a refusal that keeps the server's code")
     func unknownHTTPErrorCode() {
         let body = #"{"error":{"code":"brand_new","message":"a newer server says no"}}"#
