@@ -1,5 +1,5 @@
 // swift-tools-version: 6.1
-// A bot written outside Switchboard, as the README's "Write a bot" shows; scripts/agent-fixture.sh builds it.
+// A bot written outside Switchboard, as the README's "Write a bot" shows; scripts/checks/outside-package.sh (run by scripts/test.sh) builds it.
 import PackageDescription
 
 let package = Package(
