@@ -255,6 +255,7 @@ let package = Package(
         .testTarget(
             name: "SwitchboardAgentExtrasTests",
             dependencies: [
+                "Spawn",
                 "SwitchboardAgent",
                 "SwitchboardAgentTesting",
                 "SwitchboardClient",
