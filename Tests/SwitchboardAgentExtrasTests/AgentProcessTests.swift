@@ -80,7 +80,9 @@ struct AgentProcessTests {
             // Its runner is the same: what it handled before the reload is still counted.
             #expect(try await metric(port, #"switchboard_agent_events_handled_total{bot="beta"}"#) > betaHandled)
             let text = try await http(.GET, port: port, "/metrics").text
-            #expect(!text.contains(#"bot="alpha""#))
+            #expect(!text.contains(#"bot="alpha""#), "a removed bot leaves /metrics")
+            #expect(sample(text, #"switchboard_agent_handler_duration_seconds_count{bot="beta",plugin="echo"}"#).map { $0 >= 2 } == true)
+            #expect(sample(text, #"switchboard_agent_handler_errors_total{bot="gamma",plugin="echo"}"#) == 0)
             #expect(text.contains(#"switchboard_agent_connection_state{bot="gamma",state="connected"} 1"#))
 
             // A file with a mistake changes nothing: the error is logged and the bots go on.
@@ -100,11 +102,10 @@ struct AgentProcessTests {
         }
     }
 
-    /// The value of one sample of the agent's `/metrics`.
-    private func metric(_ port: Int, _ sample: String) async throws -> Double {
+    /// The value of one series of the agent's `/metrics`.
+    private func metric(_ port: Int, _ series: String) async throws -> Double {
         let text = try await http(.GET, port: port, "/metrics").text
-        let line = try #require(text.split(separator: "\n").first { $0.hasPrefix(sample + " ") }, "no \(sample) in:\n\(text)")
-        return try #require(Double(line.dropFirst(sample.count + 1)))
+        return try #require(sample(text, series), "no \(series) in:\n\(text)")
     }
 }
 
