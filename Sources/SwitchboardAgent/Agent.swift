@@ -157,8 +157,8 @@ public final class Agent: Service, Sendable {
             for (name, runner) in runners where wanted[name] == nil || !runner.isSame(wanted[name]!, environment) {
                 stopped.append(runner)
                 runners[name] = nil
-                // A bot that restarts keeps its series (counters go on); one removed leaves /metrics.
-                if wanted[name] == nil { metrics.remove(bot: name) }
+                // Its series leave /metrics; a bot that restarts starts them again, with its new plugins.
+                metrics.remove(bot: name)
             }
             for bot in next.bots where runners[bot.name] == nil {
                 guard let plugins = try? Self.prepare(bot, factories: factories) else { continue }

@@ -83,6 +83,8 @@ struct AgentProcessTests {
             #expect(!text.contains(#"bot="alpha""#), "a removed bot leaves /metrics")
             #expect(sample(text, #"switchboard_agent_handler_duration_seconds_count{bot="beta",plugin="echo"}"#).map { $0 >= 2 } == true)
             #expect(sample(text, #"switchboard_agent_handler_errors_total{bot="gamma",plugin="echo"}"#) == 0)
+            // delta's series started again with it, and count its ?ping.
+            #expect(sample(text, #"switchboard_agent_handler_duration_seconds_count{bot="delta",plugin="echo"}"#).map { $0 >= 1 } == true)
             #expect(text.contains(#"switchboard_agent_connection_state{bot="gamma",state="connected"} 1"#))
 
             // A file with a mistake changes nothing: the error is logged and the bots go on.

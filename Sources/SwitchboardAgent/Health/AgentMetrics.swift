@@ -2,17 +2,9 @@ import Metrics
 import Prometheus
 import Synchronization
 
-/// The time each plugin's handlers take and the errors they throw, per bot and plugin, recorded
-/// with swift-metrics on a Prometheus registry of the agent's own (several agents in one process,
-/// as in tests, keep their figures apart). `/metrics` shows them after ``HealthReport``'s gauges.
-///
-/// | metric | type | what |
-/// |---|---|---|
-/// | `switchboard_agent_handler_duration_seconds{bot,plugin}` | histogram | each handler call, returned or thrown: `_bucket{le}`, `_sum`, `_count` |
-/// | `switchboard_agent_handler_errors_total{bot,plugin}` | counter | handler calls that threw, and `run`s that crashed |
-///
-/// `plugin` is the plugin's name in the configuration, `help` for the generated `!help`, or
-/// `middleware` for the plugins' middleware chain.
+/// The time each plugin's handlers take and the errors they throw, per bot and plugin (see
+/// ``Agent/prometheusText()``), recorded with swift-metrics on a Prometheus registry of the agent's
+/// own, so that several agents in one process (tests) keep their figures apart.
 final class AgentMetrics: Sendable {
     /// Handler latency buckets: a reply takes milliseconds, a handler that waits on the talk limit
     /// or on another service seconds.
@@ -31,14 +23,14 @@ final class AgentMetrics: Sendable {
         var errors: Metrics.Counter
     }
 
-    private let registry = PrometheusCollectorRegistry()
-    private let factory: PrometheusMetricsFactory
     private struct State {
         var recorders: [Key: Recorders] = [:]
         /// The bots running; a removed bot's last events (handled as it stops) are not recorded.
         var bots: Set<String> = []
     }
 
+    private let registry = PrometheusCollectorRegistry()
+    private let factory: PrometheusMetricsFactory
     private let state = Mutex(State())
 
     init() {
@@ -80,7 +72,8 @@ final class AgentMetrics: Sendable {
         recorders(bot: bot, plugin: plugin)?.errors.increment()
     }
 
-    /// Forgets a bot that was removed, so that `/metrics` no longer lists it.
+    /// Forgets a bot that stopped (removed, or restarting with another configuration), so that
+    /// `/metrics` no longer lists it until it registers again.
     func remove(bot: String) {
         let removed = state.withLock { state in
             state.bots.remove(bot)
