@@ -110,6 +110,8 @@ let package = Package(
                 // Exec plugins, webhooks and health (Exec/, Webhooks/, Health/).
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             exclude: ["Exec/exec-plugin.schema.json"]
         ),
@@ -255,6 +257,7 @@ let package = Package(
         .testTarget(
             name: "SwitchboardAgentExtrasTests",
             dependencies: [
+                "Spawn",
                 "SwitchboardAgent",
                 "SwitchboardAgentTesting",
                 "SwitchboardClient",

@@ -37,6 +37,7 @@ public final class Agent: Service, Sendable {
     let reloadContinuation: AsyncStream<AgentConfiguration>.Continuation
     let storeBox = Mutex<AgentStore?>(nil)
     let started = Signal()
+    let metrics = AgentMetrics()
 
     /// An agent for `configuration`, knowing the plugins `plugins` by name.
     ///
@@ -148,7 +149,7 @@ public final class Agent: Service, Sendable {
     private func apply(_ next: AgentConfiguration, store: AgentStore, group: inout DiscardingTaskGroup) {
         let environment = BotEnvironment(
             server: next.server, store: store, clock: clock, timeZone: TimeZone(identifier: next.timeZone) ?? TimeZone(identifier: "UTC")!,
-            admins: next.admins, tokenProvider: tokenProvider, logger: logger)
+            admins: next.admins, tokenProvider: tokenProvider, metrics: metrics, logger: logger)
         let (stopped, started) = runners.withLock { runners -> ([BotRunner], [BotRunner]) in
             var stopped: [BotRunner] = []
             var started: [BotRunner] = []
@@ -156,6 +157,8 @@ public final class Agent: Service, Sendable {
             for (name, runner) in runners where wanted[name] == nil || !runner.isSame(wanted[name]!, environment) {
                 stopped.append(runner)
                 runners[name] = nil
+                // Its series leave /metrics; a bot that restarts starts them again, with its new plugins.
+                metrics.remove(bot: name)
             }
             for bot in next.bots where runners[bot.name] == nil {
                 guard let plugins = try? Self.prepare(bot, factories: factories) else { continue }
@@ -238,6 +241,7 @@ struct BotEnvironment: Sendable {
     var timeZone: TimeZone
     var admins: [String]
     var tokenProvider: Agent.TokenProvider?
+    var metrics: AgentMetrics
     var logger: Logger
 }
 
@@ -249,7 +253,7 @@ final class BotRunner: Sendable {
     let environment: BotEnvironment
     let stop = Signal()
     let ready = Signal()
-    let statistics = BotStatistics()
+    let statistics: BotStatistics
     let runtime = Mutex<BotRuntime?>(nil)
     let logger: Logger
 
@@ -257,6 +261,7 @@ final class BotRunner: Sendable {
         self.configuration = configuration
         self.plugins = plugins
         self.environment = environment
+        self.statistics = BotStatistics(bot: configuration.name, plugins: plugins.map(\.name), metrics: environment.metrics)
         var logger = environment.logger
         logger[metadataKey: "switchboard.bot"] = "\(configuration.name)"
         self.logger = logger

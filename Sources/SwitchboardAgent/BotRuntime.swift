@@ -281,11 +281,11 @@ final class BotRuntime: Sendable {
         let start = ContinuousClock.now
         do {
             try await body()
-            statistics.handled(after: ContinuousClock.now - start)
+            statistics.handled(plugin: plugin, after: ContinuousClock.now - start)
         } catch is CancellationError {
             return
         } catch {
-            statistics.failed(after: ContinuousClock.now - start)
+            statistics.failed(plugin: plugin, after: ContinuousClock.now - start)
             logger.error(
                 "a handler failed: \(error)",
                 metadata: [
@@ -306,7 +306,7 @@ final class BotRuntime: Sendable {
                 return
             } catch {
                 if Task.isCancelled { return }
-                statistics.failed(after: .zero)
+                statistics.runFailed(plugin: entry.name)
                 let delay = backoff.failed(after: ContinuousClock.now - start)
                 logger.error(
                     "a plugin's run failed; restarting in \(delay): \(error)",
@@ -317,7 +317,7 @@ final class BotRuntime: Sendable {
     }
 }
 
-/// What a bot did, for health checks and metrics.
+/// What a bot did, for health checks and metrics: its totals here, per plugin in ``AgentMetrics``.
 public final class BotStatistics: Sendable {
     private struct Counts {
         var handled = 0
@@ -326,21 +326,35 @@ public final class BotStatistics: Sendable {
     }
     private let counts = Mutex(Counts())
     let client = Mutex<ChatClient?>(nil)
+    let bot: String
+    let metrics: AgentMetrics
 
-    init() {}
-
-    func handled(after duration: Duration) {
-        counts.withLock {
-            $0.handled += 1
-            $0.seconds += Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-        }
+    init(bot: String, plugins: [String], metrics: AgentMetrics) {
+        self.bot = bot
+        self.metrics = metrics
+        metrics.register(bot: bot, plugins: plugins)
     }
 
-    func failed(after duration: Duration) {
+    func handled(plugin: String, after duration: Duration) {
+        record(plugin: plugin, duration, failed: false)
+    }
+
+    func failed(plugin: String, after duration: Duration) {
+        record(plugin: plugin, duration, failed: true)
+    }
+
+    private func record(plugin: String, _ duration: Duration, failed: Bool) {
         counts.withLock {
-            $0.failed += 1
+            if failed { $0.failed += 1 } else { $0.handled += 1 }
             $0.seconds += Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
         }
+        metrics.handlerCall(bot: bot, plugin: plugin, duration: duration, failed: failed)
+    }
+
+    /// A plugin's `run` that crashed: an error, not a handler call.
+    func runFailed(plugin: String) {
+        counts.withLock { $0.failed += 1 }
+        metrics.runFailed(bot: bot, plugin: plugin)
     }
 
     /// A snapshot.

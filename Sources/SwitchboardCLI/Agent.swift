@@ -48,7 +48,7 @@ struct AgentCommand: AsyncParsableCommand {
         if ProcessInfo.processInfo.environment["LOG_LEVEL"] == nil { logger.logLevel = configuration.logLevel }
         let agent = Agent(configuration: configuration, plugins: bundledPlugins, configurationFile: config, logger: logger)
         let health = (healthPort ?? ProcessInfo.processInfo.environment["SWITCHBOARD_AGENT_HEALTH_PORT"].flatMap { Int($0) }).map { port in
-            HealthListener(port: port, figures: { agent.figures() }, logger: logger)
+            HealthListener(port: port, agent: agent, logger: logger)
         }
         let group = ServiceGroup(
             configuration: .init(

@@ -103,3 +103,8 @@ func http(
 let pythonExampleBot: String = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Bots/python-example/bot.py").path
+
+/// The value of one series (`name{labels}`, exactly as printed) in Prometheus' text format, or nil.
+func sample(_ text: String, _ series: String) -> Double? {
+    text.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.dropFirst(series.count + 1)) }
+}

@@ -9,12 +9,12 @@ import SwitchboardProtocol
 /// `/healthz` answers 200 with a ``HealthReport`` when every bot is online, and 503 with
 /// `"status":"degraded"` when one is not (connecting, reconnecting, failed), so that a supervisor
 /// or load balancer sees a bot that cannot reach its server. `/metrics` prints
-/// ``HealthReport/prometheusText()``. The figures are read at each request.
+/// ``Agent/prometheusText()``. The figures are read at each request.
 ///
 /// A `Service`: it stops gracefully with its service group, or when its task is cancelled.
 ///
 /// ```swift
-/// let health = HealthListener(port: 9090, figures: { agent.figures() }, logger: logger)
+/// let health = HealthListener(port: 9090, agent: agent, logger: logger)
 /// try await ServiceGroup(services: [agent, health], gracefulShutdownSignals: [.sigterm], logger: logger).run()
 /// ```
 public struct HealthListener: Service {
@@ -24,19 +24,31 @@ public struct HealthListener: Service {
     public let port: Int
     /// Reads every bot's figures.
     public let figures: @Sendable () -> [BotFigures]
+    /// The text of `/metrics`.
+    public let metrics: @Sendable () -> String
     let logger: Logger
     let onListening: @Sendable (Int) async -> Void
 
-    /// A listener on `host`:`port` showing `figures`.
+    /// A listener on `host`:`port` showing `agent`'s health and metrics.
     ///
     /// - Parameter onListening: called with the port once it accepts connections (useful with port 0).
     public init(
-        host: String = "127.0.0.1", port: Int, figures: @escaping @Sendable () -> [BotFigures], logger: Logger,
-        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+        host: String = "127.0.0.1", port: Int, agent: Agent, logger: Logger, onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) {
+        self.init(host: host, port: port, figures: { agent.figures() }, metrics: { agent.prometheusText() }, logger: logger, onListening: onListening)
+    }
+
+    /// A listener on `host`:`port` showing `figures`, and `metrics` (by default the figures' ``HealthReport/prometheusText()``).
+    ///
+    /// - Parameter onListening: called with the port once it accepts connections (useful with port 0).
+    public init(
+        host: String = "127.0.0.1", port: Int, figures: @escaping @Sendable () -> [BotFigures], metrics: (@Sendable () -> String)? = nil,
+        logger: Logger, onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) {
         self.host = host
         self.port = port
         self.figures = figures
+        self.metrics = metrics ?? { HealthReport(figures()).prometheusText() }
         self.logger = logger
         self.onListening = onListening
     }
@@ -47,11 +59,11 @@ public struct HealthListener: Service {
             let report = HealthReport(figures())
             return try jsonResponse(report, status: report.isHealthy ? .ok : .serviceUnavailable)
         }
-        router.get("metrics") { [figures] _, _ in
+        router.get("metrics") { [metrics] _, _ in
             Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: ResponseBody(byteBuffer: ByteBuffer(string: HealthReport(figures()).prometheusText()))
+                body: ResponseBody(byteBuffer: ByteBuffer(string: metrics()))
             )
         }
         try await serveHTTP(router: router, host: host, port: port, name: "health", logger: logger, onListening: onListening)

@@ -70,15 +70,16 @@ public struct HealthReport: Sendable, Hashable, Codable {
         status = bots.allSatisfy(\.online) ? "ok" : "degraded"
     }
 
-    /// The figures in Prometheus' text format (version 0.0.4):
+    /// The bots' states and totals in Prometheus' text format (version 0.0.4):
     ///
     /// | metric | type | what |
     /// |---|---|---|
     /// | `switchboard_agent_connection_state{bot,state}` | gauge | 1 for the bot's state, 0 for the others |
     /// | `switchboard_agent_events_handled_total{bot}` | counter | handler calls that returned |
-    /// | `switchboard_agent_handler_errors_total{bot}` | counter | handler calls that threw |
-    /// | `switchboard_agent_handler_duration_seconds{bot}` | summary | `_sum` the time in handlers, `_count` the calls: `rate(_sum) / rate(_count)` is the mean latency |
     /// | `switchboard_agent_outbox_length{bot}` | gauge | messages not yet acknowledged |
+    ///
+    /// An agent's `/metrics` adds the handlers' latency histogram and errors per bot and plugin
+    /// (``Agent/prometheusText()``).
     public func prometheusText() -> String {
         var text = ""
         func family(_ name: String, _ type: String, _ help: String, _ samples: (Bot) -> [(suffix: String, labels: String, value: String)]) {
@@ -93,10 +94,6 @@ public struct HealthReport: Sendable, Hashable, Codable {
             Self.states.map { ("", ",state=\"\($0)\"", $0 == bot.state ? "1" : "0") }
         }
         family("switchboard_agent_events_handled_total", "counter", "Handler calls of the bot that returned.") { [("", "", "\($0.eventsHandled)")] }
-        family("switchboard_agent_handler_errors_total", "counter", "Handler calls of the bot that threw.") { [("", "", "\($0.handlerErrors)")] }
-        family("switchboard_agent_handler_duration_seconds", "summary", "Time in the bot's handlers.") { bot in
-            [("_sum", "", "\(bot.handlerSeconds)"), ("_count", "", "\(bot.eventsHandled + bot.handlerErrors)")]
-        }
         family("switchboard_agent_outbox_length", "gauge", "Messages sent by the bot and not yet acknowledged by the server.") {
             [("", "", "\($0.outbox)")]
         }
@@ -130,11 +127,7 @@ public struct HealthReport: Sendable, Hashable, Codable {
 }
 
 extension Agent {
-    /// Every running bot's figures, for ``HealthListener``:
-    ///
-    /// ```swift
-    /// HealthListener(port: 9090, figures: { agent.figures() }, logger: logger)
-    /// ```
+    /// Every running bot's figures: what `/healthz` shows.
     public func figures() -> [BotFigures] {
         statistics().map { name, snapshot in
             BotFigures(
@@ -142,5 +135,19 @@ extension Agent {
                 handlerSeconds: snapshot.handlerSeconds, outboxLength: snapshot.outboxLength
             )
         }
+    }
+
+    /// Everything `/metrics` shows: ``HealthReport/prometheusText()`` of every bot's figures, then
+    /// the time each plugin's handlers take (a histogram) and the errors they throw, per bot and plugin:
+    ///
+    /// | metric | type | what |
+    /// |---|---|---|
+    /// | `switchboard_agent_handler_duration_seconds{bot,plugin}` | histogram | each handler call, returned or thrown: `_bucket{le}` (1 ms to 30 s), `_sum`, `_count` |
+    /// | `switchboard_agent_handler_errors_total{bot,plugin}` | counter | handler calls that threw, and plugin `run`s that crashed |
+    ///
+    /// `plugin` is the plugin's name in the configuration, `help` for the generated `!help`, or
+    /// `middleware` for the plugins' middleware.
+    public func prometheusText() -> String {
+        HealthReport(figures()).prometheusText() + metrics.prometheusText()
     }
 }

@@ -1,18 +1,15 @@
 // swift-tools-version: 6.1
-// A bot written outside Switchboard, as the README's "Write a bot" shows; scripts/agent-fixture.sh builds it.
+// A bot written outside Switchboard: the README's "Write a bot", checked by scripts/checks/outside-package.sh.
 import PackageDescription
 
 let package = Package(
     name: "HelloBot",
     platforms: [.macOS(.v15)],
     dependencies: [
-        // In your own package: .package(url: "https://github.com/OWNER/switchboard.git", branch: "main")
         .package(name: "switchboard", path: "../../.."),
     ],
     targets: [
-        .executableTarget(
-            name: "HelloBot",
-            dependencies: [.product(name: "SwitchboardAgent", package: "switchboard")]
-        ),
+        .executableTarget(name: "HelloBot", dependencies: [.product(name: "SwitchboardAgent", package: "switchboard")]),
+        .testTarget(name: "HelloBotTests", dependencies: ["HelloBot", .product(name: "SwitchboardAgentTesting", package: "switchboard")]),
     ]
 )
