@@ -269,6 +269,7 @@ let package = Package(
             name: "IRCBridgeTests",
             dependencies: [
                 "IRCBridge",
+                "Spawn",
                 "SwitchboardAgentTesting",
                 "SwitchboardTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
