@@ -111,7 +111,8 @@ public struct IRCNetworkConfiguration: Sendable, Decodable {
             self.format = RelayFormat(
                 template: format.template ?? defaults.template,
                 actionTemplate: format.actionTemplate ?? defaults.actionTemplate,
-                maxLines: format.maxLines ?? defaults.maxLines
+                maxLines: format.maxLines ?? defaults.maxLines,
+                quoteLength: format.quoteLength ?? defaults.quoteLength
             )
         }
         if let flood = try c.decodeIfPresent(FloodFields.self, forKey: .floodControl) {
@@ -135,6 +136,7 @@ public struct IRCNetworkConfiguration: Sendable, Decodable {
         var template: String?
         var actionTemplate: String?
         var maxLines: Int?
+        var quoteLength: Int?
     }
 
     private struct FloodFields: Decodable {

@@ -26,14 +26,35 @@ public struct ChatMessageToRelay: Sendable, Hashable {
     public var content: String
     /// The message's `meta`, to recognise what a bridge relayed.
     public var meta: JSONValue?
+    /// The message it answers, when it is a reply and that message was found.
+    public var quote: ReplyQuote?
 
     /// A message.
-    public init(roomId: String, roomName: String, senderName: String, content: String, meta: JSONValue? = nil) {
+    public init(roomId: String, roomName: String, senderName: String, content: String, meta: JSONValue? = nil, quote: ReplyQuote? = nil) {
         self.roomId = roomId
         self.roomName = roomName
         self.senderName = senderName
         self.content = content
         self.meta = meta
+        self.quote = quote
+    }
+}
+
+extension ReplyQuote {
+    /// The message `reply` answers, looked up in the 100 messages of its room before it, with its
+    /// author's name (the IRC nick for a message relayed from IRC). Nil when it is not a reply, or
+    /// the answered message is older or cannot be read: the reply is then relayed without a quote.
+    public static func lookUp(for reply: Message, client: ChatClient) async -> ReplyQuote? {
+        guard let id = reply.replyTo,
+            let page = try? await client.history(in: reply.roomId, before: reply.seq, limit: 100),
+            let answered = page.messages.last(where: { $0.id == id }), !answered.deleted
+        else { return nil }
+        if let nick = answered.meta?["bridge"]?["nick"]?.stringValue {
+            return ReplyQuote(author: nick, content: answered.content)
+        }
+        var author = client.cachedUser(id: answered.userId)?.username
+        if author == nil { author = try? await client.user(id: answered.userId).username }
+        return ReplyQuote(author: author ?? answered.userId, content: answered.content)
     }
 }
 
@@ -102,7 +123,7 @@ public final class NetworkRelay: Sendable {
         let lines = network.format.lines(
             nick: message.senderName,
             room: message.roomName,
-            text: text,
+            text: network.format.quoting(message.quote, in: text),
             action: action,
             budget: irc.textBudget(for: channel, action: action)
         )

@@ -58,7 +58,8 @@ func withRelay<Result: Sendable>(
                 _ = try await chat.subscribe(to: room.id)
                 for await message in messages where message.userId != botId {
                     let sender = message.userId == fixture.ann.user.id ? "ann" : message.userId
-                    _ = try await relay.relayToIRC(ChatMessageToRelay(roomId: message.roomId, roomName: room.name, senderName: sender, content: message.content, meta: message.meta))
+                    let quote = await ReplyQuote.lookUp(for: message, client: chat)
+                    _ = try await relay.relayToIRC(ChatMessageToRelay(roomId: message.roomId, roomName: room.name, senderName: sender, content: message.content, meta: message.meta, quote: quote))
                 }
             }
             defer { group.cancelAll() }
@@ -135,6 +136,34 @@ struct RelayTests {
                 try await ann.sendMessage("marker", roomId: fixture.room.id)
                 #expect(try await user.privmsg(to: channel).parameters[1] == "<ann> marker")
                 #expect(await user.nothing(for: .milliseconds(300)) { $0.command == "PRIVMSG" } == nil)
+            }
+        }
+        await user.close()
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func aReplyShowsAQuoteOfTheMessageItAnswers() async throws {
+        let port = try IRCServers.inspircd()
+        let channel = IRCServers.uniqueChannel()
+        let user = try await IRCTestPeer.connect(port: port, nick: IRCServers.uniqueNick("irc"))
+        try await user.join(channel)
+        try await TestServer.withServer { server in
+            let fixture = try await RelayFixture.make(server)
+            let ann = try await server.connect(token: fixture.ann.token)
+            try await ann.join(fixture.room.id)
+            try await withRelay(fixture, network: network(port: port, nick: IRCServers.uniqueNick("rel"), channel: channel)) { relay, _ in
+                _ = try await user.next(timeout: .seconds(20)) { $0.command == "JOIN" && $0.sourceNick == relay.network.nick }
+                // A chat reply to an IRC user's message, and to a chat message.
+                try await user.send("PRIVMSG \(channel) :is anyone around to help me with the failing build today?")
+                let question = try await ann.message(from: fixture.bot.user.id)
+                let answer = try await ann.request("message", roomId: fixture.room.id, data: ["content": "yes, me", "replyTo": .string(question.id)])
+                #expect(answer.type == "ack")
+                let line = try await user.privmsg(to: channel)
+                #expect(line.parameters[1] == "<ann> (re \(user.nick!): is anyone around to help me with the failing build…) yes, me")
+                #expect(line.wireSize <= 512)
+                let own = try answer.decode(MessageAck.self).message
+                try await ann.request("message", roomId: fixture.room.id, data: ["content": "/me agrees", "replyTo": .string(own.id)])
+                #expect(try await user.privmsg(to: channel).parameters[1] == "\u{01}ACTION ann (re ann: yes, me) agrees\u{01}")
             }
         }
         await user.close()
