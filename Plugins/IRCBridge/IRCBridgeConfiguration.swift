@@ -74,6 +74,8 @@ public struct IRCNetworkConfiguration: Sendable, Decodable {
     public var floodControl = FloodControl()
     /// What else is relayed, and how.
     public var relay = RelayOptions()
+    /// Puppeting: an IRC connection per chat user who speaks. Default off.
+    public var puppets = PuppetOptions()
 
     /// A network with defaults for everything but the server.
     public init(name: String = "irc", server: String, port: Int = 6697, nick: String = "switchboard", mappings: [IRCMapping] = []) {
@@ -86,7 +88,7 @@ public struct IRCNetworkConfiguration: Sendable, Decodable {
 
     private enum Key: String, CodingKey {
         case name, server, port, tls, verifyCertificate, trustedCertificateFile, serverName, nick, alternateNicks, username, realName
-        case password, sasl, nickServPassword, mappings, format, floodControl, relay
+        case password, sasl, nickServPassword, mappings, format, floodControl, relay, puppets
     }
 
     public init(from decoder: any Decoder) throws {
@@ -121,6 +123,7 @@ public struct IRCNetworkConfiguration: Sendable, Decodable {
                 : FloodControl(burst: flood.burst ?? FloodControl().burst, interval: flood.intervalMilliseconds.map { .milliseconds($0) } ?? FloodControl().interval)
         }
         relay = try c.decodeIfPresent(RelayOptions.self, forKey: .relay) ?? relay
+        puppets = try c.decodeIfPresent(PuppetOptions.self, forKey: .puppets) ?? puppets
         guard port > 0 && port < 65536 else {
             throw DecodingError.dataCorruptedError(forKey: .port, in: c, debugDescription: "port \(port) is not a TCP port (1 to 65535)")
         }

@@ -179,12 +179,23 @@ public final class IRCClient: Service, Sendable {
         state.withLock { $0.ring() }
     }
 
-    /// Connects and keeps connecting until graceful shutdown or cancellation.
+    /// Says QUIT with `reason` and stops: `run()` returns once the server has closed the
+    /// connection (or at once when not connected), without reconnecting.
+    public func quit(_ reason: String) async {
+        let outbound = state.withLock { shared in
+            shared.quitting = true
+            return shared.outbound
+        }
+        guard let outbound else { return }
+        try? await outbound.write(ByteBuffer(string: IRCMessage(command: "QUIT", parameters: [reason]).line + "\r\n"))
+    }
+
+    /// Connects and keeps connecting until graceful shutdown, cancellation or `quit`.
     public func run() async throws {
         do {
             try await cancelWhenGracefulShutdown {
                 var failures = 0
-                while !Task.isCancelled {
+                while !Task.isCancelled, !self.state.withLock({ $0.quitting }) {
                     var reason = "the server closed the connection"
                     do {
                         reason = try await self.connectOnce()
@@ -192,7 +203,8 @@ public final class IRCClient: Service, Sendable {
                         if Task.isCancelled { break }
                         reason = "\(error)"
                     }
-                    let registered = self.state.withLock { $0.endConnection() }
+                    let (registered, quitting) = self.state.withLock { ($0.endConnection(), $0.quitting) }
+                    if quitting { break }
                     failures = registered ? 1 : failures + 1
                     let delay = self.configuration.backoff.delay(afterFailures: failures, random: Double.random(in: 0..<1))
                     self.logger.info(
@@ -250,6 +262,7 @@ public final class IRCClient: Service, Sendable {
             let start = state.withLock { shared in
                 shared.status.connections += 1
                 shared.doorbell = ring
+                shared.outbound = outbound
                 return shared.session.start(at: now())
             }
             if let reason = try await perform(start, outbound) { return reason }
@@ -328,12 +341,12 @@ public final class IRCClient: Service, Sendable {
                 let delay = bucket.reserve(at: now())
                 state.withLock { $0.status.floodDelay = delay }
                 if delay > .zero { try await Task.sleep(for: delay) }
-                try await outbound.write(ByteBuffer(string: message.line + "\r\n"))
+                // Unconfirmed before it is written: its echo may be read before the write returns.
                 // Without echo-message, a PING after lines confirms them (the server answers in
                 // order): after a burst, and every few lines of a long one.
-                if let marker = state.withLock({ $0.commitSent(key) }) {
-                    try await outbound.write(ByteBuffer(string: marker.line + "\r\n"))
-                }
+                let marker = state.withLock { $0.commitSent(key) }
+                try await outbound.write(ByteBuffer(string: message.line + "\r\n"))
+                if let marker { try await outbound.write(ByteBuffer(string: marker.line + "\r\n")) }
             }
             if let marker = state.withLock({ $0.nextMarker() }) {
                 try await outbound.write(ByteBuffer(string: marker.line + "\r\n"))
@@ -364,6 +377,10 @@ private struct Shared: Sendable {
     var channelOrder: [String] = []
     var nextChannel = 0
     var doorbell: AsyncStream<Void>.Continuation?
+    /// The connection's writer, while there is one (for `quit`).
+    var outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>?
+    /// `quit` was called: no reconnecting.
+    var quitting = false
 
     mutating func append(_ message: IRCMessage, to key: String, limit: Int) -> Bool {
         if queues[key, default: LineQueue()].count >= limit { return false }
@@ -388,8 +405,8 @@ private struct Shared: Sendable {
         return nil
     }
 
-    /// The line from `nextToSend` was written. Returns a marker PING to write when many lines
-    /// went unmarked.
+    /// The line from `nextToSend` is about to be written: it waits for confirmation now. Returns a
+    /// marker PING to write after it when many lines went unmarked.
     mutating func commitSent(_ key: String) -> IRCMessage? {
         guard let message = queues[key]?.removeFirst() else { return nil }
         status.sent += 1
@@ -440,6 +457,7 @@ private struct Shared: Sendable {
         markers = []
         doorbell?.finish()
         doorbell = nil
+        outbound = nil
         let registered = status.state == .registered
         status.state = .disconnected
         return registered

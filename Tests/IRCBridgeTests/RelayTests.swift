@@ -13,13 +13,15 @@ struct RelayFixture {
     var server: TestServer
     var bot: AuthResponse
     var ann: AuthResponse
+    var bob: AuthResponse
     var room: Room
 
     static func make(_ server: TestServer) async throws -> RelayFixture {
         let bot = try await server.register("relaybot")
         let ann = try await server.register("ann")
-        let room = try await server.createRoom("general", token: ann.token, members: [bot.user.id])
-        return RelayFixture(server: server, bot: bot, ann: ann, room: room)
+        let bob = try await server.register("bob")
+        let room = try await server.createRoom("general", token: ann.token, members: [bot.user.id, bob.user.id])
+        return RelayFixture(server: server, bot: bot, ann: ann, bob: bob, room: room)
     }
 
     func chatConfiguration(url: String, outboxFile: String? = nil) -> ClientConfiguration {
@@ -57,9 +59,9 @@ func withRelay<Result: Sendable>(
             group.addTask {
                 _ = try await chat.subscribe(to: room.id)
                 for await message in messages where message.userId != botId {
-                    let sender = message.userId == fixture.ann.user.id ? "ann" : message.userId
+                    let sender = [fixture.ann.user.id: "ann", fixture.bob.user.id: "bob"][message.userId] ?? message.userId
                     let quote = await ReplyQuote.lookUp(for: message, client: chat)
-                    _ = try await relay.relayToIRC(ChatMessageToRelay(roomId: message.roomId, roomName: room.name, senderName: sender, content: message.content, meta: message.meta, quote: quote))
+                    _ = try await relay.relayToIRC(ChatMessageToRelay(roomId: message.roomId, roomName: room.name, senderName: sender, senderId: message.userId, content: message.content, meta: message.meta, quote: quote))
                 }
             }
             defer { group.cancelAll() }
@@ -164,6 +166,57 @@ struct RelayTests {
                 let own = try answer.decode(MessageAck.self).message
                 try await ann.request("message", roomId: fixture.room.id, data: ["content": "/me agrees", "replyTo": .string(own.id)])
                 #expect(try await user.privmsg(to: channel).parameters[1] == "\u{01}ACTION ann (re ann: yes, me) agrees\u{01}")
+            }
+        }
+        await user.close()
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func puppetsAppearSpeakAndLeaveWhenIdle() async throws {
+        let port = try IRCServers.inspircd()
+        let channel = IRCServers.uniqueChannel()
+        let user = try await IRCTestPeer.connect(port: port, nick: IRCServers.uniqueNick("irc"))
+        try await user.join(channel)
+        try await TestServer.withServer { server in
+            let fixture = try await RelayFixture.make(server)
+            let ann = try await server.connect(token: fixture.ann.token)
+            try await ann.join(fixture.room.id)
+            let bob = try await server.connect(token: fixture.bob.token)
+            // A suffix of the test's own, so that puppets of tests before cannot collide.
+            let suffix = "[" + IRCServers.uniqueNick("").suffix(4) + "]"
+            var configuration = network(port: port, nick: IRCServers.uniqueNick("rel"), channel: channel)
+            configuration.puppets = PuppetOptions(enabled: true, limit: 1, suffix: suffix, idleTimeout: .seconds(2))
+            try await withRelay(fixture, network: configuration) { relay, _ in
+                _ = try await user.next(timeout: .seconds(20)) { $0.command == "JOIN" && $0.sourceNick == relay.network.nick }
+                // Ann's puppet joins and speaks as itself, twice over one connection.
+                try await ann.sendMessage("hello as myself", roomId: fixture.room.id)
+                let puppet = "ann" + suffix
+                _ = try await user.next(timeout: .seconds(20)) { $0.command == "JOIN" && $0.sourceNick == puppet }
+                var line = try await user.privmsg(to: channel)
+                #expect(line.sourceNick == puppet && line.parameters[1] == "hello as myself")
+                try await ann.sendMessage("/me waves", roomId: fixture.room.id)
+                line = try await user.privmsg(to: channel)
+                #expect(line.sourceNick == puppet && line.parameters[1] == "\u{01}ACTION waves\u{01}")
+                #expect(relay.isOwn(nick: puppet.uppercased()))
+
+                // Past the limit of one, Bob speaks through the relay nick.
+                try await bob.sendMessage("over the limit", roomId: fixture.room.id)
+                line = try await user.privmsg(to: channel)
+                #expect(line.sourceNick == relay.network.nick && line.parameters[1] == "<bob> over the limit")
+
+                // IRC addresses the puppet: that reaches chat; the puppet's own lines never came back.
+                try await user.send("PRIVMSG \(channel) :\(puppet): welcome")
+                #expect(try await ann.message(from: fixture.bot.user.id).content == "\(puppet): welcome")
+
+                // Quiet for two seconds: it quits.
+                let quit = try await user.next(timeout: .seconds(15)) { $0.command == "QUIT" && $0.sourceNick == puppet }
+                #expect(quit.parameters.last?.contains("idle") == true)
+                #expect(!relay.isOwn(nick: puppet))
+                // Ann speaks again: a new puppet joins.
+                try await ann.sendMessage("back", roomId: fixture.room.id)
+                _ = try await user.next(timeout: .seconds(20)) { $0.command == "JOIN" && $0.sourceNick == puppet }
+                line = try await user.privmsg(to: channel)
+                #expect(line.sourceNick == puppet && line.parameters[1] == "back")
             }
         }
         await user.close()
