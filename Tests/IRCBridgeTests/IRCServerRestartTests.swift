@@ -13,34 +13,70 @@ import Testing
 import Glibc
 #endif
 
-/// An ngircd of the test's own on a free loopback port, that the test stops and starts again on
-/// the same port. Started with `ChildProcess`, which gives the child a clean signal mask, so
-/// that SIGTERM stops it.
+/// An IRC server of the test's own (ngircd, or InspIRCd with its IRCv3 modules) on a free
+/// loopback port, that the test stops and starts again on the same port. Started with
+/// `ChildProcess`, which gives the child a clean signal mask, so that SIGTERM stops it.
 final class OwnIRCServer: Sendable {
     let port: Int
     private let binary: String
+    private let arguments: [String]
     private let directory: String
     private let process = Mutex<ChildProcess?>(nil)
 
-    private init(port: Int, binary: String, directory: String) {
+    private init(port: Int, binary: String, arguments: [String], directory: String) {
         self.port = port
         self.binary = binary
+        self.arguments = arguments
         self.directory = directory
     }
 
-    /// Writes the configuration and starts the server; fails when ngircd is missing.
-    static func start() async throws -> OwnIRCServer {
-        guard let binary = ProcessInfo.processInfo.environment["SWITCHBOARD_TEST_IRC_NGIRCD"] else {
-            throw TestFailure("SWITCHBOARD_TEST_IRC_NGIRCD is not set: run the tests with scripts/test.sh (scripts/services/irc.sh)")
+    /// Writes the configuration and starts `kind` (`ngircd` or `inspircd`); fails when it is missing.
+    static func start(_ kind: String) async throws -> OwnIRCServer {
+        let variable = "SWITCHBOARD_TEST_IRC_\(kind.uppercased())"
+        guard let binary = ProcessInfo.processInfo.environment[variable] else {
+            throw TestFailure("\(variable) is not set: run the tests with scripts/test.sh (scripts/services/irc.sh)")
         }
         // A free port: bind to port 0, note it, let it go.
         let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
         let port = probe.localAddress!.port!
         try await probe.close()
-        let directory = NSTemporaryDirectory() + "ngircd-\(UUID().uuidString)"
+        let directory = NSTemporaryDirectory() + "\(kind)-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory)
-        let configuration = """
+        let server: OwnIRCServer
+        if kind == "inspircd" {
+            try inspircdConfiguration(port: port, directory: directory).write(toFile: directory + "/inspircd.conf", atomically: true, encoding: .utf8)
+            server = OwnIRCServer(port: port, binary: binary, arguments: ["--config", directory + "/inspircd.conf", "--nofork", "--runasroot"], directory: directory)
+        } else {
+            try ngircdConfiguration(port: port, directory: directory).write(toFile: directory + "/ngircd.conf", atomically: true, encoding: .utf8)
+            server = OwnIRCServer(port: port, binary: binary, arguments: ["-n", "-f", directory + "/ngircd.conf"], directory: directory)
+        }
+        try await server.start()
+        return server
+    }
+
+    /// As scripts/services/irc.sh configures InspIRCd: IRCv3 modules, no fake lag.
+    private static func inspircdConfiguration(port: Int, directory: String) -> String {
+        """
+        <server name="own.test.local" description="test" network="Test">
+        <admin name="t" nick="t" email="t@t.t">
+        <bind address="127.0.0.1" port="\(port)" type="clients">
+        <connect allow="127.0.0.1" maxlocal="1000" maxglobal="1000" localmax="1000" globalmax="1000" limit="1000" threshold="1000000" commandrate="100000000" sendq="10000000" recvq="10000000" pingfreq="120" timeout="60" fakelag="no" useident="no" resolvehostnames="no" hardsendq="10000000" softsendq="10000000">
+        <pid file="\(directory)/inspircd.pid">
+        <options maxtargets="20">
+        <security runasuser="nobody" runasgroup="nogroup">
+        <limits maxnick="30">
+        <module name="cap">
+        <module name="ircv3">
+        <module name="ircv3_echomessage">
+        <module name="ircv3_servertime">
+        <module name="ircv3_msgid">
+        <module name="ircv3_batch">
+        """
+    }
+
+    private static func ngircdConfiguration(port: Int, directory: String) -> String {
+        """
             [Global]
             Name = own.test.local
             Info = test
@@ -57,10 +93,6 @@ final class OwnIRCServer: Sendable {
             Ident = no
             DNS = no
             """
-        try configuration.write(toFile: directory + "/ngircd.conf", atomically: true, encoding: .utf8)
-        let server = OwnIRCServer(port: port, binary: binary, directory: directory)
-        try await server.start()
-        return server
     }
 
     /// Starts the server (again) and returns once it accepts connections.
@@ -68,17 +100,17 @@ final class OwnIRCServer: Sendable {
         let devNull = open("/dev/null", O_RDWR)
         defer { close(devNull) }
         let child = try ChildProcess.spawn(
-            binary, arguments: ["-n", "-f", directory + "/ngircd.conf"], environment: ProcessInfo.processInfo.environment,
+            binary, arguments: arguments, environment: ProcessInfo.processInfo.environment,
             standardInput: devNull, standardOutput: devNull, standardError: devNull
         )
         process.withLock { $0 = child }
-        try await withTimeout(.seconds(10)) { [port] in
+        try await withTimeout(.seconds(10)) { [port, binary] in
             while true {
                 if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get() {
                     try? await channel.close()
                     return
                 }
-                guard child.isRunning else { throw TestFailure("ngircd exited (\(child.exitStatus()!)) before listening on port \(port)") }
+                guard child.isRunning else { throw TestFailure("\(binary) exited (\(child.exitStatus()!)) before listening on port \(port)") }
                 try await Task.sleep(for: .milliseconds(50))
             }
         }
@@ -107,9 +139,9 @@ extension TestSocket {
 
 @Suite("The bridge across an IRC server restart", .serialized)
 struct IRCServerRestartTests {
-    @Test(.timeLimit(.minutes(1)))
-    func ircServerRestartedMidConversation() async throws {
-        let ircServer = try await OwnIRCServer.start()
+    @Test(.timeLimit(.minutes(1)), arguments: ["ngircd", "inspircd"])
+    func ircServerRestartedMidConversation(server kind: String) async throws {
+        let ircServer = try await OwnIRCServer.start(kind)
         do {
             try await conversation(across: ircServer)
         } catch {
