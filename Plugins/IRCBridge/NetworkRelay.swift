@@ -76,6 +76,7 @@ public final class NetworkRelay: Sendable {
     private let backoff: ReconnectBackoff
     private let pool: Mutex<PuppetPool>
     private let puppets = Mutex<[String: IRCClient]>([:])  // chat user id → the puppet's connection
+    private let leavingPuppets = Mutex<[ObjectIdentifier: IRCClient]>([:])  // quit, their QUIT perhaps still on its way
     private let puppetStarts: (stream: AsyncStream<IRCClient>, continuation: AsyncStream<IRCClient>.Continuation)
     private let clock = ContinuousClock()
     private let origin: ContinuousClock.Instant
@@ -119,6 +120,10 @@ public final class NetworkRelay: Sendable {
                     } catch {
                         self.logger.info("a puppet's connection ended", metadata: ["irc.nick": "\(puppet.configuration.session.nick)", "irc.error": "\(error)"])
                     }
+                    // Its QUIT reaches the relay nick about when its own connection closes: it
+                    // stays the bridge's own a little longer, so that it is not relayed as a quit.
+                    try? await Task.sleep(for: .seconds(5))
+                    _ = self.leavingPuppets.withLock { $0.removeValue(forKey: ObjectIdentifier(puppet)) }
                 }
             }
         }
@@ -137,6 +142,9 @@ public final class NetworkRelay: Sendable {
                 return pool.idle(at: now).compactMap { puppets.removeValue(forKey: $0) }
             }
         }
+        leavingPuppets.withLock { leavingPuppets in
+            for puppet in leaving { leavingPuppets[ObjectIdentifier(puppet)] = puppet }
+        }
         for puppet in leaving {
             logger.info("an idle puppet leaves IRC", metadata: ["irc.nick": "\(puppet.status.nick ?? puppet.configuration.session.nick)"])
             await puppet.quit("idle")
@@ -146,9 +154,8 @@ public final class NetworkRelay: Sendable {
     /// Whether `nick` is the relay's or one of its puppets': their lines are never relayed back.
     public func isOwn(nick: String) -> Bool {
         if IRCCase.equal(nick, irc.status.nick ?? network.nick) { return true }
-        return puppets.withLock { puppets in
-            puppets.values.contains { IRCCase.equal(nick, $0.status.nick ?? $0.configuration.session.nick) }
-        }
+        let isPuppet: (IRCClient) -> Bool = { IRCCase.equal(nick, $0.status.nick ?? $0.configuration.session.nick) }
+        return puppets.withLock { $0.values.contains(where: isPuppet) } || leavingPuppets.withLock { $0.values.contains(where: isPuppet) }
     }
 
     /// The connection a chat user speaks through, and whether it is a puppet.
