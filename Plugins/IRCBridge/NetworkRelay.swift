@@ -208,12 +208,16 @@ public final class NetworkRelay: Sendable {
             action = true
         }
         let (connection, isPuppet) = connection(for: message)
-        // A puppet speaks as itself: its text alone.
-        let format = isPuppet ? RelayFormat(template: "{text}", actionTemplate: "{text}", maxLines: network.format.maxLines, quoteLength: network.format.quoteLength) : network.format
+        var format = network.format
+        if isPuppet {
+            // A puppet speaks as itself: its text alone.
+            format.template = "{text}"
+            format.actionTemplate = "{text}"
+        }
         let lines = format.lines(
             nick: message.senderName,
             room: message.roomName,
-            text: network.format.quoting(message.quote, in: text),
+            text: format.quoting(message.quote, in: text),
             action: action,
             budget: connection.textBudget(for: channel, action: action)
         )

@@ -12,7 +12,8 @@ public struct PuppetOptions: Sendable, Hashable, Decodable {
     public var suffix = "[m]"
     /// The longest nick to ask for, suffix included (many networks allow 16 or more). Default 16.
     public var maxNickLength = 16
-    /// How long a puppet stays connected after its user last spoke, then it quits. Default 30 minutes.
+    /// How long a puppet stays connected after its user last spoke, then it quits (`idleMinutes`
+    /// in YAML). Default 30 minutes.
     public var idleTimeout: Duration = .seconds(30 * 60)
 
     /// The defaults.
@@ -24,13 +25,12 @@ public struct PuppetOptions: Sendable, Hashable, Decodable {
         self.idleTimeout = idleTimeout
     }
 
-    private enum Key: String, CodingKey { case enabled, limit, suffix, maxNickLength, idleMinutes, idleSeconds }
+    private enum Key: String, CodingKey { case enabled, limit, suffix, maxNickLength, idleMinutes }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: Key.self)
         let defaults = PuppetOptions()
-        let idle: Duration? =
-            if let seconds = try c.decodeIfPresent(Int.self, forKey: .idleSeconds) { .seconds(seconds) } else { try c.decodeIfPresent(Int.self, forKey: .idleMinutes).map { .seconds($0 * 60) } }
+        let idle = try c.decodeIfPresent(Int.self, forKey: .idleMinutes).map { Duration.seconds($0 * 60) }
         self.init(
             enabled: try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? defaults.enabled,
             limit: try c.decodeIfPresent(Int.self, forKey: .limit) ?? defaults.limit,
