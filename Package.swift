@@ -272,6 +272,7 @@ let package = Package(
             name: "IRCBridgeTests",
             dependencies: [
                 "IRCBridge",
+                "Spawn",
                 "SwitchboardAgentTesting",
                 "SwitchboardTesting",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -74,6 +74,8 @@ public struct IRCNetworkConfiguration: Sendable, Decodable {
     public var floodControl = FloodControl()
     /// What else is relayed, and how.
     public var relay = RelayOptions()
+    /// Puppeting: an IRC connection per chat user who speaks. Default off.
+    public var puppets = PuppetOptions()
 
     /// A network with defaults for everything but the server.
     public init(name: String = "irc", server: String, port: Int = 6697, nick: String = "switchboard", mappings: [IRCMapping] = []) {
@@ -86,7 +88,7 @@ public struct IRCNetworkConfiguration: Sendable, Decodable {
 
     private enum Key: String, CodingKey {
         case name, server, port, tls, verifyCertificate, trustedCertificateFile, serverName, nick, alternateNicks, username, realName
-        case password, sasl, nickServPassword, mappings, format, floodControl, relay
+        case password, sasl, nickServPassword, mappings, format, floodControl, relay, puppets
     }
 
     public init(from decoder: any Decoder) throws {
@@ -111,7 +113,8 @@ public struct IRCNetworkConfiguration: Sendable, Decodable {
             self.format = RelayFormat(
                 template: format.template ?? defaults.template,
                 actionTemplate: format.actionTemplate ?? defaults.actionTemplate,
-                maxLines: format.maxLines ?? defaults.maxLines
+                maxLines: format.maxLines ?? defaults.maxLines,
+                quoteLength: format.quoteLength ?? defaults.quoteLength
             )
         }
         if let flood = try c.decodeIfPresent(FloodFields.self, forKey: .floodControl) {
@@ -120,6 +123,7 @@ public struct IRCNetworkConfiguration: Sendable, Decodable {
                 : FloodControl(burst: flood.burst ?? FloodControl().burst, interval: flood.intervalMilliseconds.map { .milliseconds($0) } ?? FloodControl().interval)
         }
         relay = try c.decodeIfPresent(RelayOptions.self, forKey: .relay) ?? relay
+        puppets = try c.decodeIfPresent(PuppetOptions.self, forKey: .puppets) ?? puppets
         guard port > 0 && port < 65536 else {
             throw DecodingError.dataCorruptedError(forKey: .port, in: c, debugDescription: "port \(port) is not a TCP port (1 to 65535)")
         }
@@ -135,6 +139,7 @@ public struct IRCNetworkConfiguration: Sendable, Decodable {
         var template: String?
         var actionTemplate: String?
         var maxLines: Int?
+        var quoteLength: Int?
     }
 
     private struct FloodFields: Decodable {

@@ -57,8 +57,10 @@ public struct IRCBridgePlugin: Plugin {
             roomId: message.roomId,
             roomName: message.room.name,
             senderName: message.sender?.username ?? message.userId,
+            senderId: message.userId,
             content: message.content,
-            meta: message.message.meta
+            meta: message.message.meta,
+            quote: relays.contains { $0.channel(for: message.roomId) != nil } ? await ReplyQuote.lookUp(for: message.message, client: context.client) : nil
         )
         for relay in relays { try await relay.relayToIRC(relayed) }
     }

@@ -96,7 +96,7 @@ public struct IRCClientStatus: Sendable, Hashable {
     public var nick: String?
     /// Lines waiting to be sent, all channels together.
     public var queued = 0
-    /// Lines sent and not yet echoed back (with `echo-message`).
+    /// Lines sent and not yet confirmed (echoed back with `echo-message`, else answered by a PING after them).
     public var unconfirmed = 0
     /// The last PING round trip.
     public var lag: Duration?
@@ -179,12 +179,23 @@ public final class IRCClient: Service, Sendable {
         state.withLock { $0.ring() }
     }
 
-    /// Connects and keeps connecting until graceful shutdown or cancellation.
+    /// Says QUIT with `reason` and stops: `run()` returns once the server has closed the
+    /// connection (or at once when not connected), without reconnecting.
+    public func quit(_ reason: String) async {
+        let outbound = state.withLock { shared in
+            shared.quitting = true
+            return shared.outbound
+        }
+        guard let outbound else { return }
+        try? await outbound.write(ByteBuffer(string: IRCMessage(command: "QUIT", parameters: [reason]).line + "\r\n"))
+    }
+
+    /// Connects and keeps connecting until graceful shutdown, cancellation or `quit`.
     public func run() async throws {
         do {
             try await cancelWhenGracefulShutdown {
                 var failures = 0
-                while !Task.isCancelled {
+                while !Task.isCancelled, !self.state.withLock({ $0.quitting }) {
                     var reason = "the server closed the connection"
                     do {
                         reason = try await self.connectOnce()
@@ -192,7 +203,8 @@ public final class IRCClient: Service, Sendable {
                         if Task.isCancelled { break }
                         reason = "\(error)"
                     }
-                    let registered = self.state.withLock { $0.endConnection() }
+                    let (registered, quitting) = self.state.withLock { ($0.endConnection(), $0.quitting) }
+                    if quitting { break }
                     failures = registered ? 1 : failures + 1
                     let delay = self.configuration.backoff.delay(afterFailures: failures, random: Double.random(in: 0..<1))
                     self.logger.info(
@@ -250,6 +262,7 @@ public final class IRCClient: Service, Sendable {
             let start = state.withLock { shared in
                 shared.status.connections += 1
                 shared.doorbell = ring
+                shared.outbound = outbound
                 return shared.session.start(at: now())
             }
             if let reason = try await perform(start, outbound) { return reason }
@@ -263,7 +276,10 @@ public final class IRCClient: Service, Sendable {
                             self.logger.debug("ignoring a line that is not IRC", metadata: ["irc.error": "\(error)"])
                             continue
                         }
-                        let actions = self.state.withLock { $0.session.receive(message, at: now()) }
+                        let actions = self.state.withLock { shared in
+                            if message.command == "PONG", let token = message.parameters.last { shared.confirmMarker(token) }
+                            return shared.session.receive(message, at: now())
+                        }
                         if let reason = try await self.perform(actions, outbound) { return reason }
                     }
                     return "the server closed the connection"
@@ -325,8 +341,15 @@ public final class IRCClient: Service, Sendable {
                 let delay = bucket.reserve(at: now())
                 state.withLock { $0.status.floodDelay = delay }
                 if delay > .zero { try await Task.sleep(for: delay) }
+                // Unconfirmed before it is written: its echo may be read before the write returns.
+                // Without echo-message, a PING after lines confirms them (the server answers in
+                // order): after a burst, and every few lines of a long one.
+                let marker = state.withLock { $0.commitSent(key) }
                 try await outbound.write(ByteBuffer(string: message.line + "\r\n"))
-                state.withLock { $0.commitSent(key) }
+                if let marker { try await outbound.write(ByteBuffer(string: marker.line + "\r\n")) }
+            }
+            if let marker = state.withLock({ $0.nextMarker() }) {
+                try await outbound.write(ByteBuffer(string: marker.line + "\r\n"))
             }
         }
     }
@@ -342,12 +365,22 @@ private struct Shared: Sendable {
     var status = IRCClientStatus()
     /// Lines waiting, per folded channel name.
     var queues: [String: LineQueue] = [:]
-    /// Lines written and waiting for their echo, per folded channel name (with `echo-message` only).
+    /// Lines written and waiting for their echo (with `echo-message`) or for the PONG of a PING
+    /// written after them (without), per folded channel name.
     var unconfirmed: [String: LineQueue] = [:]
+    /// Without echo-message: lines written since the last marker PING, per channel, and the
+    /// markers written and not yet answered, oldest first.
+    var sentSinceMarker: [String: Int] = [:]
+    var markers: [(token: String, counts: [String: Int])] = []
+    var markerNumber = 0
     /// Channels in the order of their first line, for round-robin.
     var channelOrder: [String] = []
     var nextChannel = 0
     var doorbell: AsyncStream<Void>.Continuation?
+    /// The connection's writer, while there is one (for `quit`).
+    var outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>?
+    /// `quit` was called: no reconnecting.
+    var quitting = false
 
     mutating func append(_ message: IRCMessage, to key: String, limit: Int) -> Bool {
         if queues[key, default: LineQueue()].count >= limit { return false }
@@ -372,17 +405,42 @@ private struct Shared: Sendable {
         return nil
     }
 
-    /// The line from `nextToSend` was written.
-    mutating func commitSent(_ key: String) {
-        guard let message = queues[key]?.removeFirst() else { return }
+    /// The line from `nextToSend` is about to be written: it waits for confirmation now. Returns a
+    /// marker PING to write after it when many lines went unmarked.
+    mutating func commitSent(_ key: String) -> IRCMessage? {
+        guard let message = queues[key]?.removeFirst() else { return nil }
         status.sent += 1
-        if session.capabilities.contains("echo-message") {
-            unconfirmed[key, default: LineQueue()].append(message)
+        unconfirmed[key, default: LineQueue()].append(message)
+        guard !session.capabilities.contains("echo-message") else { return nil }
+        sentSinceMarker[key, default: 0] += 1
+        return nextMarker(after: 16)
+    }
+
+    /// The PING that confirms the lines written since the last one, if at least `count` were.
+    mutating func nextMarker(after count: Int = 1) -> IRCMessage? {
+        guard sentSinceMarker.values.reduce(0, +) >= count else { return nil }
+        markerNumber += 1
+        let token = "switchboard-sent-\(markerNumber)"
+        markers.append((token, sentSinceMarker))
+        sentSinceMarker = [:]
+        return IRCMessage(command: "PING", parameters: [token])
+    }
+
+    /// A PONG: when it answers a marker, the lines written before it (and before older markers) arrived.
+    mutating func confirmMarker(_ token: String) {
+        guard let index = markers.firstIndex(where: { $0.token == token }) else { return }
+        for marker in markers[...index] {
+            for (key, count) in marker.counts {
+                for _ in 0..<count { _ = unconfirmed[key]?.removeFirst() }
+            }
         }
+        markers.removeFirst(index + 1)
     }
 
     /// The server echoed (or refused) the oldest unconfirmed line of a channel.
     mutating func confirm(_ key: String) {
+        // Without echo-message, only markers confirm (a refused line is inside a marker's count).
+        guard session.capabilities.contains("echo-message") else { return }
         _ = unconfirmed[key]?.removeFirst()
     }
 
@@ -395,8 +453,11 @@ private struct Shared: Sendable {
             queues[key] = queue
         }
         unconfirmed = [:]
+        sentSinceMarker = [:]
+        markers = []
         doorbell?.finish()
         doorbell = nil
+        outbound = nil
         let registered = status.state == .registered
         status.state = .disconnected
         return registered

@@ -241,7 +241,8 @@ public struct IRCSession: Sendable {
         case "PING":
             return [.send(IRCMessage(command: "PONG", parameters: parameters))]
         case "PONG":
-            if let sent = pingSentAt {
+            // Only our lag PING's answer; the client's delivery markers carry other tokens.
+            if let sent = pingSentAt, parameters.last == "switchboard" {
                 lag = now - sent
                 pingSentAt = nil
             }

@@ -152,6 +152,20 @@ public enum IRCTextSplitter {
     }
 }
 
+/// The message a chat reply answers, as a reply shows it on IRC.
+public struct ReplyQuote: Sendable, Hashable {
+    /// Who wrote it: the chat user's name, or the IRC nick of a relayed message.
+    public var author: String
+    /// Its text.
+    public var content: String
+
+    /// A quote.
+    public init(author: String, content: String) {
+        self.author = author
+        self.content = content
+    }
+}
+
 /// How chat messages look on IRC: a template with `{nick}`, `{nopingnick}`, `{room}` and `{text}`.
 ///
 /// ```swift
@@ -165,12 +179,37 @@ public struct RelayFormat: Sendable, Hashable, Codable {
     public var actionTemplate: String
     /// The most IRC lines one chat message becomes, the note of what was cut included (at least 2). Default 5.
     public var maxLines: Int
+    /// The most characters of the answered message a reply quotes, as `(re bob: the start…) text`;
+    /// 0 relays replies without a quote. Default 50.
+    public var quoteLength: Int
 
     /// A format; every field has a default.
-    public init(template: String = "<{nick}> {text}", actionTemplate: String = "{nick} {text}", maxLines: Int = 5) {
+    public init(template: String = "<{nick}> {text}", actionTemplate: String = "{nick} {text}", maxLines: Int = 5, quoteLength: Int = 50) {
         self.template = template
         self.actionTemplate = actionTemplate
         self.maxLines = max(2, maxLines)
+        self.quoteLength = max(0, quoteLength)
+    }
+
+    /// `text` behind a short quote of the message it answers: `(re bob: the start of…) text`, on one
+    /// line (the quote's line breaks become spaces), cut after `quoteLength` characters. The quote
+    /// is part of the text, so `lines` splits it like the rest to fit 512 bytes.
+    ///
+    /// ```swift
+    /// RelayFormat(quoteLength: 10).quoting(ReplyQuote(author: "bob", content: "is anyone around today?"), in: "yes")
+    /// // "(re bob: is anyone…) yes"
+    /// ```
+    public func quoting(_ quote: ReplyQuote?, in text: String) -> String {
+        guard let quote, quoteLength > 0 else { return text }
+        var content = Substring(quote.content)
+        var author = quote.author + ":"
+        if content.hasPrefix("/me ") {
+            content = content.dropFirst(4)
+            author = "* " + quote.author
+        }
+        let words = content.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        let quoted = words.count > quoteLength ? words.prefix(quoteLength).trimmingSuffix { $0 == " " } + "…" : Substring(words)
+        return "(re \(author) \(quoted)) \(text)"
     }
 
     /// `nick` with a zero-width space after its first character, so that IRC clients do not

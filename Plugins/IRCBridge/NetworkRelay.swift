@@ -20,20 +20,44 @@ public struct ChatMessageToRelay: Sendable, Hashable {
     public var roomId: String
     /// The room's name, for `{room}` in the template.
     public var roomName: String
-    /// The author's name, for `{nick}`.
+    /// The author's name, for `{nick}` and the puppet's nick.
     public var senderName: String
+    /// The author's user id, to give them a puppet (when puppets are on). Default none: the relay nick.
+    public var senderId: String?
     /// The text.
     public var content: String
     /// The message's `meta`, to recognise what a bridge relayed.
     public var meta: JSONValue?
+    /// The message it answers, when it is a reply and that message was found.
+    public var quote: ReplyQuote?
 
     /// A message.
-    public init(roomId: String, roomName: String, senderName: String, content: String, meta: JSONValue? = nil) {
+    public init(roomId: String, roomName: String, senderName: String, senderId: String? = nil, content: String, meta: JSONValue? = nil, quote: ReplyQuote? = nil) {
         self.roomId = roomId
         self.roomName = roomName
         self.senderName = senderName
+        self.senderId = senderId
         self.content = content
         self.meta = meta
+        self.quote = quote
+    }
+}
+
+extension ReplyQuote {
+    /// The message `reply` answers, looked up in the 100 messages of its room before it, with its
+    /// author's name (the IRC nick for a message relayed from IRC). Nil when it is not a reply, or
+    /// the answered message is older or cannot be read: the reply is then relayed without a quote.
+    public static func lookUp(for reply: Message, client: ChatClient) async -> ReplyQuote? {
+        guard let id = reply.replyTo,
+            let page = try? await client.history(in: reply.roomId, before: reply.seq, limit: 100),
+            let answered = page.messages.last(where: { $0.id == id }), !answered.deleted
+        else { return nil }
+        if let nick = answered.meta?["bridge"]?["nick"]?.stringValue {
+            return ReplyQuote(author: nick, content: answered.content)
+        }
+        var author = client.cachedUser(id: answered.userId)?.username
+        if author == nil { author = try? await client.user(id: answered.userId).username }
+        return ReplyQuote(author: author ?? answered.userId, content: answered.content)
     }
 }
 
@@ -49,6 +73,13 @@ public final class NetworkRelay: Sendable {
     private let post: @Sendable (ChatPost) async -> Void
     private let rooms: Mutex<[String: IRCMapping]>  // room id → mapping, once resolved
     private let metrics: RelayMetrics
+    private let backoff: ReconnectBackoff
+    private let pool: Mutex<PuppetPool>
+    private let puppets = Mutex<[String: IRCClient]>([:])  // chat user id → the puppet's connection
+    private let leavingPuppets = Mutex<[ObjectIdentifier: IRCClient]>([:])  // quit, their QUIT perhaps still on its way
+    private let puppetStarts: (stream: AsyncStream<IRCClient>, continuation: AsyncStream<IRCClient>.Continuation)
+    private let clock = ContinuousClock()
+    private let origin: ContinuousClock.Instant
 
     /// A relay; `post` delivers IRC messages to chat (through the client's outbox, so that nothing
     /// is lost while chat is down). Nothing connects until `run()`.
@@ -58,6 +89,10 @@ public final class NetworkRelay: Sendable {
         self.post = post
         self.rooms = Mutex([:])
         self.metrics = RelayMetrics(network: network.name)
+        self.backoff = backoff
+        self.pool = Mutex(PuppetPool(network.puppets))
+        self.puppetStarts = AsyncStream.makeStream(of: IRCClient.self)
+        self.origin = clock.now
         let box = RelayBox()
         self.irc = IRCClient(configuration: network.clientConfiguration(backoff: backoff), logger: logger) { event in
             await box.relay?.receive(event)
@@ -65,15 +100,88 @@ public final class NetworkRelay: Sendable {
         box.relay = self
     }
 
-    /// Connects and relays until cancelled, publishing the connection's health as metrics.
+    /// Connects and relays until cancelled, publishing the connection's health as metrics; runs
+    /// puppets as they are needed and makes idle ones quit.
     public func run() async throws {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await self.irc.run() }
             group.addTask {
                 while !Task.isCancelled {
-                    self.metrics.update(self.irc.status)
+                    await self.quitIdlePuppets()
+                    self.metrics.update(self.irc.status, puppets: self.puppets.withLock { $0.values.filter { $0.status.state == .registered }.count })
                     try await Task.sleep(for: .seconds(1))
                 }
+            }
+            for await puppet in puppetStarts.stream {
+                group.addTask {
+                    // One puppet's failure is its own: the others and the relay carry on.
+                    do {
+                        try await puppet.run()
+                    } catch {
+                        self.logger.info("a puppet's connection ended", metadata: ["irc.nick": "\(puppet.configuration.session.nick)", "irc.error": "\(error)"])
+                    }
+                    // Its QUIT reaches the relay nick about when its own connection closes: it
+                    // stays the bridge's own a little longer, so that it is not relayed as a quit.
+                    try? await Task.sleep(for: .seconds(5))
+                    _ = self.leavingPuppets.withLock { $0.removeValue(forKey: ObjectIdentifier(puppet)) }
+                }
+            }
+        }
+    }
+
+    private var now: Duration { clock.now - origin }
+
+    /// Puppets quiet for the idle time, with nothing left to send, say QUIT.
+    private func quitIdlePuppets() async {
+        guard network.puppets.enabled else { return }
+        let leaving: [IRCClient] = pool.withLock { pool in
+            puppets.withLock { puppets in
+                for (userId, puppet) in puppets where puppet.status.queued + puppet.status.unconfirmed > 0 {
+                    pool.touch(userId: userId, at: now)
+                }
+                return pool.idle(at: now).compactMap { puppets.removeValue(forKey: $0) }
+            }
+        }
+        leavingPuppets.withLock { leavingPuppets in
+            for puppet in leaving { leavingPuppets[ObjectIdentifier(puppet)] = puppet }
+        }
+        for puppet in leaving {
+            logger.info("an idle puppet leaves IRC", metadata: ["irc.nick": "\(puppet.status.nick ?? puppet.configuration.session.nick)"])
+            await puppet.quit("idle")
+        }
+    }
+
+    /// Whether `nick` is the relay's or one of its puppets': their lines are never relayed back.
+    public func isOwn(nick: String) -> Bool {
+        if IRCCase.equal(nick, irc.status.nick ?? network.nick) { return true }
+        let isPuppet: (IRCClient) -> Bool = { IRCCase.equal(nick, $0.status.nick ?? $0.configuration.session.nick) }
+        return puppets.withLock { $0.values.contains(where: isPuppet) } || leavingPuppets.withLock { $0.values.contains(where: isPuppet) }
+    }
+
+    /// The connection a chat user speaks through, and whether it is a puppet.
+    private func connection(for message: ChatMessageToRelay) -> (IRCClient, puppet: Bool) {
+        guard network.puppets.enabled, let userId = message.senderId else { return (irc, false) }
+        return pool.withLock { pool in
+            switch pool.speak(userId: userId, name: message.senderName, at: now) {
+            case .relay:
+                return (irc, false)
+            case .use:
+                if let puppet = puppets.withLock({ $0[userId] }) { return (puppet, true) }
+                pool.remove(userId: userId)
+                return (irc, false)
+            case .start(let nick):
+                var configuration = network.clientConfiguration(backoff: backoff)
+                configuration.session.nick = nick
+                configuration.session.alternateNicks = []
+                configuration.session.realName = "\(message.senderName) (via Switchboard)"
+                configuration.session.sasl = nil
+                configuration.session.nickServPassword = nil
+                let puppet = IRCClient(configuration: configuration, logger: logger) { _ in
+                    // The relay nick hears the channels; a puppet only speaks.
+                }
+                puppets.withLock { $0[userId] = puppet }
+                puppetStarts.continuation.yield(puppet)
+                return (puppet, true)
             }
         }
     }
@@ -99,14 +207,21 @@ public final class NetworkRelay: Sendable {
             text = String(text.dropFirst(4))
             action = true
         }
-        let lines = network.format.lines(
+        let (connection, isPuppet) = connection(for: message)
+        var format = network.format
+        if isPuppet {
+            // A puppet speaks as itself: its text alone.
+            format.template = "{text}"
+            format.actionTemplate = "{text}"
+        }
+        let lines = format.lines(
             nick: message.senderName,
             room: message.roomName,
-            text: text,
+            text: format.quoting(message.quote, in: text),
             action: action,
-            budget: irc.textBudget(for: channel, action: action)
+            budget: connection.textBudget(for: channel, action: action)
         )
-        try await irc.send(lines, to: channel, action: action)
+        try await connection.send(lines, to: channel, action: action)
         return lines
     }
 
@@ -122,10 +237,12 @@ public final class NetworkRelay: Sendable {
 
     private func receive(_ event: IRCClientEvent) async {
         guard case .irc(let event) = event else { return }
+        // The puppets' comings and goings are the bridge's own.
+        if let nick = event.nick, isOwn(nick: nick) { return }
         switch event {
         case .message(let message):
             guard let channel = message.channel, let roomId = room(for: channel) else { return }
-            guard !message.isEcho, !IRCCase.equal(message.nick, irc.status.nick ?? network.nick) else { return }
+            guard !message.isEcho else { return }
             guard !message.isNotice || network.relay.notices else { return }
             let text = IRCFormatting.convert(message.text, mode: network.relay.formatting).trimmingSpaces()
             guard !text.isEmpty else { return }
@@ -159,6 +276,18 @@ public final class NetworkRelay: Sendable {
     }
 }
 
+extension IRCEvent {
+    /// Whose doing it is, when someone's.
+    fileprivate var nick: String? {
+        switch self {
+        case .message(let message): message.nick
+        case .join(_, let nick), .part(_, let nick, _), .kick(_, let nick, _, _), .quit(let nick, _, _), .nickChange(let nick, _, _): nick
+        case .topic(_, let nick, _): nick
+        case .refused: nil
+        }
+    }
+}
+
 /// Lets the IRC client's event handler reach the relay that owns it (set once, right after init).
 private final class RelayBox: @unchecked Sendable {
     // Written once in `NetworkRelay.init` before the client can run; read only after.
@@ -173,6 +302,7 @@ private struct RelayMetrics: Sendable {
     let lag: Gauge
     let floodDelay: Gauge
     let sent: Gauge
+    let puppets: Gauge
 
     init(network: String) {
         let dimensions = [("network", network)]
@@ -182,9 +312,11 @@ private struct RelayMetrics: Sendable {
         lag = Gauge(label: "switchboard_irc_lag_seconds", dimensions: dimensions)
         floodDelay = Gauge(label: "switchboard_irc_flood_delay_seconds", dimensions: dimensions)
         sent = Gauge(label: "switchboard_irc_sent_lines", dimensions: dimensions)
+        puppets = Gauge(label: "switchboard_irc_puppets_connected", dimensions: dimensions)
     }
 
-    func update(_ status: IRCClientStatus) {
+    func update(_ status: IRCClientStatus, puppets puppetCount: Int) {
+        puppets.record(puppetCount)
         connected.record(status.state == .registered ? 1 : 0)
         queued.record(status.queued)
         unconfirmed.record(status.unconfirmed)

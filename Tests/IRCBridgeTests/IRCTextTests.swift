@@ -65,6 +65,29 @@ struct IRCTextTests {
         let short = format.lines(nick: "ann", room: "r", text: "a\nb", budget: 40)
         #expect(short == ["<ann> a", "<ann> b"])
     }
+
+    @Test func repliesQuoteTheStartOfTheAnsweredMessage() {
+        let format = RelayFormat(quoteLength: 20)
+        let question = ReplyQuote(author: "bob", content: "is anyone\naround to help with the build?")
+        #expect(format.quoting(question, in: "yes") == "(re bob: is anyone around to…) yes")
+        #expect(format.quoting(ReplyQuote(author: "bob", content: "short"), in: "ok") == "(re bob: short) ok")
+        #expect(format.quoting(ReplyQuote(author: "bob", content: "/me waves"), in: "hi") == "(re * bob waves) hi")
+        #expect(format.quoting(nil, in: "plain") == "plain")
+        #expect(RelayFormat(quoteLength: 0).quoting(question, in: "yes") == "yes")
+        // Emoji and accents are cut as whole characters.
+        #expect(RelayFormat(quoteLength: 3).quoting(ReplyQuote(author: "b", content: "é👍🏾ü🇫🇷x"), in: "t") == "(re b: é👍🏾ü…) t")
+    }
+
+    @Test func aQuotedReplyFitsTheLineBudget() {
+        let format = RelayFormat(maxLines: 20, quoteLength: 200)
+        let quote = ReplyQuote(author: "bob", content: String(repeating: "👩🏽‍🚀", count: 200))
+        let text = format.quoting(quote, in: String(repeating: "ß", count: 300))
+        let lines = format.lines(nick: "ann", room: "r", text: text, budget: 400)
+        #expect(lines.count > 2)
+        #expect(lines.allSatisfy { $0.utf8.count <= 400 })
+        // A line may end at a space, which then goes.
+        #expect(lines.map { $0.dropFirst("<ann> ".count) }.joined().filter { $0 != " " } == text.filter { $0 != " " })
+    }
 }
 
 @Suite("Flood control and backoff")

@@ -57,5 +57,18 @@ struct PluginTests {
         #expect(defaults.networks[0].port == 6697)
         #expect(defaults.networks[0].clientConfiguration().server.usesTLS)
         #expect(defaults.networks[0].floodControl == FloodControl())
+        #expect(defaults.networks[0].puppets == PuppetOptions())
+        #expect(!defaults.networks[0].puppets.enabled)
+        #expect(defaults.networks[0].format.quoteLength == 50)
+
+        let puppets = try YAMLDecoder().decode(
+            IRCBridgeConfiguration.self,
+            from: #"networks: [{server: irc.example.org, format: {quoteLength: 20}, puppets: {enabled: true, limit: 3, suffix: "|sb", idleMinutes: 5}}]"#
+        )
+        #expect(puppets.networks[0].puppets == PuppetOptions(enabled: true, limit: 3, suffix: "|sb", idleTimeout: .seconds(300)))
+        #expect(puppets.networks[0].format.quoteLength == 20)
+        #expect(throws: DecodingError.self) {
+            try YAMLDecoder().decode(IRCBridgeConfiguration.self, from: #"networks: [{server: irc.example.org, puppets: {suffix: "[ m]"}}]"#)
+        }
     }
 }

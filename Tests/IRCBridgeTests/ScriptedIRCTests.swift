@@ -54,6 +54,42 @@ struct ScriptedIRCTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
+    func withoutEchoMessageLinesAreConfirmedByAPingOrQueuedAgain() async throws {
+        try await IRCTestListener.withListener { listener in
+            let configuration = clientConfiguration(port: listener.port, nick: "relay", channels: [IRCChannel("#c")], flood: .off)
+            try await withIRCClient(configuration) { client, events in
+                let first = try await listener.accept()
+                _ = try await first.next { $0.command == "USER" }
+                try await first.send(":scripted 421 relay CAP :Unknown command")
+                try await first.send(":scripted 001 relay :Welcome")
+                _ = try await events.registered()
+                _ = try await first.next { $0.command == "JOIN" }
+                try await first.send(":relay!u@h JOIN #c")
+                try await events.joined("#c")
+
+                // Lines, then a PING whose answer confirms them.
+                try await client.send(["one", "two"], to: "#c")
+                try await waitUntil { first.inbox.pending.contains { $0.command == "PING" } }
+                #expect(first.inbox.pending.filter { $0.command == "PRIVMSG" || $0.command == "PING" }.map(\.line) == ["PRIVMSG #c one", "PRIVMSG #c two", "PING switchboard-sent-1"])
+                for _ in 0..<2 { _ = try await first.next { $0.command == "PRIVMSG" } }
+                let marker = try await first.next { $0.command == "PING" }
+                #expect(client.status.unconfirmed == 2)
+                try await first.send(":scripted PONG scripted :\(marker.parameters.last ?? "")")
+                try await waitUntil { client.status.unconfirmed == 0 }
+
+                // A line whose PING goes unanswered when the connection drops: back in front of
+                // its queue, to be sent again first after the reconnect.
+                try await client.send(["three"], to: "#c")
+                try await waitUntil { first.inbox.pending.contains { $0.command == "PING" } }
+                #expect(first.inbox.pending.filter { $0.command == "PRIVMSG" }.map(\.line) == ["PRIVMSG #c three"])
+                #expect(client.status.unconfirmed == 1)
+                await first.close()
+                try await waitUntil { client.status.queued == 1 && client.status.unconfirmed == 0 }
+            }
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
     func aSilentServerIsLeftAndReconnected() async throws {
         try await IRCTestListener.withListener { listener in
             var configuration = clientConfiguration(port: listener.port, nick: "relay", channels: [])

@@ -7,7 +7,8 @@
 #
 # Exports SWITCHBOARD_TEST_IRC_NGIRCD_PORT, SWITCHBOARD_TEST_IRC_INSPIRCD_PORT,
 # SWITCHBOARD_TEST_IRC_TLS_PORT, SWITCHBOARD_TEST_IRC_CA (the CA certificate, PEM) and
-# SWITCHBOARD_TEST_IRC_NGIRCD (the binary, for tests that start and restart a server of their own).
+# SWITCHBOARD_TEST_IRC_NGIRCD and SWITCHBOARD_TEST_IRC_INSPIRCD (the binaries, for tests that start
+# and restart a server of their own).
 # Set SWITCHBOARD_IRC_PORT_BASE to pick the ports (three in a row) instead of free random ones.
 
 if ! command -v ngircd >/dev/null || ! command -v inspircd >/dev/null || ! command -v openssl >/dev/null; then
@@ -111,4 +112,5 @@ export SWITCHBOARD_TEST_IRC_INSPIRCD_PORT=$irc_inspircd_port
 export SWITCHBOARD_TEST_IRC_TLS_PORT=$irc_tls_port
 export SWITCHBOARD_TEST_IRC_CA=$irc_dir/ca.pem
 export SWITCHBOARD_TEST_IRC_NGIRCD=$(command -v ngircd)
+export SWITCHBOARD_TEST_IRC_INSPIRCD=$(command -v inspircd)
 echo "IRC servers: ngircd on $irc_ngircd_port, InspIRCd on $irc_inspircd_port (TLS on $irc_tls_port), files in $irc_dir"
