@@ -91,7 +91,12 @@ public enum PostgresSchema {
                 PRIMARY KEY (message_id, reaction, user_id)
             )
             """,
-        ]
+        ],
+        [
+            // Unread counts: a member's own messages above their read marker (usually none) are
+            // found here instead of by scanning every message above the marker.
+            "CREATE INDEX messages_room_user ON messages (room_id, user_id, seq)"
+        ],
     ]
 
     /// The schema version this program writes.
