@@ -143,12 +143,13 @@ struct PostgresTests {
         return path
     }
 
-    /// Opens a store on `configuration`, writes and reads a user, and closes it.
+    /// Opens a store on `configuration`, writes and reads a user, closes it and drops its schema.
     func expectWorks(_ configuration: PostgresStore.Configuration) async throws {
         let store = try await PostgresStore.open(configuration: configuration, logger: testLogger)
         let ana = try await store.makeUser("ana")
         #expect(try await store.user(id: ana.id) == ana)
         try await store.close()
+        try await PostgresStore.dropSchema(try #require(configuration.schema), server: configuration, logger: testLogger)
     }
 
     @Test func aRefusedPasswordSaysToCheckIt() async throws {
