@@ -25,9 +25,13 @@ echo "== building (the first build takes about 10 minutes on 2 cores)"
 swift build --build-tests 2>&1
 echo "== running the Swift tests"
 swift test --skip-build 2>&1
-# The store's conformance suite runs on SQLite and PostgreSQL in the run above. The server's and the
-# client's suites on PostgreSQL (SWITCHBOARD_TEST_DATABASE=postgres) are not part of this command
-# yet: with every test at once, 200 test servers each making a database overload one PostgreSQL.
+# The store's conformance suite runs on SQLite and PostgreSQL in the run above; the server's and the
+# client's whole suites run again on PostgreSQL, each test server in a schema of its own. Two tests
+# at a time (Swift Testing's width): all at once, round trips to PostgreSQL on 2 busy cores made the
+# longest tests miss their time limits.
+echo "== running the server's and the client's tests on PostgreSQL"
+SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=2 SWITCHBOARD_TEST_DATABASE=postgres \
+    swift test --skip-build --filter 'SwitchboardServerTests|SwitchboardClientTests' 2>&1
 
 # Checks that drive the built binaries from outside Swift (the web page in a browser).
 for check in scripts/checks/*.sh; do

@@ -1,3 +1,4 @@
+import NIOSSL
 import PostgresNIO
 import SwitchboardStore
 
@@ -18,6 +19,13 @@ enum ConnectionDiagnosis {
         let serverMessage = server?[.message] ?? ""
         let message: String
         switch (error.code, sqlState) {
+        case (_, nil) where error.underlying is NIOSSLError:
+            let reason = error.underlying.map { String(describing: $0) } ?? ""
+            message = """
+                the TLS handshake with PostgreSQL at \(configuration.host):\(configuration.port) failed (\(reason)); \
+                if the server's certificate is of its own making, trust it with &sslrootcert=/path/to/ca.crt in the URL \
+                (or, on a network you trust, sslmode=disable)
+                """
         case (.connectionError, _):
             let reason = error.underlying.map { String(describing: $0) } ?? "no answer"
             message = """

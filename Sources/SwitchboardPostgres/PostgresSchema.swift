@@ -91,20 +91,32 @@ public enum PostgresSchema {
                 PRIMARY KEY (message_id, reaction, user_id)
             )
             """,
-        ]
+        ],
+        [
+            // Unread counts: a member's own messages above their read marker (usually none) are
+            // found here instead of by scanning every message above the marker.
+            "CREATE INDEX messages_room_user ON messages (room_id, user_id, seq)"
+        ],
     ]
 
     /// The schema version this program writes.
     public static var version: Int { migrations.count }
 
-    /// Runs the migrations the database lacks, in one transaction under an advisory lock, so that
-    /// two servers starting at once on a new database cannot both create the tables. Returns the
-    /// version the database then has. A database with a newer version than this program's is
-    /// refused, with nothing changed.
-    static func migrate(_ connection: PostgresConnection, logger: Logger) async throws -> Int {
+    /// Runs the migrations the database lacks, in one transaction under an advisory lock (of the
+    /// database, or of the schema when one is set), so that two servers starting at once on a new
+    /// database cannot both create the tables. Returns the version the database then has. A
+    /// database with a newer version than this program's is refused, with nothing changed.
+    static func migrate(_ connection: PostgresConnection, schema: String?, logger: Logger) async throws -> Int {
         try await PostgresStore.transaction(on: connection, logger: logger) { connection in
-            // Any constant both processes agree on: "switchboard" in ASCII, cut to 8 bytes.
-            try await connection.query("SELECT pg_advisory_xact_lock(8319395793566789475)", logger: logger)
+            if let schema {
+                // One lock per schema, so that servers in different schemas (tests) do not wait for each other.
+                try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\("switchboard." + schema), 0))", logger: logger)
+                // Checked by the configuration: a plain identifier.
+                try await connection.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \(schema)"), logger: logger)
+            } else {
+                // Any constant both processes agree on: "switchboard" in ASCII, cut to 8 bytes.
+                try await connection.query("SELECT pg_advisory_xact_lock(8319395793566789475)", logger: logger)
+            }
             try await connection.query("CREATE TABLE IF NOT EXISTS switchboard_schema (version integer NOT NULL)", logger: logger)
             let rows = try await connection.query("SELECT coalesce(max(version), 0)::bigint AS version FROM switchboard_schema", logger: logger).collect()
             let current = try rows.first?.decode(Int.self) ?? 0

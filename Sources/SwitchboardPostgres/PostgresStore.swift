@@ -28,9 +28,10 @@ public final class PostgresStore: ChatStore {
         public enum TLSMode: String, Sendable, Hashable {
             /// Never.
             case disable
-            /// When the server offers it (the default, as libpq's).
+            /// When the server offers it, without checking its certificate (the default, as libpq's).
             case prefer
-            /// Always; fail when the server does not offer it.
+            /// Always, with the server's certificate checked (against `sslrootcert`, or the system's
+            /// authorities); fail when the server does not offer TLS.
             case require
         }
 
@@ -48,11 +49,19 @@ public final class PostgresStore: ChatStore {
         public var maxBatchSize: Int
         /// How long to wait for a connection to the server (10 s by default).
         public var connectTimeout: Duration
+        /// The schema the tables live in (its `search_path`), created when missing; nil (the default)
+        /// for the database's usual one, `public`. Lets several servers (or test servers) share one
+        /// database, each in a schema of its own. Only `a-z`, `0-9` and `_`.
+        public var schema: String?
+        /// A PEM file of the certificate authorities to trust for the server's TLS certificate (libpq's
+        /// `sslrootcert`), for a server with a certificate of its own making; nil (the default) for the
+        /// system's.
+        public var rootCertificatePath: String?
 
         public init(
             host: String = "127.0.0.1", port: Int = 5432, username: String = "postgres", password: String? = nil,
             database: String = "switchboard", tls: TLSMode = .prefer, maximumConnections: Int = 10, maxBatchSize: Int = 512,
-            connectTimeout: Duration = .seconds(10)
+            connectTimeout: Duration = .seconds(10), schema: String? = nil
         ) {
             self.host = host
             self.port = port
@@ -63,12 +72,16 @@ public final class PostgresStore: ChatStore {
             self.maximumConnections = maximumConnections
             self.maxBatchSize = maxBatchSize
             self.connectTimeout = connectTimeout
+            self.schema = schema
         }
 
-        /// Reads `postgres://user:password@host:port/database?sslmode=disable|prefer|require`
+        /// Reads `postgres://user:password@host:port/database?sslmode=disable|prefer|require&sslrootcert=path&schema=name`
         /// (also `postgresql://`). Throws ``StoreError`` `.unavailable` naming the expected form.
         public init(url: String) throws {
-            let expected = "expected postgres://USER:PASSWORD@HOST:PORT/DATABASE (port, password and ?sslmode=disable|prefer|require optional)"
+            let expected = """
+                expected postgres://USER:PASSWORD@HOST:PORT/DATABASE (port, password, ?sslmode=disable|prefer|require, \
+                &sslrootcert=PATH and &schema=NAME optional)
+                """
             guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
                 scheme == "postgres" || scheme == "postgresql"
             else {
@@ -87,12 +100,17 @@ public final class PostgresStore: ChatStore {
             for item in components.queryItems ?? [] {
                 switch (item.name, item.value) {
                 case ("sslmode", let value?):
-                    // libpq's verify-* modes also require TLS; the certificate is always verified here.
+                    // libpq's verify-* modes require TLS and check the certificate, as require does here.
                     let mode = value.hasPrefix("verify") ? "require" : value
                     guard let tls = TLSMode(rawValue: mode) else {
                         throw StoreError(.unavailable, "sslmode=\(value) in the PostgreSQL URL is not one of disable, prefer, require")
                     }
                     self.tls = tls
+                case ("sslrootcert", let value?):
+                    self.rootCertificatePath = value
+                case ("schema", let value?):
+                    try PostgresStore.checkIdentifier(value, kind: "schema")
+                    self.schema = value
                 default:
                     throw StoreError(.unavailable, "\(item.name) in the PostgreSQL URL is not an option; \(expected)")
                 }
@@ -116,11 +134,14 @@ public final class PostgresStore: ChatStore {
         var address: String { "\(host):\(port)/\(database)" }
 
         var connectionConfiguration: PostgresConnection.Configuration {
-            var configuration = PostgresConnection.Configuration(
-                host: host, port: port, username: username, password: password, database: database, tls: tlsConfiguration)
-            let (seconds, attoseconds) = connectTimeout.components
-            configuration.options.connectTimeout = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-            return configuration
+            get throws {
+                var configuration = PostgresConnection.Configuration(
+                    host: host, port: port, username: username, password: password, database: database, tls: try tlsConfiguration)
+                let (seconds, attoseconds) = connectTimeout.components
+                configuration.options.connectTimeout = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+                configuration.options.additionalStartupParameters = startupParameters
+                return configuration
+            }
         }
 
         var clientConfiguration: PostgresClient.Configuration {
@@ -128,23 +149,45 @@ public final class PostgresStore: ChatStore {
                 host: host, port: port, username: username, password: password, database: database, tls: clientTLS)
             configuration.options.maximumConnections = max(maximumConnections, 2)
             configuration.options.connectTimeout = connectTimeout
+            configuration.options.additionalStartupParameters = startupParameters
             return configuration
         }
 
+        private var startupParameters: [(String, String)] {
+            schema.map { [("search_path", $0)] } ?? []
+        }
+
         private var tlsConfiguration: PostgresConnection.Configuration.TLS {
-            switch tls {
-            case .disable: .disable
-            case .prefer: .prefer(try! NIOSSLContext(configuration: .makeClientConfiguration()))
-            case .require: .require(try! NIOSSLContext(configuration: .makeClientConfiguration()))
+            get throws {
+                guard tls != .disable else { return .disable }
+                let context: NIOSSLContext
+                do {
+                    context = try NIOSSLContext(configuration: clientTLSConfiguration)
+                } catch {
+                    throw StoreError(
+                        .unavailable, "cannot read the certificates of sslrootcert=\(rootCertificatePath ?? "") (\(error)); give a PEM file",
+                        cause: error)
+                }
+                return tls == .prefer ? .prefer(context) : .require(context)
             }
         }
 
         private var clientTLS: PostgresClient.Configuration.TLS {
             switch tls {
             case .disable: .disable
-            case .prefer: .prefer(.makeClientConfiguration())
-            case .require: .require(.makeClientConfiguration())
+            case .prefer: .prefer(clientTLSConfiguration)
+            case .require: .require(clientTLSConfiguration)
             }
+        }
+
+        private var clientTLSConfiguration: TLSConfiguration {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            if let rootCertificatePath { configuration.trustRoots = .file(rootCertificatePath) }
+            // As libpq's: `prefer` takes a plain connection from a server without TLS, so checking the
+            // certificate would stop no one in the middle; it would only refuse the self-signed
+            // certificates many servers ship with. `require` checks it.
+            if tls == .prefer { configuration.certificateVerification = .none }
+            return configuration
         }
     }
 
@@ -179,8 +222,9 @@ public final class PostgresStore: ChatStore {
     /// `switchboard migrate` does, and what ``open(configuration:logger:)`` does first.
     @discardableResult
     public static func migrate(configuration: Configuration, logger: Logger) async throws -> Int {
-        try await withConnection(configuration: configuration, logger: logger) { connection in
-            try await PostgresSchema.migrate(connection, logger: logger)
+        if let schema = configuration.schema { try checkIdentifier(schema, kind: "schema") }
+        return try await withConnection(configuration: configuration, logger: logger) { connection in
+            try await PostgresSchema.migrate(connection, schema: configuration.schema, logger: logger)
         }
     }
 
@@ -262,7 +306,7 @@ extension PostgresStore {
     /// connected to, usually `postgres`), owned by its user: what tests and `switchboard import` need.
     /// `name` may hold only `a-z`, `0-9` and `_`, since it cannot be a bound parameter.
     public static func createDatabase(_ name: String, server: Configuration, logger: Logger) async throws {
-        try checkIdentifier(name)
+        try checkIdentifier(name, kind: "database")
         try await withConnection(configuration: server, logger: logger) { connection in
             try await connection.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: logger)
         }
@@ -270,15 +314,24 @@ extension PostgresStore {
 
     /// Drops database `name`, closing the connections still open to it; nothing when it is missing.
     public static func dropDatabase(_ name: String, server: Configuration, logger: Logger) async throws {
-        try checkIdentifier(name)
+        try checkIdentifier(name, kind: "database")
         try await withConnection(configuration: server, logger: logger) { connection in
             try await connection.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"), logger: logger)
         }
     }
 
-    private static func checkIdentifier(_ name: String) throws {
+    /// Drops schema `name` of `server`'s database with everything in it; nothing when it is missing.
+    public static func dropSchema(_ name: String, server: Configuration, logger: Logger) async throws {
+        try checkIdentifier(name, kind: "schema")
+        try await withConnection(configuration: server, logger: logger) { connection in
+            try await connection.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(name) CASCADE"), logger: logger)
+        }
+    }
+
+    /// Names are written into SQL (they cannot be bound parameters): only plain, lowercase ones.
+    static func checkIdentifier(_ name: String, kind: String) throws {
         guard !name.isEmpty, name.count <= 63, name.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_") }) else {
-            throw StoreError(.unavailable, "\(name) is not a database name of a-z, 0-9 and _ (at most 63)")
+            throw StoreError(.unavailable, "\(name) is not a \(kind) name of a-z, 0-9 and _ (at most 63)")
         }
     }
 }

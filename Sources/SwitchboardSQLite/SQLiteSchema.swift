@@ -89,7 +89,12 @@ enum Schema {
                 PRIMARY KEY (message_id, reaction, user_id)
             ) STRICT, WITHOUT ROWID
             """,
-        ]
+        ],
+        [
+            // Unread counts: a member's own messages above their read marker (usually none) are
+            // found here instead of by scanning every message above the marker.
+            "CREATE INDEX messages_room_user ON messages (room_id, user_id, seq)"
+        ],
     ]
 
     /// WAL lets the readers read while the writer commits.

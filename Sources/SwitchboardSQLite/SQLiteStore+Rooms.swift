@@ -44,15 +44,19 @@ extension SQLiteStore {
     }
 
     /// The rooms of a member, the most recently active first, each with its newest message and the
-    /// number of messages from others above the member's read marker. One statement, so that the
+    /// number of messages from others above the member's read marker. `seq` has no gaps, so that
+    /// number is the distance from the marker to the room's `lastSeq` less the member's own
+    /// messages above the marker, found by an index (there are none unless the member left and
+    /// rejoined, since a sender's marker moves to the end of the room): the same cost for 10 or
+    /// 100,000 unread. One statement, so that the
     /// three agree.
     public func rooms(memberId userId: String) async throws -> [RoomSummary] {
         try await read { connection in
             let rows = try await connection.query(
                 """
                 SELECT \(Columns.room),
-                    (SELECT count(*) FROM messages unread
-                     WHERE unread.room_id = r.id AND unread.seq > me.read_seq AND unread.user_id <> me.user_id) AS unread,
+                    max(r.last_seq - me.read_seq - (SELECT count(*) FROM messages own
+                     WHERE own.room_id = r.id AND own.user_id = me.user_id AND own.seq > me.read_seq), 0) AS unread,
                     \(Columns.message("newest", prefix: "m_"))
                 FROM members me
                 JOIN rooms r ON r.id = me.room_id

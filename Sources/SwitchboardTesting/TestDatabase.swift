@@ -8,8 +8,9 @@ import SwitchboardStore
 /// `SWITCHBOARD_TEST_DATABASE=sqlite` (the default) or `postgres`, the latter on the server at
 /// `SWITCHBOARD_TEST_POSTGRES_URL` (which `scripts/services/postgres.sh` starts and exports).
 ///
-/// Each test gets a database of its own: a file in a temporary folder, or a database created on
-/// the PostgreSQL server and dropped after.
+/// Each test gets a database of its own: a file in a temporary folder, or a schema of its own in
+/// the PostgreSQL server's database, dropped after. (A schema rather than a database: hundreds of
+/// test servers at once each creating a database, a copy of the template, overload one server.)
 public enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertible {
     case sqlite
     case postgres
@@ -37,8 +38,8 @@ public enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertibl
                 """)
         }
         var configuration = try PostgresStore.Configuration(url: url)
-        // Tests run side by side, each with a pool of its own: keep each pool small.
-        configuration.maximumConnections = 4
+        // Hundreds of test servers share the PostgreSQL server: a small pool (the writer and two readers).
+        configuration.maximumConnections = 3
         return configuration
     }
 
@@ -57,13 +58,14 @@ public enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertibl
             components.port = server.port
             components.user = server.username
             components.password = server.password
-            components.path = "/sb_test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+            components.path = "/" + server.database
+            let schema = "sb_test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+            components.queryItems = [URLQueryItem(name: "schema", value: schema)]
             return components.string!
         }
     }
 
-    /// Opens the store of `database` (from ``newDatabase()``), creating the PostgreSQL database
-    /// when it does not exist yet.
+    /// Opens the store of `database` (from ``newDatabase()``); a PostgreSQL schema is created by its first opening.
     public func openStore(_ database: String, logger: Logger) async throws -> any ChatStore {
         switch self {
         case .sqlite:
@@ -71,23 +73,18 @@ public enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertibl
         case .postgres:
             var configuration = try PostgresStore.Configuration(url: database)
             configuration.maximumConnections = try Self.postgresServer().maximumConnections
-            do {
-                return try await PostgresStore.open(configuration: configuration, logger: logger)
-            } catch let error as StoreError where error.message.contains("does not exist") {
-                try await PostgresStore.createDatabase(configuration.database, server: try Self.postgresServer(), logger: logger)
-                return try await PostgresStore.open(configuration: configuration, logger: logger)
-            }
+            return try await PostgresStore.open(configuration: configuration, logger: logger)
         }
     }
 
-    /// Removes `database`: the file's folder, or the PostgreSQL database.
+    /// Removes `database`: the file's folder, or the PostgreSQL schema.
     public func remove(_ database: String, logger: Logger) async throws {
         switch self {
         case .sqlite:
             try? FileManager.default.removeItem(atPath: (database as NSString).deletingLastPathComponent)
         case .postgres:
-            let name = try PostgresStore.Configuration(url: database).database
-            try await PostgresStore.dropDatabase(name, server: try Self.postgresServer(), logger: logger)
+            guard let schema = try PostgresStore.Configuration(url: database).schema else { return }
+            try await PostgresStore.dropSchema(schema, server: try Self.postgresServer(), logger: logger)
         }
     }
 

@@ -11,7 +11,7 @@ import SwitchboardStore
 /// A real Switchboard server on a free loopback port, on a database of its own, for tests.
 ///
 /// The backend is the one `SWITCHBOARD_TEST_DATABASE` names (``TestDatabase``): a SQLite file by
-/// default, or a PostgreSQL database created for the test and dropped after it.
+/// default, or a schema of its own in the PostgreSQL database, made for the test and dropped after it.
 ///
 /// ```swift
 /// try await TestServer.withServer { server in
@@ -99,7 +99,7 @@ public struct TestServer: Sendable {
     }
 
     /// A new database for several servers in turn (a restart): a SQLite file in a temporary
-    /// folder, or a PostgreSQL URL whose database the first server creates.
+    /// folder, or a PostgreSQL URL whose schema the first server creates.
     public static func temporaryDatabasePath() throws -> String {
         try TestDatabase.selected.newDatabase()
     }

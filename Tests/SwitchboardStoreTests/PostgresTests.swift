@@ -126,6 +126,67 @@ struct PostgresTests {
         #expect(error.message.contains("does not offer TLS"), "\(error.message)")
     }
 
+    /// A URL of the strict cluster of `scripts/services/postgres.sh`, in a schema of its own.
+    func strictServer(_ variable: String) throws -> PostgresStore.Configuration {
+        guard let url = ProcessInfo.processInfo.environment[variable], !url.isEmpty else {
+            throw TestFailure("\(variable) is not set: run the tests with scripts/test.sh, or `source scripts/services/postgres.sh` first")
+        }
+        var configuration = try PostgresStore.Configuration(url: url)
+        configuration.schema = "sb_test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        return configuration
+    }
+
+    func strictAuthority() throws -> String {
+        guard let path = ProcessInfo.processInfo.environment["SWITCHBOARD_TEST_POSTGRES_CA"], !path.isEmpty else {
+            throw TestFailure("SWITCHBOARD_TEST_POSTGRES_CA is not set: run the tests with scripts/test.sh")
+        }
+        return path
+    }
+
+    /// Opens a store on `configuration`, writes and reads a user, closes it and drops its schema.
+    func expectWorks(_ configuration: PostgresStore.Configuration) async throws {
+        let store = try await PostgresStore.open(configuration: configuration, logger: testLogger)
+        let ana = try await store.makeUser("ana")
+        #expect(try await store.user(id: ana.id) == ana)
+        try await store.close()
+        try await PostgresStore.dropSchema(try #require(configuration.schema), server: configuration, logger: testLogger)
+    }
+
+    @Test func aRefusedPasswordSaysToCheckIt() async throws {
+        var configuration = try strictServer("SWITCHBOARD_TEST_POSTGRES_PASSWORD_URL")
+        try await expectWorks(configuration)
+        configuration.password = "wrong"
+        let error = try #require(await openError(configuration))
+        #expect(error.message.contains("PostgreSQL refused the password of user sb_password"), "\(error.message)")
+        #expect(error.message.contains("check the password in the URL"))
+        configuration.password = nil
+        let missing = try #require(await openError(configuration))
+        #expect(missing.message.contains("asks for a password for user sb_password; add it to the URL"), "\(missing.message)")
+    }
+
+    @Test func aServerThatRequiresTLSSaysToAskForIt() async throws {
+        var configuration = try strictServer("SWITCHBOARD_TEST_POSTGRES_TLS_URL")
+        configuration.tls = .disable
+        let error = try #require(await openError(configuration))
+        #expect(error.message.contains("requires TLS; add ?sslmode=require to the URL"), "\(error.message)")
+
+        let url = try #require(ProcessInfo.processInfo.environment["SWITCHBOARD_TEST_POSTGRES_TLS_URL"])
+        var secured = try PostgresStore.Configuration(url: url + "?sslmode=require&sslrootcert=" + strictAuthority())
+        secured.schema = configuration.schema
+        #expect(secured.tls == .require)
+        try await expectWorks(secured)
+    }
+
+    @Test func aCertificateNotTrustedSaysHowToTrustIt() async throws {
+        var configuration = try strictServer("SWITCHBOARD_TEST_POSTGRES_TLS_URL")
+        configuration.tls = .require
+        let error = try #require(await openError(configuration))
+        #expect(error.message.contains("sslrootcert="), "\(error.message)")
+        configuration.rootCertificatePath = "/nonexistent/ca.crt"
+        let unreadable = try #require(await openError(configuration))
+        #expect(unreadable.message.contains("cannot read the certificates of sslrootcert=/nonexistent/ca.crt"), "\(unreadable.message)")
+    }
+
     @Test func twoServersOnOneDatabaseNumberEachRoomWithoutGaps() async throws {
         try await withDatabase { configuration in
             let first = try await PostgresStore.open(configuration: configuration, logger: testLogger)

@@ -143,6 +143,33 @@ struct UnreadTests {
         }
     }
 
+    /// The count comes from `lastSeq`, the marker and the member's own messages above it; those exist
+    /// only after leaving and rejoining (the marker starts again at 0), and must still not count.
+    @Test(arguments: TestDatabase.allCases) func ownMessagesAboveTheMarkerOfARejoinedMemberDoNotCount(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
+            let ana = try await store.makeUser("ana")
+            let bob = try await store.makeUser("bob")
+            let room = try await store.makeRoom("General", creator: ana, members: [bob])
+            for (text, sender) in [("a1", ana), ("b1", bob), ("a2", ana), ("b2", bob), ("b3", bob), ("a3", ana)] {
+                try await store.send(text, in: room, from: sender)
+            }
+            #expect(try await store.rooms(memberId: bob.id).first?.unread == 1)
+
+            _ = try await store.removeMember(roomId: room.id, userId: bob.id)
+            _ = try await store.addMember(roomId: room.id, userId: bob.id, now: 2)
+            #expect(try await store.rooms(memberId: bob.id).first?.unread == 3, "a1, a2, a3; not b1, b2, b3")
+            try await store.markRead(roomId: room.id, userId: bob.id, seq: 2)
+            #expect(try await store.rooms(memberId: bob.id).first?.unread == 2, "a2, a3")
+            try await store.markRead(roomId: room.id, userId: bob.id, seq: 4)
+            #expect(try await store.rooms(memberId: bob.id).first?.unread == 1, "a3")
+            try await store.send("a4", in: room, from: ana)
+            #expect(try await store.rooms(memberId: bob.id).first?.unread == 2, "a3, a4")
+            try await store.send("b4", in: room, from: bob)
+            #expect(try await store.rooms(memberId: bob.id).first?.unread == 0)
+            #expect(try await store.rooms(memberId: ana.id).first?.unread == 1, "b4")
+        }
+    }
+
     @Test(arguments: TestDatabase.allCases) func readMarkerStopsAtTheNewestMessage(_ database: TestDatabase) async throws {
         try await withStore(database) { store in
             let ana = try await store.makeUser("ana")
