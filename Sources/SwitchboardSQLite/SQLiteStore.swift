@@ -146,10 +146,17 @@ public final class SQLiteStore: ChatStore {
         }
         guard isFirstClose else { return }
         await waitUntilWritesDrained()
-        try await checkpointer?.stop()
-        try await readers.close()
-        try await writer.close()
-        try await writerThreadPool.shutdownGracefully()
+        // Every step runs even when one fails (a cancelled caller, say): a connection dropped
+        // without being closed stops the process (sqlite-nio asserts in its deinit).
+        var firstError: (any Error)?
+        func attempt(_ step: () async throws -> Void) async {
+            do { try await step() } catch { firstError = firstError ?? error }
+        }
+        await attempt { try await checkpointer?.stop() }
+        await attempt { try await readers.close() }
+        await attempt { try await writer.close() }
+        await attempt { try await writerThreadPool.shutdownGracefully() }
+        if let firstError { throw firstError }
     }
 
     static let closedError = StoreError(.unavailable, "the store is closed")
@@ -260,7 +267,11 @@ final class ReaderPool: Sendable {
             }
             if isIdle { continuation.resume() }
         }
-        for connection in connections { try await connection.close() }
+        var firstError: (any Error)?
+        for connection in connections {
+            do { try await connection.close() } catch { firstError = firstError ?? error }
+        }
+        if let firstError { throw firstError }
     }
 }
 

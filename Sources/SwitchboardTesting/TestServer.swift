@@ -78,23 +78,23 @@ public struct TestServer: Sendable {
             tasks.addTask { try await group.run() }
             var ports = portStream.makeAsyncIterator()
             guard let port = await ports.next() else {
+                try? await tasks.waitForAll()
+                try? await Task { try await store.close() }.value
+                await removeDatabase()
                 throw TestFailure("the server stopped before it listened")
             }
             let testServer = TestServer(port: port, databasePath: path, configuration: configuration)
-            do {
-                let result = try await body(testServer)
-                await group.triggerGracefulShutdown()
-                try await tasks.waitForAll()
-                try await store.close()
-                await removeDatabase()
-                return result
-            } catch {
-                await group.triggerGracefulShutdown()
-                try? await tasks.waitForAll()
-                try? await store.close()
-                await removeDatabase()
-                throw error
-            }
+            var result: Result?
+            var failure: (any Error)?
+            do { result = try await body(testServer) } catch { failure = error }
+            await group.triggerGracefulShutdown()
+            do { try await tasks.waitForAll() } catch { failure = failure ?? error }
+            // In a task of its own, which a test cancelled by its time limit does not cancel: a
+            // store dropped without being closed stops the whole test process (sqlite-nio asserts).
+            do { try await Task { try await store.close() }.value } catch { failure = failure ?? error }
+            await removeDatabase()
+            if let failure { throw failure }
+            return result!
         }
     }
 
