@@ -8,7 +8,7 @@ import SwitchboardProtocol
 ///
 /// Every answer goes through the same sink as the hub's events, so that a `join`'s replay,
 /// its ack and the live messages after it reach the client in that order.
-struct WebSocketSession {
+struct WebSocketSession: Sendable {
     let service: ChatService
     let identity: Identity
     let connection: Int
@@ -24,6 +24,26 @@ struct WebSocketSession {
         self.connection = connection
         self.sink = sink
         self.logger = logger
+    }
+
+    /// Registers a new connection of `identity` with the hub, following every room it is a
+    /// member of.
+    static func open(service: ChatService, identity: Identity, sink: any EventSink, logger: Logger) async throws -> WebSocketSession {
+        let rooms = try await service.storeCall { try await service.store.memberRooms(userId: identity.user.id) }
+        let connection = service.hub.register(
+            user: identity.user, tokenId: identity.tokenId, tokenExpiresAt: identity.tokenExpiresAt, sink: sink,
+            rooms: rooms, now: Clock.milliseconds()
+        )
+        var logger = logger
+        logger[metadataKey: "switchboard.user"] = "\(identity.user.username)"
+        logger[metadataKey: "switchboard.connection"] = "\(connection)"
+        return WebSocketSession(service: service, identity: identity, connection: connection, sink: sink, logger: logger)
+    }
+
+    /// Leaves the hub: the connection's subscriptions and presence end.
+    func end() {
+        service.hub.unregister(connection, now: Clock.milliseconds())
+        logger.debug("websocket closed")
     }
 
     /// Why a session must end, as a close code and reason.
