@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import NIOCore
 import NIOWebSocket
 
@@ -42,6 +43,10 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         case text(String)
         case binary
     }
+
+    /// Handlers alive in this process, all servers together: a count that grows with closed
+    /// connections is a leak (see `ConnectionChurnTests`).
+    static let live = Atomic<Int>(0)
 
     /// Opens the connection's session (registers it with the hub) once the upgrade is done.
     typealias OpenSession = @Sendable (SocketWriter) async throws -> WebSocketSession
@@ -91,6 +96,11 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         self.machine = WebSocketConnectionMachine(maxMessageBytes: configuration.limits.maxFrameBytes)
         self.logger = logger
         self.openSession = openSession
+        Self.live.add(1, ordering: .relaxed)
+    }
+
+    deinit {
+        Self.live.subtract(1, ordering: .relaxed)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
