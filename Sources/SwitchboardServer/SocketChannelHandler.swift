@@ -148,6 +148,15 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         context.fireChannelInactive()
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // A graceful shutdown: the hub closes the connections it knows; this also reaches one
+        // whose session is still opening.
+        if event is ChannelShouldQuiesceEvent {
+            close(code: .goingAway, reason: "server shutting down")
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // The frame decoder's errors are answered by NIO's protocol error handler before this one
         // (a close frame with 1002 or 1009); anything else ends the connection.
