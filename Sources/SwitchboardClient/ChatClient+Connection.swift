@@ -195,7 +195,7 @@ extension ChatClient {
                 default: nil
                 }
             let (timedOut, inFlight) = attempt.state.withLock { ($0.heartbeatTimedOut, $0.inFlight) }
-            if closeCode == 1009, let culprit = inFlight.first {
+            if closeCode == CloseCode.tooLarge.rawValue, let culprit = inFlight.first {
                 // The server's frame limit is below the client's maxMessageBytes: sending the message again
                 // would be closed again, forever, with every message behind it waiting. It is refused for good.
                 outboxFailed(
@@ -207,7 +207,7 @@ extension ChatClient {
                 )
             }
             let ending: ConnectionStateMachine.Ending =
-                closeCode == 4001 ? .unauthorized : timedOut ? .heartbeatTimeout : .dropped
+                closeCode == CloseCode.unauthorized.rawValue ? .unauthorized : timedOut ? .heartbeatTimeout : .dropped
             logger.info(
                 "the WebSocket closed",
                 metadata: ["switchboard.close.code": "\(closeCode.map(String.init) ?? "none")", "switchboard.ending": "\(ending)"]

@@ -8,7 +8,7 @@ extension ChatClient {
         do {
             event = try ServerEvent(bytes: bytes)
         } catch {
-            // An error with a code this library does not know still answers its request, as a final error.
+            // An error frame that cannot be read whole (a field missing) still answers its request, as a final error.
             if let loose = try? Wire.decode(LooseErrorEnvelope.self, from: bytes), loose.type == "error", let ref = loose.ref {
                 let code = loose.data?.code ?? "unknown"
                 let error = ClientError(.refused, "the server refused (\(code)): \(loose.data?.message ?? "no message")")
@@ -37,7 +37,9 @@ extension ChatClient {
             )
         case .presence(let userId, let status):
             withState { state in
-                if status == .online { state.directory.online.insert(userId) } else { state.directory.online.remove(userId) }
+                // A status a newer server added (say, "away") says nothing about being connected.
+                if status == .online { state.directory.online.insert(userId) }
+                if status == .offline { state.directory.online.remove(userId) }
                 emit(.presence(PresenceEvent(userId: userId, status: status)))
             }
         case .join(let roomId, let user):

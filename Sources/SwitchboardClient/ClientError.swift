@@ -114,7 +114,10 @@ public struct ClientError: Error, Sendable, CustomStringConvertible, Equatable {
             case .conflict: .conflict
             case .rateLimited: .rateLimited
             case .internal: .server
+            default: .refused
             }
-        self.init(code, error.message, cause: error)
+        // The raw code of an unknown refusal is the only hint of what went wrong: keep it in sight.
+        let message = code == .refused ? "the server refused (\(error.code)): \(error.message)" : error.message
+        self.init(code, message, cause: error)
     }
 }

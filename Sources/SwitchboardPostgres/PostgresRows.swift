@@ -65,7 +65,8 @@ enum Decode {
 
     static func room(_ row: PostgresRandomAccessRow) throws -> Room {
         let kindName = try row["kind"].decode(String.self)
-        guard let kind = RoomKind(rawValue: kindName) else {
+        let kind = RoomKind(rawValue: kindName)
+        guard kind == .group || kind == .direct else {
             throw StoreError(.unavailable, "unknown room kind \(kindName) in the database")
         }
         return Room(

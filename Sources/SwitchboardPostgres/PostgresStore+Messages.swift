@@ -79,6 +79,8 @@ extension PostgresStore {
                     let remaining = counts[reaction, default: 1] - 1
                     counts[reaction] = remaining > 0 ? remaining : nil
                 }
+            default:
+                throw StoreError(.forbidden, "unknown reaction action '\(action)': use add or remove")
             }
             if changed {
                 let encoded = try Wire.encodeString(counts)

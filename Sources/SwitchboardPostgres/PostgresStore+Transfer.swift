@@ -41,7 +41,8 @@ extension PostgresStore: TransferableStore {
                     """, logger: logger
                 ).map { row in
                     let kindName = try row["kind"].decode(String.self)
-                    guard let kind = RoomKind(rawValue: kindName) else { throw StoreError(.unavailable, "unknown room kind \(kindName)") }
+                    let kind = RoomKind(rawValue: kindName)
+                    guard kind == .group || kind == .direct else { throw StoreError(.unavailable, "unknown room kind \(kindName)") }
                     return .room(
                         .init(
                             id: try row["id"].decode(String.self), name: try row["name"].decode(String.self), kind: kind,

@@ -121,7 +121,8 @@ public struct IncomingFrame: Sendable {
             let messageId = try fields.string("messageId")
             let reaction = try fields.string("reaction")
             try Validation.reaction(reaction, limits: limits)
-            guard let action = ReactionAction(rawValue: try fields.string("action")) else {
+            let action = ReactionAction(rawValue: try fields.string("action"))
+            guard action == .add || action == .remove else {
                 throw ProtocolError(.invalid, "action must be 'add' or 'remove'")
             }
             return .reaction(roomId: roomId, ReactionData(messageId: messageId, reaction: reaction, action: action))

@@ -1,14 +1,7 @@
 /// The `type` of an envelope. Known types are constants; others pass through as they are.
-public struct EnvelopeType: RawRepresentable, Codable, Sendable, Hashable, ExpressibleByStringLiteral, CustomStringConvertible {
+public struct EnvelopeType: OpenWireValue {
     public var rawValue: String
     public init(rawValue: String) { self.rawValue = rawValue }
-    public init(stringLiteral value: String) { self.rawValue = value }
-    public init(from decoder: any Decoder) throws { self.rawValue = try decoder.singleValueContainer().decode(String.self) }
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
-    public var description: String { rawValue }
 
     /// Client: subscribe to a room. Server: a user's first connection subscribed to a room.
     public static let join: EnvelopeType = "join"
@@ -123,9 +116,17 @@ public struct TypingData: Codable, Sendable, Hashable {
 }
 
 /// Whether a reaction is added or removed.
-public enum ReactionAction: String, Codable, Sendable, Hashable {
-    case add
-    case remove
+///
+/// Open: an action from a newer server decodes as itself (see ``OpenWireValue``); a server
+/// accepts only the known ones from clients.
+public struct ReactionAction: OpenWireValue {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    /// The reaction was added.
+    public static let add: ReactionAction = "add"
+    /// The reaction was removed.
+    public static let remove: ReactionAction = "remove"
 }
 
 /// `reaction` data sent by a client.
@@ -198,9 +199,16 @@ public struct ReactionEventData: Codable, Sendable, Hashable {
 }
 
 /// Online or offline.
-public enum PresenceStatus: String, Codable, Sendable, Hashable {
-    case online
-    case offline
+///
+/// Open: a status from a newer server (say, "away") decodes as itself (see ``OpenWireValue``).
+public struct PresenceStatus: OpenWireValue {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    /// The user's first connection opened.
+    public static let online: PresenceStatus = "online"
+    /// The user's last connection closed.
+    public static let offline: PresenceStatus = "offline"
 }
 
 /// A `presence` event.

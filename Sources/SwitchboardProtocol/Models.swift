@@ -18,9 +18,16 @@ public struct User: Codable, Sendable, Hashable, Identifiable {
 }
 
 /// Whether a room is a group room or the direct room of two users.
-public enum RoomKind: String, Codable, Sendable, Hashable {
-    case group
-    case direct
+///
+/// Open: a kind from a newer server decodes as itself (see ``OpenWireValue``).
+public struct RoomKind: OpenWireValue {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    /// A room of any number of members, public or private.
+    public static let group: RoomKind = "group"
+    /// The room of exactly two users.
+    public static let direct: RoomKind = "direct"
 }
 
 /// A room: a group conversation or a direct conversation between two users.

@@ -81,7 +81,8 @@ enum Decode {
 
     static func room(_ row: SQLiteRow) throws -> Room {
         let kindName = try row.text("kind")
-        guard let kind = RoomKind(rawValue: kindName) else {
+        let kind = RoomKind(rawValue: kindName)
+        guard kind == .group || kind == .direct else {
             throw StoreError(.unavailable, "unknown room kind \(kindName) in the database")
         }
         return Room(

@@ -74,6 +74,8 @@ extension SQLiteStore {
                     let remaining = counts[reaction, default: 1] - 1
                     counts[reaction] = remaining > 0 ? remaining : nil
                 }
+            default:
+                throw StoreError(.forbidden, "unknown reaction action '\(action)': use add or remove")
             }
             if !changed.isEmpty {
                 _ = try await connection.query(

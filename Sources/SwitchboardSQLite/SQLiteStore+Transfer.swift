@@ -40,7 +40,8 @@ extension SQLiteStore: TransferableStore {
                     """, [.text(after), limit]
                 ).map { row in
                     let kindName = try row.text("kind")
-                    guard let kind = RoomKind(rawValue: kindName) else { throw StoreError(.unavailable, "unknown room kind \(kindName)") }
+                    let kind = RoomKind(rawValue: kindName)
+                    guard kind == .group || kind == .direct else { throw StoreError(.unavailable, "unknown room kind \(kindName)") }
                     return .room(
                         .init(
                             id: try row.text("id"), name: try row.text("name"), kind: kind, isPublic: try row.bool("is_public"),

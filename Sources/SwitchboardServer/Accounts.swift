@@ -39,7 +39,7 @@ struct Accounts: Sendable {
         }
         let hash = try await hasher.hash(password: request.password)
         let user = try await service.storeCall {
-            try await store.createUser(NewUser(username: request.username, displayName: displayName, passwordHash: hash, isBot: false, now: Clock.milliseconds()))
+            try await store.createUser(NewUser(username: request.username, displayName: displayName, passwordHash: hash, isBot: false, now: WallClock.milliseconds()))
         }
         return try await startSession(for: user)
     }
@@ -59,7 +59,7 @@ struct Accounts: Sendable {
 
     /// The identity behind a bearer token; `unauthorized` when it is unknown, revoked or expired.
     func authenticate(token: String) async throws -> Identity {
-        let now = Clock.milliseconds()
+        let now = WallClock.milliseconds()
         guard let found = try await service.storeCall({ try await store.activeToken(hash: Credentials.hash(token: token), now: now) }) else {
             throw ProtocolError(.unauthorized, "the token is unknown, revoked or expired")
         }
@@ -68,7 +68,7 @@ struct Accounts: Sendable {
 
     func createToken(_ identity: Identity, _ request: CreateTokenRequest) async throws -> CreateTokenResponse {
         let name = try Validation.displayName(request.name, limits: configuration.limits)
-        let now = Clock.milliseconds()
+        let now = WallClock.milliseconds()
         let expiresAt = try request.expiresInSeconds.map { seconds throws(ProtocolError) in try Credentials.expiry(now: now, seconds: seconds) }
         let (record, token) = try await issueToken(for: identity.user, name: name, kind: .api, now: now, expiresAt: expiresAt)
         return CreateTokenResponse(id: record.id, token: token)
@@ -76,7 +76,7 @@ struct Accounts: Sendable {
 
     /// The caller's live tokens, newest first.
     func tokens(_ identity: Identity) async throws -> TokensResponse {
-        let now = Clock.milliseconds()
+        let now = WallClock.milliseconds()
         let records = try await service.storeCall { try await store.tokens(userId: identity.user.id) }
         let live = records.filter { $0.revokedAt == nil && ($0.expiresAt.map { $0 > now } ?? true) }
         return TokensResponse(tokens: live.map {
@@ -86,15 +86,15 @@ struct Accounts: Sendable {
 
     /// Revokes one of the caller's tokens; its connections close at once.
     func revokeToken(_ identity: Identity, id: String) async throws {
-        guard try await service.storeCall({ try await store.revokeToken(id: id, ownerId: identity.user.id, now: Clock.milliseconds()) }) != nil else {
+        guard try await service.storeCall({ try await store.revokeToken(id: id, ownerId: identity.user.id, now: WallClock.milliseconds()) }) != nil else {
             throw ProtocolError(.notFound, "no token \(id) of yours")
         }
-        service.hub.close(tokens: [id], code: .unknown(4001), reason: "token revoked")
+        service.hub.close(tokens: [id], .tokenRevoked)
     }
 
     /// A new session token for a user who just proved who they are.
     private func startSession(for user: User) async throws -> AuthResponse {
-        let now = Clock.milliseconds()
+        let now = WallClock.milliseconds()
         let expiresAt = configuration.sessionLifetime.map { lifetime in
             now + min(max(Int(lifetime.components.seconds), 1), Credentials.maxLifetimeSeconds) * 1000
         }

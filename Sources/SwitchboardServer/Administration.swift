@@ -28,7 +28,7 @@ public struct Administration: Sendable {
         var hash: String?
         if let password { hash = try await hasher.hash(password: password) }
         let user = try await store.createUser(
-            NewUser(username: username, displayName: try displayName.map { try Validation.displayName($0) } ?? username, passwordHash: hash, isBot: isBot, now: Clock.milliseconds())
+            NewUser(username: username, displayName: try displayName.map { try Validation.displayName($0) } ?? username, passwordHash: hash, isBot: isBot, now: WallClock.milliseconds())
         )
         guard isBot else { return (user, nil) }
         return (user, try await issueToken(userId: user.id, name: "bot"))
@@ -37,7 +37,7 @@ public struct Administration: Sendable {
     /// A new API token for an existing user; `invalid` when `expiresInSeconds` is out of range
     /// (1 second to 100 years).
     public func issueToken(userId: String, name: String, expiresInSeconds: Int? = nil) async throws -> CreateTokenResponse {
-        let now = Clock.milliseconds()
+        let now = WallClock.milliseconds()
         let expiresAt = try expiresInSeconds.map { seconds throws(ProtocolError) in try Credentials.expiry(now: now, seconds: seconds, field: "the lifetime") }
         let (token, hash) = Credentials.newToken()
         let record = try await store.createToken(
@@ -66,7 +66,7 @@ public struct Administration: Sendable {
 
     /// Revokes a token. A running server closes its connections within a second.
     public func revokeToken(id: String) async throws {
-        guard try await store.revokeToken(id: id, ownerId: nil, now: Clock.milliseconds()) != nil else {
+        guard try await store.revokeToken(id: id, ownerId: nil, now: WallClock.milliseconds()) != nil else {
             throw ProtocolError(.notFound, "no active token \(id); see 'switchboard tokens list'")
         }
     }
@@ -76,7 +76,7 @@ public struct Administration: Sendable {
         let name = try Validation.roomName(name)
         var memberIds: [String] = []
         for username in memberNames { memberIds.append(try await user(named: username).id) }
-        return try await store.createRoom(NewRoom(name: name, isPublic: isPublic, creatorId: nil, memberIds: memberIds, now: Clock.milliseconds()))
+        return try await store.createRoom(NewRoom(name: name, isPublic: isPublic, creatorId: nil, memberIds: memberIds, now: WallClock.milliseconds()))
     }
 
     /// Every room.

@@ -114,7 +114,7 @@ public struct ChatServer: Service {
                 group.cancelAll()
             }
         } onGracefulShutdown: {
-            hub.closeAll(code: .goingAway, reason: "server shutting down")
+            hub.closeAll(.shuttingDown)
             polls.wakeAll()
         }
     }
@@ -122,21 +122,21 @@ public struct ChatServer: Service {
     /// Closes connections whose tokens were revoked (here, by another process or node) or expired,
     /// and ends long-polling sessions that stopped polling.
     private func maintain(service: ChatService, polls: PollSessions) async throws {
-        var checkedUntil = Clock.milliseconds()
+        var checkedUntil = WallClock.milliseconds()
         while true {
             try await Task.sleep(for: configuration.tokenCheckInterval)
-            let now = Clock.milliseconds()
+            let now = WallClock.milliseconds()
             do {
                 // Overlap the windows so that a revocation committed during the last check is not missed.
                 let revoked = try await store.tokensRevoked(since: checkedUntil - 5_000)
-                if !revoked.isEmpty { service.hub.close(tokens: Set(revoked), code: .unknown(4001), reason: "token revoked") }
+                if !revoked.isEmpty { service.hub.close(tokens: Set(revoked), .tokenRevoked) }
                 checkedUntil = now
             } catch {
                 logger.warning("cannot check revoked tokens", metadata: ["switchboard.error": "\(error)"])
             }
             service.hub.closeExpired(now: now)
             for session in polls.removeExpired(now: .now, expiry: configuration.pollSessionExpiry) {
-                service.hub.unregister(session.hubConnection, now: now)
+                service.closeSession(session.hubConnection)
             }
         }
     }

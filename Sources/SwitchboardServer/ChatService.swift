@@ -1,5 +1,4 @@
 import Logging
-import NIOWebSocket
 import Synchronization
 import SwitchboardProtocol
 import SwitchboardStore
@@ -43,6 +42,26 @@ struct ChatService: Sendable {
         self.logger = logger
     }
 
+    // MARK: Sessions
+
+    /// Starts a client's live session, whatever carries it: reads the rooms the user is a member
+    /// of and registers `sink` with the hub, which announces the user online on a first session.
+    /// - Parameter followsAllRooms: a long-polling session, subscribed to all its user's rooms.
+    /// - Returns: the hub's id of the session, for `join`, `leave` and `closeSession`.
+    func openSession(_ identity: Identity, sink: any EventSink, followsAllRooms: Bool = false) async throws -> Int {
+        let rooms = try await storeCall { try await store.memberRooms(userId: identity.user.id) }
+        return hub.register(
+            user: identity.user, tokenId: identity.tokenId, tokenExpiresAt: identity.tokenExpiresAt, sink: sink,
+            rooms: rooms, followsAllRooms: followsAllRooms, now: WallClock.milliseconds()
+        )
+    }
+
+    /// Ends a session opened by `openSession`: leaves its rooms and, after the user's last one,
+    /// announces them offline. Ending one twice does nothing.
+    func closeSession(_ connection: Int) {
+        hub.unregister(connection, now: WallClock.milliseconds())
+    }
+
     // MARK: Users
 
     func searchUsers(_ query: String) async throws -> [User] {
@@ -60,9 +79,9 @@ struct ChatService: Sendable {
         try limit(roomLimiter, identity, "too many rooms created")
         let members = Array(Set(request.members ?? []).subtracting([identity.user.id]))
         let room = try await storeCall {
-            try await store.createRoom(NewRoom(name: name, isPublic: request.isPublic ?? false, creatorId: identity.user.id, memberIds: members, now: Clock.milliseconds()))
+            try await store.createRoom(NewRoom(name: name, isPublic: request.isPublic ?? false, creatorId: identity.user.id, memberIds: members, now: WallClock.milliseconds()))
         }
-        hub.roomCreated(room, now: Clock.milliseconds())
+        hub.roomCreated(room, now: WallClock.milliseconds())
         return room
     }
 
@@ -107,8 +126,8 @@ struct ChatService: Sendable {
             throw ProtocolError(.notFound, "no user \(userId)")
         }
         if state.members.contains(userId) { return state.room }
-        let room = try await storeCall { try await store.addMember(roomId: roomId, userId: userId, now: Clock.milliseconds()) }
-        hub.memberAdded(user, to: room, by: identity.user.id, now: Clock.milliseconds())
+        let room = try await storeCall { try await store.addMember(roomId: roomId, userId: userId, now: WallClock.milliseconds()) }
+        hub.memberAdded(user, to: room, by: identity.user.id, now: WallClock.milliseconds())
         return room
     }
 
@@ -128,7 +147,7 @@ struct ChatService: Sendable {
         }
         let user: User? = userId == identity.user.id ? identity.user : try await storeCall { try await store.user(id: userId) }
         if let user {
-            hub.memberRemoved(user, from: room, by: identity.user.id, now: Clock.milliseconds())
+            hub.memberRemoved(user, from: room, by: identity.user.id, now: WallClock.milliseconds())
         }
         return room
     }
@@ -139,8 +158,8 @@ struct ChatService: Sendable {
             throw ProtocolError(.notFound, "no user \(userId)")
         }
         let known = hub.room
-        let room = try await storeCall { try await store.directRoom(between: identity.user.id, and: userId, now: Clock.milliseconds()) }
-        if known(room.id) == nil { hub.roomCreated(room, now: Clock.milliseconds()) }
+        let room = try await storeCall { try await store.directRoom(between: identity.user.id, and: userId, now: WallClock.milliseconds()) }
+        if known(room.id) == nil { hub.roomCreated(room, now: WallClock.milliseconds()) }
         return room
     }
 
@@ -172,7 +191,7 @@ struct ChatService: Sendable {
         }
         return NewMessage(
             roomId: roomId, userId: identity.user.id, content: data.content, clientId: data.clientId,
-            replyTo: data.replyTo, meta: data.meta, now: Clock.milliseconds()
+            replyTo: data.replyTo, meta: data.meta, now: WallClock.milliseconds()
         )
     }
 
@@ -203,7 +222,7 @@ struct ChatService: Sendable {
     func typing(_ identity: Identity, roomId: String, isTyping: Bool) async throws {
         _ = try await memberRoom(identity, roomId)
         try limit(typingLimiter, identity, "too many typing indicators")
-        hub.typing(roomId: roomId, userId: identity.user.id, isTyping: isTyping, now: Clock.milliseconds())
+        hub.typing(roomId: roomId, userId: identity.user.id, isTyping: isTyping, now: WallClock.milliseconds())
     }
 
     func react(_ identity: Identity, roomId: String, _ data: ReactionData) async throws -> ReactionAck {
@@ -217,11 +236,11 @@ struct ChatService: Sendable {
             throw ProtocolError(.forbidden, "this message has \(message.reactions.count) different reactions, the most allowed; add one of those")
         }
         let outcome = try await storeCall {
-            try await store.react(messageId: data.messageId, userId: identity.user.id, reaction: data.reaction, action: data.action, now: Clock.milliseconds())
+            try await store.react(messageId: data.messageId, userId: identity.user.id, reaction: data.reaction, action: data.action, now: WallClock.milliseconds())
         }
         if outcome.changed {
             let event = ReactionEventData(messageId: data.messageId, reaction: data.reaction, action: data.action, reactions: outcome.reactions)
-            hub.reaction(roomId: roomId, userId: identity.user.id, data: event, now: Clock.milliseconds())
+            hub.reaction(roomId: roomId, userId: identity.user.id, data: event, now: WallClock.milliseconds())
         }
         return ReactionAck(messageId: data.messageId, reactions: outcome.reactions)
     }
@@ -251,30 +270,30 @@ struct ChatService: Sendable {
         var state = try await roomState(roomId)
         if !state.members.contains(identity.user.id) {
             guard state.room.isPublic else { throw ProtocolError(.forbidden, "you are not a member of this private room") }
-            let room = try await storeCall { try await store.addMember(roomId: roomId, userId: identity.user.id, now: Clock.milliseconds()) }
-            hub.memberAdded(identity.user, to: room, by: identity.user.id, now: Clock.milliseconds())
+            let room = try await storeCall { try await store.addMember(roomId: roomId, userId: identity.user.id, now: WallClock.milliseconds()) }
+            hub.memberAdded(identity.user, to: room, by: identity.user.id, now: WallClock.milliseconds())
             state = hub.room(roomId) ?? state
         }
-        var start = hub.beginJoin(connection, roomId: roomId, now: Clock.milliseconds())
+        var start = hub.beginJoin(connection, roomId: roomId, now: WallClock.milliseconds())
         if start == .unknownRoom {
             state = try await roomState(roomId)
-            start = hub.beginJoin(connection, roomId: roomId, now: Clock.milliseconds())
+            start = hub.beginJoin(connection, roomId: roomId, now: WallClock.milliseconds())
         }
         guard start == .subscribed else { throw ProtocolError(.forbidden, "you are not a member of this room") }
         let replay: Replay
         do {
             replay = try await storeCall { try await store.replay(roomId: roomId, since: since ?? Int.max, cap: configuration.limits.replayCap) }
             try await storeCall { try await store.markRead(roomId: roomId, userId: identity.user.id, seq: replay.lastSeq) }
-            let now = Clock.milliseconds()
+            let now = WallClock.milliseconds()
             try await sink.sendPaced(replay.messages.map { OutgoingFrame.messageEvent($0, messageJSON: OutgoingFrame.messageJSON($0), now: now) })
         } catch {
-            hub.leave(connection, roomId: roomId, now: Clock.milliseconds())
+            hub.leave(connection, roomId: roomId, now: WallClock.milliseconds())
             throw error
         }
         var room = hub.room(roomId)?.room ?? state.room
         room.lastSeq = max(room.lastSeq, replay.lastSeq)
         let ack = JoinAck(room: room, lastSeq: replay.lastSeq, replayed: replay.messages.count, truncated: replay.truncated)
-        guard hub.completeJoin(connection, roomId: roomId, ack: ack, ref: ref, now: Clock.milliseconds()) else {
+        guard hub.completeJoin(connection, roomId: roomId, ack: ack, ref: ref, now: WallClock.milliseconds()) else {
             throw ProtocolError(.forbidden, "you were removed from this room while joining it")
         }
     }

@@ -135,14 +135,10 @@ struct HTTPRoutes {
         let timeout = min(requested, configuration.maxPollTimeout)
         guard let cursor = query.get("cursor") else {
             let session = PollSession(id: PollSessions.newID(), userId: identity.user.id, maxBacklog: configuration.maxPollBacklog)
-            let rooms = try await service.storeCall { try await service.store.memberRooms(userId: identity.user.id) }
-            session.hubConnection = service.hub.register(
-                user: identity.user, tokenId: identity.tokenId, tokenExpiresAt: identity.tokenExpiresAt, sink: session,
-                rooms: rooms, followsAllRooms: true, now: Clock.milliseconds()
-            )
+            session.hubConnection = try await service.openSession(identity, sink: session, followsAllRooms: true)
             for ended in polls.add(session) {
-                ended.close(code: .policyViolation, reason: "a newer polling session of the same user replaced it")
-                service.hub.unregister(ended.hubConnection, now: Clock.milliseconds())
+                ended.close(.replacedByNewerSession)
+                service.closeSession(ended.hubConnection)
             }
             return EventsResponse(events: [], cursor: "\(session.id).0")
         }

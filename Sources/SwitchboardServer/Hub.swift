@@ -1,30 +1,18 @@
-import Foundation
 import Logging
 import NIOCore
-import NIOPosix
-import NIOWebSocket
 import Synchronization
 import SwitchboardProtocol
 
 /// Who is connected, to which rooms, and who should see what: the live half of the server.
 ///
-/// One lock guards all of it. Everything done under the lock is short and never waits: sinks
-/// only queue frames. Publishing under the lock is what keeps every subscriber's view in one
+/// The rules live in pure parts, each tested on its own: `PresenceTracker` (who is online),
+/// `RoomAttendance` (when join and leave notices are due), `JoinPhase` (a join's held events) and
+/// `TypingTimers` (when an indicator lapses). The hub holds them under one lock, drives them, and
+/// sends what they call for.
+///
+/// Everything done under the lock is short and never waits: sinks only queue frames. Publishing under the lock is what keeps every subscriber's view in one
 /// order, and a joining connection's replay, ack and live messages free of gaps and repeats.
 final class Hub: Sendable {
-    /// Where a subscription of one connection to one room stands.
-    private enum Phase {
-        /// Between `beginJoin` and `completeJoin`: live events wait here until the replay is out.
-        case joining([Pending])
-        /// Live; messages with `seq` at or below `lastSeq` were already delivered by the replay.
-        case live(lastSeq: Int)
-    }
-
-    private struct Pending {
-        var frame: OutgoingFrame
-        var seq: Int?
-    }
-
     /// A subscription of one connection to one room. A class, shared by the room's subscriber
     /// list and the connection's, so that a delivery reads and updates one object, with no
     /// dictionary lookup and no copy of the connection.
@@ -33,9 +21,9 @@ final class Hub: Sendable {
     /// unsubscribes a connection from everything before dropping it.
     private final class Subscription {
         let connection: Connection
-        var phase: Phase
+        var phase: JoinPhase<OutgoingFrame>
 
-        init(connection: Connection, phase: Phase) {
+        init(connection: Connection, phase: JoinPhase<OutgoingFrame>) {
             self.connection = connection
             self.phase = phase
         }
@@ -69,45 +57,42 @@ final class Hub: Sendable {
         var lastMessage: Message?
     }
 
-    private struct TypingKey: Hashable {
-        let roomId: String
-        let userId: String
-    }
+    private typealias TypingKey = TypingTimers<ContinuousClock>.Key
 
     private struct State {
         var nextConnectionID = 0
         var connections: [Int: Connection] = [:]
         /// Per room, its subscriptions by connection id.
         var subscribers: [String: [Int: Subscription]] = [:]
-        var userConnections: [String: Set<Int>] = [:]
+        /// Each user's connections: who is online.
+        var presence = PresenceTracker()
         var rooms: [String: RoomState] = [:]
         /// Rooms of users with at least one connection, for presence.
         var userRooms: [String: Set<String>] = [:]
-        /// Per room, how many of each user's connections are subscribed: `join` and `leave`
-        /// notices go out when it leaves or reaches zero.
-        var subscribedConnections: [String: [String: Int]] = [:]
+        /// Per room, how many of each user's connections are subscribed: when `join` and `leave`
+        /// notices go out.
+        var attendance = RoomAttendance()
         /// Per room, the connections of members that are not subscribed: they get `room` events.
         /// Kept up to date so that a message to a room everyone joined costs nothing extra.
         var watchers: [String: Set<Int>] = [:]
-        var typing: [TypingKey: Scheduled<Void>] = [:]
+        var typing: TypingTimers<ContinuousClock>
         /// Size of `rooms` past which rooms nobody connected follows are dropped.
         var roomCacheSweepAt = 0
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let metrics: ServerMetrics
-    private let typingExpiry: TimeAmount
-    private let timers: any EventLoop
+    /// Wakes the typing timers.
+    private let clock = ContinuousClock()
     private let maxConnectionsPerUser: Int
     private let roomCacheSize: Int
 
     init(configuration: ServerConfiguration, metrics: ServerMetrics) {
         self.metrics = metrics
-        self.typingExpiry = .nanoseconds(Int64(configuration.typingExpiry.seconds * 1e9))
-        self.timers = MultiThreadedEventLoopGroup.singleton.next()
         self.maxConnectionsPerUser = max(1, configuration.maxConnectionsPerUser)
-        self.roomCacheSize = max(1, configuration.roomCacheSize)
-        state.withLock { $0.roomCacheSweepAt = roomCacheSize }
+        let roomCacheSize = max(1, configuration.roomCacheSize)
+        self.roomCacheSize = roomCacheSize
+        self.state = Mutex(State(typing: TypingTimers(expiry: configuration.typingExpiry), roomCacheSweepAt: roomCacheSize))
         metrics.setCensus { [weak self] in
             guard let census = self?.census() else { return [] }
             return [
@@ -137,11 +122,11 @@ final class Hub: Sendable {
             Census(
                 connections: state.connections.count,
                 subscriptions: state.subscribers.values.reduce(0) { $0 + $1.count },
-                users: state.userConnections.count + state.userRooms.count,
+                users: state.presence.userCount + state.userRooms.count,
                 watchers: state.watchers.values.reduce(0) { $0 + $1.count },
                 typing: state.typing.count,
                 rooms: state.rooms.count,
-                roomEntries: state.subscribers.count + state.watchers.count + state.subscribedConnections.count
+                roomEntries: state.subscribers.count + state.watchers.count + state.attendance.roomCount
             )
         }
     }
@@ -172,7 +157,7 @@ final class Hub: Sendable {
             if state.subscribers[roomId] == nil, state.watchers[roomId]?.isEmpty ?? true {
                 state.rooms[roomId] = nil
                 state.watchers[roomId] = nil
-                state.subscribedConnections[roomId] = nil
+                state.attendance.forget(roomId)
             }
         }
         state.roomCacheSweepAt = max(roomCacheSize, 2 * state.rooms.count)
@@ -181,13 +166,9 @@ final class Hub: Sendable {
     /// The room's members online, and those typing, for `GET /api/rooms/{id}/presence`.
     func presence(of room: RoomState) -> RoomPresence {
         state.withLock { state in
-            let typing = state.typing.keys.filter { $0.roomId == room.room.id && room.members.contains($0.userId) }.map(\.userId)
-            return RoomPresence(online: online(among: room.members, state: state), typing: typing.sorted())
+            let typing = state.typing.typing(in: room.room.id).filter(room.members.contains)
+            return RoomPresence(online: state.presence.online(among: room.members), typing: typing)
         }
-    }
-
-    private func online(among members: Set<String>, state: State) -> [String] {
-        members.filter { state.userConnections[$0] != nil }.sorted()
     }
 
     /// A room was created: tell its members' connections.
@@ -227,7 +208,7 @@ final class Hub: Sendable {
             state.rooms[room.id] = RoomState(room: updated, members: members, lastMessage: known?.lastMessage)
             sendMemberEvent(room.id, MemberChangeData(user: user, change: .removed, by: by), now: now, state: &state)
             state.userRooms[user.id]?.remove(room.id)
-            for id in state.userConnections[user.id] ?? [] {
+            for id in state.presence.connections(of: user.id) {
                 unsubscribe(id, from: room.id, now: now, state: &state)
                 state.watchers[room.id]?.remove(id)
             }
@@ -243,7 +224,8 @@ final class Hub: Sendable {
     }
 
     private func addRoom(_ roomId: String, toUser userId: String, now: Int, state: inout State) {
-        guard let connections = state.userConnections[userId] else { return }
+        let connections = state.presence.connections(of: userId)
+        guard !connections.isEmpty else { return }
         state.userRooms[userId, default: []].insert(roomId)
         let lastSeq = state.rooms[roomId]?.room.lastSeq ?? 0
         for id in connections where state.connections[id]?.subscriptions[roomId] == nil {
@@ -274,11 +256,10 @@ final class Hub: Sendable {
             state.connections[id] = Connection(
                 user: user, tokenId: tokenId, tokenExpiresAt: tokenExpiresAt, sink: sink, followsAllRooms: followsAllRooms
             )
-            let first = state.userConnections[user.id]?.isEmpty ?? true
-            state.userConnections[user.id, default: []].insert(id)
+            let presence = state.presence.connected(id, user: user.id)
             state.userRooms[user.id] = Set(memberRooms.map(\.id))
             for room in memberRooms { state.watchers[room.id, default: []].insert(id) }
-            if first { sendPresence(of: user.id, .online, now: now, state: &state) }
+            if let presence { sendPresence(of: user.id, presence, now: now, state: &state) }
             if followsAllRooms {
                 for room in memberRooms {
                     subscribe(id, to: room.id, as: .live(lastSeq: state.rooms[room.id]?.room.lastSeq ?? room.lastSeq), now: now, state: &state)
@@ -293,9 +274,9 @@ final class Hub: Sendable {
     /// Past the cap of WebSocket connections per user, closes the user's oldest one: a client
     /// that reconnects keeps working while the connection it lost times out.
     private func closeOldestConnection(of userId: String, state: State) {
-        let sockets = (state.userConnections[userId] ?? []).filter { state.connections[$0]?.followsAllRooms == false }
+        let sockets = state.presence.connections(of: userId).filter { state.connections[$0]?.followsAllRooms == false }
         guard sockets.count >= maxConnectionsPerUser, let oldest = sockets.min(), let connection = state.connections[oldest] else { return }
-        connection.sink.close(code: .policyViolation, reason: "more than \(maxConnectionsPerUser) connections of one user; the oldest is closed")
+        connection.sink.close(.tooManyConnections(limit: maxConnectionsPerUser))
     }
 
     /// Removes a connection; announces leaves and, after the user's last connection, offline.
@@ -310,10 +291,8 @@ final class Hub: Sendable {
                 if state.watchers[roomId]?.isEmpty ?? false { state.watchers[roomId] = nil }
             }
             state.connections[id] = nil
-            state.userConnections[connection.user.id]?.remove(id)
-            if state.userConnections[connection.user.id]?.isEmpty ?? true {
-                state.userConnections[connection.user.id] = nil
-                sendPresence(of: connection.user.id, .offline, now: now, state: &state)
+            if let presence = state.presence.disconnected(id, user: connection.user.id) {
+                sendPresence(of: connection.user.id, presence, now: now, state: &state)
                 state.userRooms[connection.user.id] = nil
             }
             trimRoomCache(keeping: "", state: &state)
@@ -323,11 +302,11 @@ final class Hub: Sendable {
     }
 
     /// Closes the connections that use any of these tokens.
-    func close(tokens: Set<String>, code: WebSocketErrorCode, reason: String) {
+    func close(tokens: Set<String>, _ end: SessionEnd) {
         let sinks = state.withLock { state in
             state.connections.values.filter { $0.tokenId.map(tokens.contains) ?? false }.map(\.sink)
         }
-        sinks.forEach { $0.close(code: code, reason: reason) }
+        sinks.forEach { $0.close(end) }
     }
 
     /// Closes the connections whose token has expired at `now`.
@@ -335,13 +314,13 @@ final class Hub: Sendable {
         let sinks = state.withLock { state in
             state.connections.values.filter { $0.tokenExpiresAt.map { $0 <= now } ?? false }.map(\.sink)
         }
-        sinks.forEach { $0.close(code: .unknown(4001), reason: "token expired") }
+        sinks.forEach { $0.close(.tokenExpired) }
     }
 
     /// Closes every connection, for shutdown.
-    func closeAll(code: WebSocketErrorCode, reason: String) {
+    func closeAll(_ end: SessionEnd) {
         let sinks = state.withLock { $0.connections.values.map(\.sink) }
-        sinks.forEach { $0.close(code: code, reason: reason) }
+        sinks.forEach { $0.close(end) }
     }
 
     /// Whether a connection is subscribed to a room (joined or joining).
@@ -367,7 +346,7 @@ final class Hub: Sendable {
         state.withLock { state in
             guard let room = state.rooms[roomId] else { return .unknownRoom }
             guard let connection = state.connections[id], room.members.contains(connection.user.id) else { return .notMember }
-            subscribe(id, to: roomId, as: .joining([]), now: now, state: &state)
+            subscribe(id, to: roomId, as: .joining(), now: now, state: &state)
             return .subscribed
         }
     }
@@ -378,21 +357,13 @@ final class Hub: Sendable {
         state.withLock { state in
             guard let connection = state.connections[id], let subscription = connection.subscriptions[roomId] else { return false }
             var ack = ack
-            ack.online = online(among: state.rooms[roomId]?.members ?? Set(ack.room.members), state: state)
+            ack.online = state.presence.online(among: state.rooms[roomId]?.members ?? Set(ack.room.members))
             var fanOut = FanOut()
             fanOut.add(encode(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: now, ref: ref)), to: connection.sink, socket: connection.socket)
-            var delivered = ack.lastSeq
-            if case .joining(let pending) = subscription.phase {
-                for event in pending {
-                    if let seq = event.seq {
-                        guard seq > delivered else { continue }
-                        delivered = seq
-                    }
-                    fanOut.add(event.frame, to: connection.sink, socket: connection.socket)
-                }
+            for frame in subscription.phase.complete(replayedThrough: ack.lastSeq) {
+                fanOut.add(frame, to: connection.sink, socket: connection.socket)
             }
             fanOut.send()
-            subscription.phase = .live(lastSeq: delivered)
             return true
         }
     }
@@ -404,7 +375,7 @@ final class Hub: Sendable {
         }
     }
 
-    private func subscribe(_ id: Int, to roomId: String, as phase: Phase, now: Int, state: inout State) {
+    private func subscribe(_ id: Int, to roomId: String, as phase: JoinPhase<OutgoingFrame>, now: Int, state: inout State) {
         guard let connection = state.connections[id] else { return }
         let user = connection.user
         if let existing = connection.subscriptions[roomId] {
@@ -415,8 +386,7 @@ final class Hub: Sendable {
         connection.subscriptions[roomId] = subscription
         state.subscribers[roomId, default: [:]][id] = subscription
         state.watchers[roomId]?.remove(id)
-        state.subscribedConnections[roomId, default: [:]][user.id, default: 0] += 1
-        if state.subscribedConnections[roomId]?[user.id] == 1 {
+        if state.attendance.subscribed(user: user.id, to: roomId) {
             let frame = encode(Envelope(type: .join, roomId: roomId, data: MemberData(user: user), timestamp: now, userId: user.id))
             sendToSubscribers(of: roomId, frame, seq: nil, except: user.id, state: &state)
         }
@@ -430,10 +400,7 @@ final class Hub: Sendable {
         if state.rooms[roomId]?.members.contains(user.id) ?? false {
             state.watchers[roomId, default: []].insert(id)
         }
-        let remaining = (state.subscribedConnections[roomId]?[user.id] ?? 1) - 1
-        state.subscribedConnections[roomId]?[user.id] = remaining > 0 ? remaining : nil
-        if state.subscribedConnections[roomId]?.isEmpty ?? false { state.subscribedConnections[roomId] = nil }
-        if remaining == 0 {
+        if state.attendance.unsubscribed(user: user.id, from: roomId) {
             let frame = encode(Envelope(type: .leave, roomId: roomId, data: MemberData(user: user), timestamp: now, userId: user.id))
             sendToSubscribers(of: roomId, frame, seq: nil, except: user.id, state: &state)
         }
@@ -480,26 +447,29 @@ final class Hub: Sendable {
         metrics.delivered.increment(by: Int64(deliveries))
     }
 
-    /// Sends `typing` to the room's other users, and schedules the automatic `isTyping: false`.
+    /// Sends `typing` to the room's other users, and arranges the automatic `isTyping: false`.
     func typing(roomId: String, userId: String, isTyping: Bool, now: Int) {
         let key = TypingKey(roomId: roomId, userId: userId)
-        state.withLock { state in
-            state.typing.removeValue(forKey: key)?.cancel()
+        let deadline = state.withLock { state in
+            let deadline = state.typing.typing(key, isTyping: isTyping, now: clock.now)
             let frame = encode(Envelope(type: .typing, roomId: roomId, data: TypingData(isTyping: isTyping), timestamp: now, userId: userId))
             sendToSubscribers(of: roomId, frame, seq: nil, except: userId, state: &state)
-            if isTyping {
-                state.typing[key] = timers.scheduleTask(in: typingExpiry) { [self] in
-                    self.typingExpired(key)
-                }
-            }
+            return deadline
+        }
+        guard let deadline else { return }
+        // Not cancelled when the indicator is renewed or stopped: the timers ignore a stale
+        // wake-up, and the typing rate limit bounds how many wait.
+        Task { [self, clock] in
+            try? await clock.sleep(until: deadline)
+            typingLapsed(key, deadline: deadline)
         }
     }
 
-    private func typingExpired(_ key: TypingKey) {
+    private func typingLapsed(_ key: TypingKey, deadline: ContinuousClock.Instant) {
         state.withLock { state in
-            guard state.typing.removeValue(forKey: key) != nil else { return }
+            guard state.typing.lapse(key, deadline: deadline) else { return }
             let frame = encode(Envelope(
-                type: .typing, roomId: key.roomId, data: TypingData(isTyping: false), timestamp: Clock.milliseconds(), userId: key.userId
+                type: .typing, roomId: key.roomId, data: TypingData(isTyping: false), timestamp: WallClock.milliseconds(), userId: key.userId
             ))
             sendToSubscribers(of: key.roomId, frame, seq: nil, except: key.userId, state: &state)
         }
@@ -531,20 +501,9 @@ final class Hub: Sendable {
         for subscription in subscriptions.values {
             let connection = subscription.connection
             if let excludedUser, connection.user.id == excludedUser { continue }
-            switch subscription.phase {
-            case .live(let lastSeq):
-                if let seq {
-                    guard seq > lastSeq else { continue }
-                    subscription.phase = .live(lastSeq: seq)
-                }
-                fanOut.add(frame, to: connection.sink, socket: connection.socket)
-                sent += 1
-            case .joining(var pending):
-                // Drop the stored copy first so that appending does not copy the array.
-                subscription.phase = .joining([])
-                pending.append(Pending(frame: frame, seq: seq))
-                subscription.phase = .joining(pending)
-            }
+            guard subscription.phase.admit(frame, seq: seq) else { continue }
+            fanOut.add(frame, to: connection.sink, socket: connection.socket)
+            sent += 1
         }
         return sent
     }
@@ -573,18 +532,10 @@ final class Hub: Sendable {
         let frame = encode(Envelope(type: .presence, data: PresenceData(status: status), timestamp: now, userId: userId))
         var fanOut = FanOut()
         for user in audience {
-            for id in state.userConnections[user] ?? [] {
+            for id in state.presence.connections(of: user) {
                 if let connection = state.connections[id] { fanOut.add(frame, to: connection.sink, socket: connection.socket) }
             }
         }
         fanOut.send()
-    }
-}
-
-/// Wall-clock time in the protocol's unit.
-enum Clock {
-    /// Milliseconds since the Unix epoch.
-    static func milliseconds() -> Int {
-        Int(Date().timeIntervalSince1970 * 1000)
     }
 }

@@ -1,6 +1,5 @@
 import Foundation
 import NIOCore
-import NIOWebSocket
 import Synchronization
 import SwitchboardProtocol
 
@@ -55,9 +54,11 @@ final class PollSession: EventSink {
         waiter?.resume()
     }
 
-    func close(code: WebSocketErrorCode, reason: String) {
+    /// The session's next poll answers `invalid` with the end's reason: polling again without a
+    /// cursor (with a valid token) starts a new session.
+    func close(_ end: SessionEnd) {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            state.ended = state.ended ?? reason
+            state.ended = state.ended ?? end.reason
             defer { state.waiter = nil }
             return state.waiter?.continuation
         }

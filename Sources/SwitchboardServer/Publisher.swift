@@ -69,7 +69,7 @@ final class Publisher: Sendable {
     }
 
     private func publish(_ items: [Item]) {
-        let now = Clock.milliseconds()
+        let now = WallClock.milliseconds()
         var publications: [Hub.Publication] = []
         publications.reserveCapacity(items.count)
         // Callbacks run after the publications before them are queued, so that an HTTP answer

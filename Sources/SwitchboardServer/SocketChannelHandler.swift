@@ -7,8 +7,8 @@ import NIOWebSocket
 protocol EventSink: AnyObject, Sendable {
     /// Queues one encoded envelope; never waits.
     func send(_ frame: OutgoingFrame)
-    /// Ends the client's session with a WebSocket close code.
-    func close(code: WebSocketErrorCode, reason: String)
+    /// Ends the client's session: a WebSocket with the end's close code, a poll with its answer.
+    func close(_ end: SessionEnd)
     /// Queues frames as fast as the client takes them (a `join`'s replay): returns once all are
     /// queued; throws when the connection ends first.
     func sendPaced(_ frames: [OutgoingFrame]) async throws
@@ -152,7 +152,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         // A graceful shutdown: the hub closes the connections it knows; this also reaches one
         // whose session is still opening.
         if event is ChannelShouldQuiesceEvent {
-            close(code: .goingAway, reason: "server shutting down")
+            close(.shuttingDown)
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -384,6 +384,11 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         sendClose(code: code, reason: reason)
     }
 
+    /// Ends the session for one of the chat rules' reasons.
+    func close(_ end: SessionEnd) {
+        close(code: WebSocketErrorCode(codeNumber: Int(end.closeCode.rawValue)), reason: end.reason)
+    }
+
     private func sendClose(code: WebSocketErrorCode, reason: String) {
         guard let context, !closing else { return }
         closing = true
@@ -418,9 +423,9 @@ final class SocketWriter: EventSink {
         eventLoop.execute { handler.value.write(frame) }
     }
 
-    func close(code: WebSocketErrorCode, reason: String) {
+    func close(_ end: SessionEnd) {
         let handler = self.handler
-        eventLoop.execute { handler.value.close(code: code, reason: reason) }
+        eventLoop.execute { handler.value.close(end) }
     }
 
     func sendPaced(_ frames: [OutgoingFrame]) async throws {

@@ -26,14 +26,9 @@ struct WebSocketSession: Sendable {
         self.logger = logger
     }
 
-    /// Registers a new connection of `identity` with the hub, following every room it is a
-    /// member of.
+    /// Registers a new connection of `identity` with the hub (`ChatService.openSession`).
     static func open(service: ChatService, identity: Identity, sink: any EventSink, logger: Logger) async throws -> WebSocketSession {
-        let rooms = try await service.storeCall { try await service.store.memberRooms(userId: identity.user.id) }
-        let connection = service.hub.register(
-            user: identity.user, tokenId: identity.tokenId, tokenExpiresAt: identity.tokenExpiresAt, sink: sink,
-            rooms: rooms, now: Clock.milliseconds()
-        )
+        let connection = try await service.openSession(identity, sink: sink)
         var logger = logger
         logger[metadataKey: "switchboard.user"] = "\(identity.user.username)"
         logger[metadataKey: "switchboard.connection"] = "\(connection)"
@@ -42,7 +37,7 @@ struct WebSocketSession: Sendable {
 
     /// Leaves the hub: the connection's subscriptions and presence end.
     func end() {
-        service.hub.unregister(connection, now: Clock.milliseconds())
+        service.closeSession(connection)
         logger.debug("websocket closed")
     }
 
@@ -93,7 +88,7 @@ struct WebSocketSession: Sendable {
     }
 
     private func answer(_ request: ClientRequest, ref: String?, receivedAt: ContinuousClock.Instant) async throws {
-        let now = Clock.milliseconds()
+        let now = WallClock.milliseconds()
         switch request {
         case .ping(let data):
             send(Envelope<JSONValue>(type: .pong, data: data, timestamp: now, ref: ref))
@@ -119,7 +114,7 @@ struct WebSocketSession: Sendable {
                 reply = .callback { result in
                     switch result {
                     case .success(let ack):
-                        session.send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: Clock.milliseconds(), ref: ref))
+                        session.send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: WallClock.milliseconds(), ref: ref))
                     case .failure(let error):
                         session.sendError(error, ref: ref, roomId: roomId)
                     }
@@ -136,13 +131,13 @@ struct WebSocketSession: Sendable {
             send(Envelope(type: .ack, roomId: roomId, data: EmptyData(), timestamp: now, ref: ref))
         case .reaction(let roomId, let data):
             let ack = try await service.react(identity, roomId: roomId, data)
-            send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: Clock.milliseconds(), ref: ref))
+            send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: WallClock.milliseconds(), ref: ref))
         }
     }
 
     private func sendError(_ error: ProtocolError, ref: String?, roomId: String?) {
         service.metrics.error(error.code)
-        send(Envelope(type: .error, roomId: roomId, data: error, timestamp: Clock.milliseconds(), ref: ref))
+        send(Envelope(type: .error, roomId: roomId, data: error, timestamp: WallClock.milliseconds(), ref: ref))
     }
 
     private func send<Payload>(_ envelope: Envelope<Payload>) {

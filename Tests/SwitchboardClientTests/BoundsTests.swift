@@ -228,6 +228,7 @@ struct BoundsTests {
         #expect(answer?.code == .refused)
         #expect(answer?.isTransient == false)
         #expect(answer?.message.contains("brand_new") == true)
+        #expect(answer?.protocolError?.code == ErrorCode(rawValue: "brand_new"))
     }
 
     @Test("a 401 on a history page during recovery asks for the page again, rather than stall the room")

@@ -425,7 +425,7 @@ struct InputTests {
 
 final class DiscardingSink: EventSink {
     func send(_ frame: OutgoingFrame) {}
-    func close(code: WebSocketErrorCode, reason: String) {}
+    func close(_ end: SessionEnd) {}
 }
 
 @Suite("Protocol 1.1 over WebSocket", .timeLimit(.minutes(1)))

@@ -222,7 +222,8 @@ public enum ExecRequest: Sendable, Hashable {
             )
         case "react":
             let actionName = try reader.optionalString("action") ?? "add"
-            guard let action = ReactionAction(rawValue: actionName) else {
+            let action = ReactionAction(rawValue: actionName)
+            guard action == .add || action == .remove else {
                 throw ExecLineError(id: id, message: "`action` must be `add` or `remove`, not `\(actionName)`")
             }
             return .react(
