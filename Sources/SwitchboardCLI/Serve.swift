@@ -160,6 +160,8 @@ struct Serve: AsyncParsableCommand {
     }
     // Hardening: WebSocket
     @OptionGroup var webSocketLimits: WebSocketLimitOptions
+    // WebSocket transport (issue 9)
+    @OptionGroup var webSocketTransport: WebSocketTransportOptions
     // The agent in the server's process (issue 10).
     @Option(help: "Run the bots of this agent configuration in the server's process; bots given no token are created (env: SWITCHBOARD_AGENT_CONFIG; empty: none).")
     var agent: String = ProcessInfo.processInfo.environment["SWITCHBOARD_AGENT_CONFIG"] ?? ""
@@ -194,6 +196,7 @@ struct Serve: AsyncParsableCommand {
         applyHardeningHTTP(to: &configuration)
         // Hardening: WebSocket
         webSocketLimits.apply(to: &configuration)
+        webSocketTransport.apply(to: &configuration)
         configuration.web = web == .on
 
         var storeConfiguration = SQLiteStore.Configuration()

@@ -1,6 +1,5 @@
 import Hummingbird
 import HummingbirdCore
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOPosix
@@ -60,31 +59,29 @@ public struct ChatServer: Service {
         router.add(middleware: ErrorMiddleware(metrics: metrics))
         HTTPRoutes(service: service, accounts: accounts, polls: polls).add(to: router)
         if configuration.web { WebRoutes.mount(on: router, logger: logger) }
+        // An upgrade to /ws is served by `SwitchboardChannel`; what reaches the router is a refused
+        // upgrade (401 with the contract's body) or a plain GET.
         router.group("ws")
             .add(middleware: AuthMiddleware(accounts: accounts, allowsQueryToken: true))
-            .ws("") { inbound, outbound, context in
-                context.requestContext.upgraded()
-                guard let identity = context.requestContext.identity else { return }
-                try await serveWebSocket(
-                    inbound: inbound, outbound: outbound, identity: identity, channel: context.requestContext.channel,
-                    service: service, logger: context.logger
-                )
+            .get("") { _, _ -> Response in
+                throw ProtocolError(.invalid, "GET /ws is a WebSocket endpoint: send 'Upgrade: websocket'")
             }
 
-        let webSocketResponder = router.buildResponder()
         let onListening = self.onListening
         let logger = self.logger
         let configuration = self.configuration
         let app = Application(
             router: router,
             server: HTTPServerBuilder { responder in
-                GatedWebSocketChannel(
-                    base: HTTP1WebSocketUpgradeChannel(
-                        responder: responder,
-                        webSocketResponder: webSocketResponder,
-                        configuration: .init(ws: .init(maxFrameSize: configuration.limits.maxFrameBytes, autoPing: .disabled))
-                    ),
-                    authenticate: { token in (try? await accounts.authenticate(token: token)) != nil },
+                SwitchboardChannel(
+                    responder: responder,
+                    authenticate: { token in try? await accounts.authenticate(token: token) },
+                    makeWebSocketHandler: { identity in
+                        SocketChannelHandler(configuration: configuration, logger: logger) { sink in
+                            try await WebSocketSession.open(service: service, identity: identity, sink: sink, logger: logger)
+                        }
+                    },
+                    maxFrameBytes: configuration.limits.maxFrameBytes,
                     connections: connections,
                     timeouts: { RequestTimeouts(configuration, now: .now()) }
                 )
@@ -120,37 +117,6 @@ public struct ChatServer: Service {
             hub.closeAll(.shuttingDown)
             polls.wakeAll()
         }
-    }
-
-    /// Serves one WebSocket until it closes.
-    private func serveWebSocket(
-        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, identity: Identity, channel: any Channel,
-        service: ChatService, logger: Logger
-    ) async throws {
-        let sink = try await SocketWriter.install(on: channel, configuration: configuration, logger: logger)
-        let connection = try await service.openSession(identity, sink: sink)
-        var logger = logger
-        logger[metadataKey: "switchboard.user"] = "\(identity.user.username)"
-        logger[metadataKey: "switchboard.connection"] = "\(connection)"
-        logger.debug("websocket opened")
-        var session = WebSocketSession(service: service, identity: identity, connection: connection, sink: sink, logger: logger)
-        do {
-            for try await message in inbound.messages(maxSize: configuration.limits.maxFrameBytes) {
-                switch message {
-                case .text(let text): try await session.handle(text: text)
-                case .binary: session.handleBinary()
-                }
-            }
-            service.closeSession(connection)
-        } catch let close as WebSocketSession.Close {
-            service.closeSession(connection)
-            logger.debug("closing websocket", metadata: ["switchboard.reason": "\(close.reason)"])
-            try await outbound.close(close.code, reason: close.reason)
-        } catch {
-            service.closeSession(connection)
-            throw error
-        }
-        logger.debug("websocket closed")
     }
 
     /// Closes connections whose tokens were revoked (here, by another process or node) or expired,

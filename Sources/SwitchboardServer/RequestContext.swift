@@ -1,18 +1,11 @@
 import Hummingbird
-import HummingbirdWebSocket
 import NIOCore
 import SwitchboardProtocol
-import Synchronization
 
-/// The request context of every route: Hummingbird's, the WebSocket upgrade's, and the caller.
-public struct ChatRequestContext: RequestContext, WebSocketRequestContext {
+/// The request context of every route: Hummingbird's, and the caller.
+public struct ChatRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
-    /// Hummingbird stores a copy of this context in its WebSocket handler reference, which this
-    /// context holds: a cycle that kept every upgraded connection's context and channel alive
-    /// after it closed. The reference is held in a slot that `upgraded()` empties.
-    private let webSocketSlot = WebSocketSlot()
-    public var webSocket: WebSocketHandlerReference<ChatRequestContext> { webSocketSlot.reference }
-    /// The connection the request came on; a WebSocket keeps using it after the upgrade.
+    /// The connection the request came on.
     public let channel: any Channel
     /// Who made the request, once `AuthMiddleware` checked the token.
     public var identity: Identity?
@@ -21,11 +14,6 @@ public struct ChatRequestContext: RequestContext, WebSocketRequestContext {
         self.coreContext = .init(source: source)
         self.channel = source.channel
         self.identity = nil
-    }
-
-    /// Breaks the cycle through the WebSocket handler reference; call once the WebSocket runs.
-    func upgraded() {
-        webSocketSlot.empty()
     }
 
     /// Request bodies are small JSON objects; 1 MiB leaves room and stops abuse.
@@ -116,31 +104,5 @@ extension String {
         while text.first == " " { text.removeFirst() }
         while text.last == " " { text.removeLast() }
         return String(text)
-    }
-}
-
-// Hardening: WebSocket
-/// Holds a context's WebSocket handler reference until the upgrade is done with it, and counts
-/// the live ones: a count that grows with closed connections is a leak (see `ConnectionChurnTests`).
-final class WebSocketSlot: Sendable {
-    /// Slots alive in this process, all servers together.
-    static let live = Atomic<Int>(0)
-    private let slot = Mutex<WebSocketHandlerReference<ChatRequestContext>?>(.init())
-
-    init() {
-        Self.live.add(1, ordering: .relaxed)
-    }
-
-    deinit {
-        Self.live.subtract(1, ordering: .relaxed)
-    }
-
-    /// The reference; a new, empty one once emptied (nothing reads it after the upgrade).
-    var reference: WebSocketHandlerReference<ChatRequestContext> {
-        slot.withLock { $0 } ?? .init()
-    }
-
-    func empty() {
-        slot.withLock { $0 = nil }
     }
 }

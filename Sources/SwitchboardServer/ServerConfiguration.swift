@@ -111,4 +111,10 @@ public struct ServerConfiguration: Sendable {
     // Web
     /// Whether `/` serves the web page (a chat client for the browser) and its assets (`--web on|off`).
     public var web: Bool = true
+
+    // WebSocket transport (issue 9)
+    /// How long a connection's frames wait to go out together in one write. Zero (the default)
+    /// writes once per event-loop tick whatever became ready in it; a millisecond or two lets a
+    /// busy server put more frames in each write (fewer system calls), at that cost in latency.
+    public var writeDelay: Duration = .zero
 }

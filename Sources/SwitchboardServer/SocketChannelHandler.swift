@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import NIOCore
 import NIOWebSocket
 
@@ -19,25 +20,48 @@ extension EventSink {
     }
 }
 
-/// Sits in a WebSocket's channel pipeline, behind the frame decoder: writes the hub's frames
-/// straight to the socket, coalescing flushes, pings on schedule, and closes a connection that
-/// stops answering or falls too far behind.
+/// One WebSocket connection, entirely in its channel pipeline behind NIO's frame decoder: no task
+/// waits on it while it is idle.
 ///
-/// Writing here rather than through the async outbound writer lets one encoded buffer go to many
-/// sockets without a task switch per frame, and makes a slow client visible in the channel's own
-/// outbound buffer. The hub's frames are complete WebSocket frames already (`OutgoingFrame.wire`),
-/// so they are written from the context of a `RawFrameWriter` at the head of the pipeline, past
-/// the frame encoder, which would otherwise allocate a header for every frame of every recipient.
+/// Inbound, it feeds frames to a `WebSocketConnectionMachine` (the protocol's frame rules) and
+/// hands complete messages to the connection's `WebSocketSession` one at a time, in a short task
+/// each, since answering a request awaits the store. Outbound, it writes the hub's frames straight
+/// to the socket, flushing once per event-loop tick (or after `writeDelay`), pings on schedule,
+/// and closes a connection that stops answering or falls too far behind.
+///
+/// The hub's frames are complete WebSocket frames already (`OutgoingFrame.wire`), so they are
+/// written from the context of a `RawFrameWriter` at the head of the pipeline, past the frame
+/// encoder, which would otherwise allocate a header for every frame of every recipient.
 final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
-    typealias InboundOut = WebSocketFrame
-    typealias OutboundIn = WebSocketFrame
+    typealias InboundOut = Never
+    typealias OutboundIn = Never
     typealias OutboundOut = WebSocketFrame
+
+    /// What is read from the client and not yet answered.
+    enum Request: Sendable {
+        case text(String)
+        case binary
+    }
+
+    /// Handlers alive in this process, all servers together: a count that grows with closed
+    /// connections is a leak (see `ConnectionChurnTests`).
+    static let live = Atomic<Int>(0)
+
+    /// Opens the connection's session (registers it with the hub) once the upgrade is done.
+    typealias OpenSession = @Sendable (SocketWriter) async throws -> WebSocketSession
+
+    /// Messages read and waiting for their answer; past it the socket is not read until they are
+    /// answered, so that a client sending faster than it is answered cannot fill the memory.
+    static let maxWaitingRequests = 16
 
     private let pingInterval: TimeAmount
     private let pingTimeout: TimeAmount
+    private let writeDelay: TimeAmount?
     private let maxOutboundBytes: Int
     private let logger: Logger
+    private let openSession: OpenSession
+    private var machine: WebSocketConnectionMachine
     private var heartbeat = Heartbeat()
     private var context: ChannelHandlerContext?
     /// The context of the `RawFrameWriter`: writes from it go straight to the socket.
@@ -48,18 +72,35 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// Cuts the TCP connection when the close handshake does not finish in time (the client
     /// stopped reading, so the close frame waits behind its queue).
     private var closeDeadline: Scheduled<Void>?
-    /// Checks text frames as they come, fragments included: RFC 6455 closes with 1007 on bad UTF-8.
-    private var textValidator = UTF8Validator()
-    private var readingText = false
     /// Frames written only while the socket is writable, and the promise to complete when all are.
     private var paced: (frames: ArraySlice<OutgoingFrame>, promise: EventLoopPromise<Void>)?
     private var writingPaced = false
 
-    init(configuration: ServerConfiguration, logger: Logger) {
+    /// Nil until the session is open, and while a request is being answered (the task has it).
+    private var session: WebSocketSession?
+    private var sessionState = SessionState.opening
+    private var waiting = CircularBuffer<Request>(initialCapacity: 2)
+    /// A `read` held back while too many requests wait.
+    private var readHeld = false
+
+    private enum SessionState {
+        case opening, idle, answering, ended
+    }
+
+    init(configuration: ServerConfiguration, logger: Logger, openSession: @escaping OpenSession) {
         self.pingInterval = .nanoseconds(Int64(configuration.pingInterval.seconds * 1e9))
         self.pingTimeout = .nanoseconds(Int64(configuration.pingTimeout.seconds * 1e9))
+        let delay = configuration.writeDelay.seconds
+        self.writeDelay = delay > 0 ? .nanoseconds(Int64(delay * 1e9)) : nil
         self.maxOutboundBytes = configuration.maxOutboundBytes
+        self.machine = WebSocketConnectionMachine(maxMessageBytes: configuration.limits.maxFrameBytes)
         self.logger = logger
+        self.openSession = openSession
+        Self.live.add(1, ordering: .relaxed)
+    }
+
+    deinit {
+        Self.live.subtract(1, ordering: .relaxed)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -68,11 +109,25 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         pingTask = context.eventLoop.scheduleRepeatedTask(initialDelay: pingInterval, delay: pingInterval) { _ in
             handler.value.pingDue()
         }
+        let raw = RawFrameWriter()
+        do {
+            try context.pipeline.syncOperations.addHandler(raw, position: .first)
+            rawContext = try context.pipeline.syncOperations.context(handler: raw)
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        let writer = SocketWriter(handler: handler, eventLoop: context.eventLoop)
+        let openSession = self.openSession
+        let opened = context.eventLoop.makePromise(of: WebSocketSession.self)
+        opened.completeWithTask { try await openSession(writer) }
+        opened.futureResult.whenComplete { result in handler.value.opened(result) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         stopTimers()
         failPaced()
+        endSessionWhenIdle()
         self.context = nil
         self.rawContext = nil
     }
@@ -84,44 +139,137 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         closeDeadline = nil
     }
 
-    /// Where complete frames are written; set once, right after this handler is added.
-    func setRawContext(_ context: ChannelHandlerContext) {
-        rawContext = context
-    }
-
     func channelInactive(context: ChannelHandlerContext) {
+        closing = true
         stopTimers()
         failPaced()
+        waiting.removeAll()
+        endSessionWhenIdle()
         context.fireChannelInactive()
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        switch frame.opcode {
-        case .pong:
-            heartbeat.receivedPong()
-        case .text, .continuation, .binary:
-            // Nothing more is read from a connection being closed.
-            guard !closing else { return }
-            if frame.opcode == .text {
-                readingText = true
-                textValidator = UTF8Validator()
-            } else if frame.opcode == .binary {
-                readingText = false
-            }
-            if readingText {
-                let valid = textValidator.consume(frame.data, maskKey: frame.maskKey) && (!frame.fin || textValidator.isComplete)
-                if frame.fin { readingText = false }
-                guard valid else {
-                    close(code: .dataInconsistentWithMessage, reason: "a text frame is not valid UTF-8")
-                    return
-                }
-            }
-        default:
-            break
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // A graceful shutdown: the hub closes the connections it knows; this also reaches one
+        // whose session is still opening.
+        if event is ChannelShouldQuiesceEvent {
+            close(.shuttingDown)
         }
-        context.fireChannelRead(data)
+        context.fireUserInboundEventTriggered(event)
     }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // The frame decoder's errors are answered by NIO's protocol error handler before this one
+        // (a close frame with 1002 or 1009); anything else ends the connection.
+        if !(error is NIOWebSocketError) {
+            logger.debug("websocket error", metadata: ["switchboard.error": "\(error)"])
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: Reading
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch machine.received(unwrapInboundIn(data)) {
+        case .none:
+            break
+        case .text(let text):
+            received(.text(text))
+        case .binary:
+            received(.binary)
+        case .pong(let payload):
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: payload)), promise: nil)
+        case .pongReceived:
+            heartbeat.receivedPong()
+        case .close(let code, let reason):
+            sendClose(code: code, reason: reason)
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        guard waiting.count < Self.maxWaitingRequests else {
+            readHeld = true
+            return
+        }
+        context.read()
+    }
+
+    private func received(_ request: Request) {
+        guard !closing else { return }
+        waiting.append(request)
+        answerNext()
+    }
+
+    private func opened(_ result: Result<WebSocketSession, any Error>) {
+        switch result {
+        case .success(let session):
+            self.session = session
+            sessionState = .idle
+            session.logger.debug("websocket opened")
+            if closing {
+                endSessionWhenIdle()
+            } else {
+                answerNext()
+            }
+        case .failure(let error):
+            logger.error("cannot open a websocket session", metadata: ["switchboard.error": "\(error)"])
+            sessionState = .ended
+            close(code: .unexpectedServerError, reason: "internal error")
+        }
+    }
+
+    /// Answers the oldest waiting request, unless one is being answered: in a short task, since
+    /// answers await the store; the task hands the session back when done.
+    private func answerNext() {
+        guard sessionState == .idle, !closing, let context, let session, let request = waiting.popFirst() else { return }
+        if readHeld, waiting.count < Self.maxWaitingRequests {
+            readHeld = false
+            context.read()
+        }
+        sessionState = .answering
+        self.session = nil
+        let answered = context.eventLoop.makePromise(of: (WebSocketSession, WebSocketSession.Close?).self)
+        answered.completeWithTask {
+            var session = session
+            do throws(WebSocketSession.Close) {
+                switch request {
+                case .text(let text): try await session.handle(text: text)
+                case .binary: session.handleBinary()
+                }
+                return (session, nil)
+            } catch {
+                return (session, error)
+            }
+        }
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        answered.futureResult.whenSuccess { session, close in
+            handler.value.answered(session: session, close: close)
+        }
+    }
+
+    private func answered(session: WebSocketSession, close: WebSocketSession.Close?) {
+        self.session = session
+        sessionState = .idle
+        if let close {
+            session.logger.debug("closing websocket", metadata: ["switchboard.reason": "\(close.reason)"])
+            endSessionWhenIdle()
+            self.close(code: close.code, reason: close.reason)
+        } else if closing {
+            endSessionWhenIdle()
+        } else {
+            answerNext()
+        }
+    }
+
+    /// Leaves the hub once no request is being answered (a `join` in flight would otherwise
+    /// subscribe a connection that is gone).
+    private func endSessionWhenIdle() {
+        guard sessionState == .idle, let session else { return }
+        sessionState = .ended
+        self.session = nil
+        session.end()
+    }
+
+    // MARK: Writing
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable { writePaced() }
@@ -138,13 +286,17 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     /// Queues a frame without flushing. True when the caller must see to a `flush()`: the first
-    /// frame since the last flush. (While false, a flush is already due.)
+    /// frame since the last flush. (While false, a flush is already due; with a write delay, it is
+    /// scheduled here.)
     func enqueue(_ frame: OutgoingFrame) -> Bool {
         guard let rawContext, !closing else { return false }
         rawContext.write(NIOAny(frame.wire), promise: nil)
         guard !flushPending else { return false }
         flushPending = true
-        return true
+        guard let writeDelay, let context else { return true }
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: writeDelay) { handler.value.flush() }
+        return false
     }
 
     /// Sends what was queued, and drops the connection when too much waits unsent.
@@ -156,8 +308,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         if unsent > maxOutboundBytes {
             logger.info("closing a connection that fell behind", metadata: ["switchboard.unsent_bytes": "\(unsent)"])
             // Its queue is full, so a close frame would wait behind it: end the TCP connection.
-            closing = true
-            context.close(promise: nil)
+            abort()
         }
     }
 
@@ -203,7 +354,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     private func pingDue() {
-        guard let context else { return }
+        guard let context, !closing else { return }
         guard case .sendPing(let number) = heartbeat.pingDue() else { return }
         var payload = context.channel.allocator.buffer(capacity: 8)
         payload.writeInteger(UInt64(number))
@@ -229,9 +380,20 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// Sends a close frame and closes the connection; cuts it after the ping timeout when the
     /// close frame cannot get through.
     func close(code: WebSocketErrorCode, reason: String) {
+        guard case .close(let code, let reason) = machine.close(code, reason: reason) else { return }
+        sendClose(code: code, reason: reason)
+    }
+
+    /// Ends the session for one of the chat rules' reasons.
+    func close(_ end: SessionEnd) {
+        close(code: WebSocketErrorCode(codeNumber: Int(end.closeCode.rawValue)), reason: end.reason)
+    }
+
+    private func sendClose(code: WebSocketErrorCode, reason: String) {
         guard let context, !closing else { return }
         closing = true
         failPaced()
+        waiting.removeAll()
         var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
         data.write(webSocketErrorCode: code)
         data.writeString(reason)
@@ -263,8 +425,7 @@ final class SocketWriter: EventSink {
 
     func close(_ end: SessionEnd) {
         let handler = self.handler
-        let code = WebSocketErrorCode(codeNumber: Int(end.closeCode.rawValue))
-        eventLoop.execute { handler.value.close(code: code, reason: end.reason) }
+        eventLoop.execute { handler.value.close(end) }
     }
 
     func sendPaced(_ frames: [OutgoingFrame]) async throws {
@@ -273,20 +434,6 @@ final class SocketWriter: EventSink {
         let handler = self.handler
         eventLoop.execute { handler.value.writePaced(frames, promise: promise) }
         try await promise.futureResult.get()
-    }
-
-    /// Installs a handler behind the WebSocket frame decoder of `channel` and returns its writer.
-    static func install(on channel: any Channel, configuration: ServerConfiguration, logger: Logger) async throws -> SocketWriter {
-        let handler = try await channel.eventLoop.submit {
-            let handler = SocketChannelHandler(configuration: configuration, logger: logger)
-            let decoder = try channel.pipeline.syncOperations.context(handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
-            try channel.pipeline.syncOperations.addHandler(handler, position: .after(decoder.handler))
-            let raw = RawFrameWriter()
-            try channel.pipeline.syncOperations.addHandler(raw, position: .first)
-            handler.setRawContext(try channel.pipeline.syncOperations.context(handler: raw))
-            return NIOLoopBound(handler, eventLoop: channel.eventLoop)
-        }.get()
-        return SocketWriter(handler: handler, eventLoop: channel.eventLoop)
     }
 }
 
@@ -334,51 +481,5 @@ struct FanOut {
             }
         }
         for (sink, frame) in others { sink.send(frame) }
-    }
-}
-
-/// A UTF-8 check that takes a text message fragment by fragment (RFC 3629: no overlong forms,
-/// no surrogates, nothing above U+10FFFF), so that a character split between fragments passes.
-struct UTF8Validator {
-    /// Continuation bytes still expected, and the range the next one must fall in.
-    private var remaining = 0
-    private var lower: UInt8 = 0x80
-    private var upper: UInt8 = 0xBF
-
-    /// Whether no character is left unfinished.
-    var isComplete: Bool { remaining == 0 }
-
-    /// Checks the (masked, when `maskKey` is given) bytes of one frame.
-    mutating func consume(_ buffer: ByteBuffer, maskKey: WebSocketMaskingKey?) -> Bool {
-        buffer.withUnsafeReadableBytes { bytes in
-            guard let maskKey else { return consume(bytes) }
-            for index in bytes.indices where !consume(bytes[index] ^ maskKey[index % 4]) { return false }
-            return true
-        }
-    }
-
-    private mutating func consume(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        for byte in bytes where !consume(byte) { return false }
-        return true
-    }
-
-    mutating func consume(_ byte: UInt8) -> Bool {
-        if remaining == 0 {
-            switch byte {
-            case 0x00...0x7F: return true
-            case 0xC2...0xDF: remaining = 1
-            case 0xE0: (remaining, lower) = (2, 0xA0)
-            case 0xE1...0xEC, 0xEE...0xEF: remaining = 2
-            case 0xED: (remaining, upper) = (2, 0x9F)
-            case 0xF0: (remaining, lower) = (3, 0x90)
-            case 0xF1...0xF3: remaining = 3
-            case 0xF4: (remaining, upper) = (3, 0x8F)
-            default: return false
-            }
-            return true
-        }
-        guard byte >= lower, byte <= upper else { return false }
-        (remaining, lower, upper) = (remaining - 1, 0x80, 0xBF)
-        return true
     }
 }

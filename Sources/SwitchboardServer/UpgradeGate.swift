@@ -1,27 +1,33 @@
 import Hummingbird
 import HummingbirdCore
-import HummingbirdWebSocket
 import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
 
-/// Answers a WebSocket upgrade with a bad token by HTTP 401, as the contract says.
+/// Authenticates a WebSocket upgrade before the upgrade handler sees it, and answers a bad token
+/// by HTTP 401, as the contract says.
 ///
 /// A refused upgrade is answered 400 by the upgrade machinery itself. So this handler, placed
 /// between the HTTP decoder and the upgrade handler, checks the token of every upgrade request
 /// first; when it is refused, it takes the `Upgrade` header off the request, which then reaches
-/// the router as a plain GET and gets the router's 401 with the contract's error body.
+/// the router as a plain GET and gets the router's 401 with the contract's error body. When it
+/// is accepted, the caller goes into `admitted`, where the upgrade finds it.
 final class UpgradeGateHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
 
-    private let authenticate: @Sendable (String) async -> Bool
+    private let authenticate: @Sendable (String) async -> Identity?
+    private let admitted: NIOLoopBoundBox<Identity?>
     private var held: [HTTPServerRequestPart] = []
     private var checking = false
 
-    init(authenticate: @escaping @Sendable (String) async -> Bool) {
+    init(authenticate: @escaping @Sendable (String) async -> Identity?, admitted: NIOLoopBoundBox<Identity?>) {
         self.authenticate = authenticate
+        self.admitted = admitted
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -37,20 +43,22 @@ final class UpgradeGateHandler: ChannelInboundHandler, RemovableChannelHandler {
         checking = true
         held = [part]
         let token = Self.token(in: head)
-        let promise = context.eventLoop.makePromise(of: Bool.self)
+        let promise = context.eventLoop.makePromise(of: Identity?.self)
         let authenticate = self.authenticate
         promise.completeWithTask {
-            guard let token else { return false }
+            guard let token else { return nil }
             return await authenticate(token)
         }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let context = NIOLoopBound(context, eventLoop: context.eventLoop)
-        promise.futureResult.whenSuccess { accepted in
-            handler.value.release(context: context.value, accepted: accepted)
+        promise.futureResult.whenSuccess { identity in
+            handler.value.release(context: context.value, identity: identity)
         }
     }
 
-    private func release(context: ChannelHandlerContext, accepted: Bool) {
+    private func release(context: ChannelHandlerContext, identity: Identity?) {
+        admitted.value = identity
+        let accepted = identity != nil
         let parts = held
         held = []
         checking = false
@@ -82,15 +90,52 @@ final class UpgradeGateHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// Hummingbird's HTTP/1 + WebSocket channel with an `UpgradeGateHandler` in front of the upgrade,
-/// the cap of connections per client address, and the timeouts of `RequestTimeouts`.
-struct GatedWebSocketChannel: ServerChildChannel {
-    let base: HTTP1WebSocketUpgradeChannel
-    let authenticate: @Sendable (String) async -> Bool
+/// HTTP/1 with the WebSocket upgrade of `/ws` (NIO's upgrader), behind the cap of connections
+/// per client address, the timeouts of `RequestTimeouts` and an `UpgradeGateHandler`.
+///
+/// An upgraded connection is served entirely by its pipeline (`SocketChannelHandler`): `handle`
+/// returns at once for it, so that no task, and no task's stack, is kept per idle WebSocket.
+/// Plain HTTP goes to Hummingbird's router as with `HTTP1Channel`.
+struct SwitchboardChannel: ServerChildChannel, HTTPChannelHandler {
+    /// How a connection's first request turned out.
+    enum Upgrade: Sendable {
+        /// A WebSocket, served by its pipeline.
+        case webSocket
+        case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        /// An upgrade the upgrader refused (not `/ws`, or malformed): answered 400.
+        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+    }
+
+    struct Value: ServerChildChannelValue {
+        let upgrade: EventLoopFuture<Upgrade>
+        let channel: any Channel
+    }
+
+    /// The paths served as WebSocket.
+    static let webSocketPaths: Set<Substring> = ["/ws", "/ws/"]
+
+    let responder: HTTPChannelHandler.Responder
+    let authenticate: @Sendable (String) async -> Identity?
+    /// Makes the handler that serves an upgraded connection of this caller.
+    let makeWebSocketHandler: @Sendable (Identity) -> SocketChannelHandler
+    let maxFrameBytes: Int
     let connections: ConnectionRegistry
     let timeouts: @Sendable () -> RequestTimeouts
 
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<HTTP1WebSocketUpgradeChannel.Value> {
+    init(
+        responder: @escaping HTTPChannelHandler.Responder, authenticate: @escaping @Sendable (String) async -> Identity?,
+        makeWebSocketHandler: @escaping @Sendable (Identity) -> SocketChannelHandler, maxFrameBytes: Int,
+        connections: ConnectionRegistry, timeouts: @escaping @Sendable () -> RequestTimeouts
+    ) {
+        self.responder = Self.redirectingUpgrades(to: responder)
+        self.authenticate = authenticate
+        self.makeWebSocketHandler = makeWebSocketHandler
+        self.maxFrameBytes = maxFrameBytes
+        self.connections = connections
+        self.timeouts = timeouts
+    }
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         // Each connection keeps its last receive buffer for the next read. NIO starts it at
         // 2 KB; 512 bytes hold an upgrade request and many frames, and it grows when reads fill
         // it. Mostly idle connections then keep 1.5 KB less each.
@@ -100,19 +145,84 @@ struct GatedWebSocketChannel: ServerChildChannel {
         if !admitted {
             try? channel.pipeline.syncOperations.addHandler(RefuseConnectionHandler(maxPerAddress: connections.maxPerAddress))
         }
-        let value = base.setup(channel: channel, logger: logger)
-        let authenticate = self.authenticate
-        let timeouts = self.timeouts
-        return value.flatMapThrowing { value in
-            guard admitted else { return value }
-            let decoder = try channel.pipeline.syncOperations.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self)
-            try channel.pipeline.syncOperations.addHandler(ConnectionGuardHandler(timeouts: timeouts()), position: .after(decoder.handler))
-            try channel.pipeline.syncOperations.addHandler(UpgradeGateHandler(authenticate: authenticate), position: .after(decoder.handler))
-            return value
+        return channel.eventLoop.makeCompletedFuture {
+            let caller = NIOLoopBoundBox<Identity?>(nil, eventLoop: channel.eventLoop)
+            let attempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
+            let makeWebSocketHandler = self.makeWebSocketHandler
+            let upgrader = NIOTypedWebSocketServerUpgrader<Upgrade>(
+                maxFrameSize: maxFrameBytes,
+                shouldUpgrade: { channel, head in
+                    attempted.value = true
+                    let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0]
+                    let accepted = caller.value != nil && Self.webSocketPaths.contains(path)
+                    return channel.eventLoop.makeSucceededFuture(accepted ? HTTPHeaders() : nil)
+                },
+                upgradePipelineHandler: { channel, _ in
+                    channel.eventLoop.makeCompletedFuture {
+                        guard let identity = caller.value else { throw ChannelError.inappropriateOperationForState }
+                        try channel.pipeline.syncOperations.addHandler(makeWebSocketHandler(identity))
+                        return .webSocket
+                    }
+                }
+            )
+            let upgrades = NIOTypedHTTPServerUpgradeConfiguration(
+                upgraders: [upgrader],
+                notUpgradingCompletionHandler: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
+                        let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                        return attempted.value ? .refused(http) : .notUpgraded(http)
+                    }
+                }
+            )
+            var configuration = NIOUpgradableHTTPServerPipelineConfiguration<Upgrade>(upgradeConfiguration: upgrades)
+            configuration.enablePipelining = false  // NIOAsyncChannel serves one request at a time
+            configuration.enableErrorHandling = false  // Hummingbird's `handleHTTP` answers parse errors
+            configuration.enableResponseHeaderValidation = false  // HTTPTypes validates already
+            let upgrade = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: configuration)
+            if admitted {
+                let decoder = try channel.pipeline.syncOperations.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self)
+                try channel.pipeline.syncOperations.addHandler(ConnectionGuardHandler(timeouts: timeouts()), position: .after(decoder.handler))
+                try channel.pipeline.syncOperations.addHandler(
+                    UpgradeGateHandler(authenticate: authenticate, admitted: caller), position: .after(decoder.handler))
+            }
+            return Value(upgrade: upgrade, channel: channel)
         }
     }
 
-    func handle(value: HTTP1WebSocketUpgradeChannel.Value, logger: Logger) async {
-        await base.handle(value: value, logger: logger)
+    func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.upgrade.get() {
+            case .webSocket:
+                // The pipeline serves it from here on; this task ends.
+                return
+            case .notUpgraded(let http):
+                await handleHTTP(asyncChannel: http, logger: logger)
+            case .refused(let http):
+                try await http.executeThenClose { _, outbound in
+                    try await outbound.write(contentsOf: [
+                        .head(HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])), .end(nil),
+                    ])
+                }
+            }
+        } catch {
+            logger.debug("connection ended before its first request was served", metadata: ["switchboard.error": "\(error)"])
+        }
+    }
+
+    /// NIO upgrades only a connection's first request. A later one that asks for an upgrade is
+    /// redirected to the same address with the connection closed, so that the client upgrades
+    /// on a new one (as Hummingbird's WebSocket channel does).
+    private static func redirectingUpgrades(to responder: @escaping HTTPChannelHandler.Responder) -> HTTPChannelHandler.Responder {
+        { request, writer, channel in
+            guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+                return try await responder(request, writer, channel)
+            }
+            let location = request.uri.query.map { "\(request.uri.path)?\($0)" } ?? request.uri.path
+            try await writer.writeResponse(HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: location]))
+            throw ChannelError.outputClosed
+        }
     }
 }

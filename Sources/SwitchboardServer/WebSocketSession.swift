@@ -8,7 +8,7 @@ import SwitchboardProtocol
 ///
 /// Every answer goes through the same sink as the hub's events, so that a `join`'s replay,
 /// its ack and the live messages after it reach the client in that order.
-struct WebSocketSession {
+struct WebSocketSession: Sendable {
     let service: ChatService
     let identity: Identity
     let connection: Int
@@ -24,6 +24,21 @@ struct WebSocketSession {
         self.connection = connection
         self.sink = sink
         self.logger = logger
+    }
+
+    /// Registers a new connection of `identity` with the hub (`ChatService.openSession`).
+    static func open(service: ChatService, identity: Identity, sink: any EventSink, logger: Logger) async throws -> WebSocketSession {
+        let connection = try await service.openSession(identity, sink: sink)
+        var logger = logger
+        logger[metadataKey: "switchboard.user"] = "\(identity.user.username)"
+        logger[metadataKey: "switchboard.connection"] = "\(connection)"
+        return WebSocketSession(service: service, identity: identity, connection: connection, sink: sink, logger: logger)
+    }
+
+    /// Leaves the hub: the connection's subscriptions and presence end.
+    func end() {
+        service.closeSession(connection)
+        logger.debug("websocket closed")
     }
 
     /// Why a session must end, as a close code and reason.

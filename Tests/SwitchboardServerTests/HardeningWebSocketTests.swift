@@ -75,14 +75,14 @@ struct ConnectionChurnTests {
             #expect(figures["switchboard_hub_watchers"] == 0, "\(figures)")
             #expect(figures["switchboard_hub_room_entries"] == 0, "\(figures)")
             #expect((figures["switchboard_hub_rooms"] ?? .max) <= rooms.count, "\(figures)")
-            // Every upgraded connection's request context (and with it its channel) is freed. Other
+            // Every upgraded connection's handler (and with it its channel and session) is freed. Other
             // tests running meanwhile hold a few of their own, never thousands.
             let deadline = ContinuousClock.now + .seconds(20)
-            while WebSocketSlot.live.load(ordering: .relaxed) >= 200, ContinuousClock.now < deadline {
+            while SocketChannelHandler.live.load(ordering: .relaxed) >= 200, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(50))
             }
-            let live = WebSocketSlot.live.load(ordering: .relaxed)
-            #expect(live < 200, "\(live) request contexts still alive after \(total) connections closed")
+            let live = SocketChannelHandler.live.load(ordering: .relaxed)
+            #expect(live < 200, "\(live) WebSocket handlers still alive after \(total) connections closed")
         }
     }
 }

@@ -1,0 +1,163 @@
+import Foundation
+import SwitchboardProtocol
+import SwitchboardServer
+import SwitchboardTesting
+import Testing
+
+extension RawClient {
+    /// A client frame that may break the rules: not final, unmasked, with a reserved bit set.
+    static func clientFrame(opcode: UInt8, payload: [UInt8], fin: Bool, masked: Bool = true, rsv1: Bool = false) -> [UInt8] {
+        var frame: [UInt8]
+        if masked {
+            frame = clientFrame(opcode: opcode, payload: payload)
+        } else {
+            precondition(payload.count < 126, "unmasked test frames are small")
+            frame = [0x80 | opcode, UInt8(payload.count)] + payload
+        }
+        if !fin { frame[0] &= 0x7F }
+        if rsv1 { frame[0] |= 0x40 }
+        return frame
+    }
+
+    /// Sends `bytes` and returns the close code the server answers with, once it has closed.
+    func closeCode(after bytes: [UInt8]) async throws -> Int? {
+        try await write(bytes)
+        let frames = try await waitUntilClosed(timeout: .seconds(10), keepPayloads: true)
+        return frames.first { $0.opcode == 0x8 }?.closeCode
+    }
+}
+
+/// Opens a raw WebSocket of a new user.
+private func rawSocket(_ server: TestServer, _ name: String = "alice") async throws -> RawClient {
+    let user = try await server.register(name)
+    let (client, response) = try await RawClient.upgrade(port: server.port, token: user.token)
+    #expect(response.status == 101, "\(response.head)")
+    return client
+}
+
+private func closePayload(_ code: Int, _ reason: String = "") -> [UInt8] {
+    [UInt8(code >> 8), UInt8(code & 0xFF)] + Array(reason.utf8)
+}
+
+@Suite("WebSocket frame rules over a raw socket", .timeLimit(.minutes(1)))
+struct WebSocketFrameTests {
+    @Test("a ping frame gets a pong with its bytes; an unsolicited pong changes nothing")
+    func pingAndPong() async throws {
+        try await withServer { server in
+            let client = try await rawSocket(server)
+            try await client.write(RawClient.clientFrame(opcode: 0x9, payload: Array("are you there".utf8)))
+            let pong = try await client.nextFrame()
+            #expect(pong?.opcode == 0xA)
+            #expect(pong?.text == "are you there")
+            try await client.write(RawClient.clientFrame(opcode: 0xA, payload: [1, 2, 3]))
+            try await client.sendText(#"{"type": "ping", "ref": "after"}"#)
+            let answer = try await client.frame(withRef: "after")
+            #expect(answer.text.contains(#""type":"pong""#), "\(answer.text)")
+            #expect(!client.isClosed)
+            await client.close()
+        }
+    }
+
+    @Test(
+        "protocol errors close with 1002",
+        arguments: [
+            ("control frame over 125 bytes", RawClient.clientFrame(opcode: 0x9, payload: Array(repeating: 0x61, count: 126))),
+            ("fragmented control frame", RawClient.clientFrame(opcode: 0x9, payload: [1], fin: false)),
+            ("unmasked frame", RawClient.clientFrame(opcode: 0x1, payload: Array(#"{"type":"ping"}"#.utf8), fin: true, masked: false)),
+            ("reserved bit", RawClient.clientFrame(opcode: 0x1, payload: Array(#"{"type":"ping"}"#.utf8), fin: true, rsv1: true)),
+            ("reserved opcode", RawClient.clientFrame(opcode: 0x3, payload: [])),
+            ("continuation without a message", RawClient.clientFrame(opcode: 0x0, payload: Array("x".utf8))),
+            (
+                "a new message inside a fragmented one",
+                RawClient.clientFrame(opcode: 0x1, payload: Array("{".utf8), fin: false) + RawClient.clientFrame(opcode: 0x1, payload: Array("{}".utf8))
+            ),
+            ("close code of one byte", RawClient.clientFrame(opcode: 0x8, payload: [0x03])),
+            ("close code 1005, which no frame may carry", RawClient.clientFrame(opcode: 0x8, payload: closePayload(1005))),
+        ] as [(String, [UInt8])]
+    )
+    func protocolError(name: String, bytes: [UInt8]) async throws {
+        try await withServer { server in
+            let client = try await rawSocket(server)
+            #expect(try await client.closeCode(after: bytes) == 1002, "\(name)")
+        }
+    }
+
+    @Test("a message whose fragments add up to more than the limit closes with 1009, and is not stored")
+    func fragmentsTooLarge() async throws {
+        try await withServer({ $0.limits.maxFrameBytes = 1024 }) { server in
+            let alice = try await server.register("alice")
+            let room = try await server.createRoom("big", token: alice.token)
+            let (client, _) = try await RawClient.upgrade(port: server.port, token: alice.token)
+            let text = Array(json(#"{"type":"message","roomId":"ROOM","ref":"r","data":{"content":"PAD"}}"#, roomId: room.id)
+                .replacingOccurrences(of: "PAD", with: String(repeating: "x", count: 1500)).utf8)
+            // Every fragment is under the limit, their sum is not.
+            var bytes: [UInt8] = []
+            for (index, start) in stride(from: 0, to: text.count, by: 600).enumerated() {
+                let chunk = Array(text[start..<min(start + 600, text.count)])
+                bytes += RawClient.clientFrame(opcode: index == 0 ? 0x1 : 0x0, payload: chunk, fin: start + 600 >= text.count)
+            }
+            #expect(try await client.closeCode(after: bytes) == 1009)
+            #expect(try await server.allMessages(room.id, token: alice.token).isEmpty)
+        }
+    }
+
+    @Test("a binary message gets the protocol's invalid error, once, and the connection goes on")
+    func binary() async throws {
+        try await withServer { server in
+            let client = try await rawSocket(server)
+            try await client.write(
+                RawClient.clientFrame(opcode: 0x2, payload: [1, 2], fin: false) + RawClient.clientFrame(opcode: 0x0, payload: [3], fin: true))
+            try await client.sendText(#"{"type": "ping", "ref": "after"}"#)
+            let frames = try await client.framesThrough(ref: "after")
+            let errors = frames.filter { $0.text.contains(#""type":"error""#) }
+            #expect(errors.count == 1, "\(frames.map(\.text))")
+            #expect(errors.first?.text.contains(#""code":"invalid""#) == true)
+            #expect(!client.isClosed)
+            await client.close()
+        }
+    }
+
+    @Test("a client's close is answered with its code, then the server ends the connection", arguments: [1000, 1001, 4000])
+    func closeEchoed(code: Int) async throws {
+        try await withServer { server in
+            let client = try await rawSocket(server)
+            #expect(try await client.closeCode(after: RawClient.clientFrame(opcode: 0x8, payload: closePayload(code, "bye"))) == code)
+            #expect(client.isClosed)
+        }
+    }
+
+    @Test("an upgrade of another path than /ws is refused with 400; /ws/ is /ws")
+    func otherPath() async throws {
+        try await withServer { server in
+            let alice = try await server.register("alice")
+            let (_, refused) = try await RawClient.upgrade(port: server.port, path: "/api/me", token: alice.token)
+            #expect(refused.status == 400, "\(refused.head)")
+            let (client, accepted) = try await RawClient.upgrade(port: server.port, path: "/ws/", token: alice.token)
+            #expect(accepted.status == 101, "\(accepted.head)")
+            await client.close()
+        }
+    }
+}
+
+@Suite("WebSocket write batching", .timeLimit(.minutes(1)))
+struct WriteBatchingTests {
+    @Test("with a write delay, every message reaches every subscriber, once and in order")
+    func writeDelay() async throws {
+        try await withServer({ unlimitedRate(&$0); $0.writeDelay = .milliseconds(5) }) { server in
+            let alice = try await server.register("alice")
+            let bob = try await server.register("bob")
+            let room = try await server.createRoom("batched", token: alice.token, members: [bob.user.id])
+            let sender = try await server.connect(token: alice.token)
+            let reader = try await server.connect(token: bob.token)
+            try await reader.join(room.id)
+            let sent = try await sender.fill(room.id, count: 50)
+            let received = try await reader.messages(50, in: room.id)
+            #expect(received.map(\.id) == sent.map(\.id))
+            #expect(seqs(received) == seqs(sent))
+            try await reader.roundTrip()
+            #expect(await reader.nothing(for: .milliseconds(100)) { $0.type == "message" } == nil, "a message came twice")
+            await sender.close()
+            await reader.close()
+        }
+    }
+}
