@@ -16,7 +16,7 @@
 # log in the output folder, and the end prints one table of every figure (Benchmarks/bench-summary.py).
 #
 # usage: scripts/bench.sh [options]
-#   --quick              everything scaled down, one round: checks the whole set in about two minutes
+#   --quick              everything scaled down, one round: checks the whole set in about three minutes
 #   --only LIST          scenarios, comma-separated, of: cpu,memory,ceiling,writes,replay,history
 #   --rounds N           alternations of the side-by-side set (default 3)
 #   --databases LIST     sqlite,postgres (default both)
