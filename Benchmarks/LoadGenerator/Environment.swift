@@ -18,6 +18,8 @@ struct EnvironmentOptions: Sendable {
     var serverCommand: String?
     /// More arguments for the bundled server.
     var serverArguments: [String] = []
+    /// The started server's database (`{database}`), e.g. a `postgres://` URL; a fresh SQLite file when nil.
+    var database: String?
     /// Event-loop threads of the generator.
     var threads = 1
     /// Print the progress line.
@@ -83,7 +85,7 @@ final class BenchEnvironment: Sendable {
                 let binary = try ServerLaunch.findBundledBinary(options.serverBinary)
                 command = ([Self.shellQuoted(binary), ServerLaunch.bundledServerArguments] + options.serverArguments.map(Self.shellQuoted)).joined(separator: " ")
             }
-            let launch = ServerLaunch(command: command, port: try ServerLaunch.freePort(), directory: directory)
+            let launch = ServerLaunch(command: command, port: try ServerLaunch.freePort(), directory: directory, database: options.database)
             let process = ServerProcess(launch: launch)
             progress.note("starting the server: \(command.replacingOccurrences(of: "{port}", with: "\(launch.port)").replacingOccurrences(of: "{database}", with: launch.databasePath).replacingOccurrences(of: "{dir}", with: directory))")
             try await process.start()

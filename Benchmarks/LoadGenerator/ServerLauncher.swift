@@ -18,14 +18,21 @@ struct ServerLaunch: Sendable {
     var port: Int
     /// A folder of its own for its database and log.
     var directory: String
+    /// The database given to the server as `{database}`: a fresh SQLite file in `directory` when nil.
+    var database: String? = nil
 
-    var databasePath: String { directory + "/bench.db" }
+    var databasePath: String { database ?? directory + "/bench.db" }
     var logPath: String { directory + "/server.log" }
 
     /// The arguments that `--start-server` gives the bundled `switchboard serve`: rate limits out of
-    /// the way (a throughput run sends far more than 10 messages a second per user) and the
-    /// cheapest bcrypt cost (the generator registers thousands of users).
-    static let bundledServerArguments = "serve --host 127.0.0.1 --port {port} --database {database} --messages-per-second 1000000 --message-burst 1000000 --bcrypt-cost 4"
+    /// the way (a throughput run sends far more than 10 messages a second per user, registers
+    /// thousands of users and holds 10,000 connections from one address) and the cheapest bcrypt
+    /// cost (the generator registers thousands of users).
+    static let bundledServerArguments = [
+        "serve --host 127.0.0.1 --port {port} --database {database}",
+        "--messages-per-second 1000000 --message-burst 1000000 --bcrypt-cost 4",
+        "--max-connections-per-address 1000000 --auth-attempts-per-minute 1000000 --password-hash-queue 10000",
+    ].joined(separator: " ")
 
     /// The bundled server binary: the option, else a release build in the usual places.
     static func findBundledBinary(_ explicit: String?) throws -> String {

@@ -14,7 +14,8 @@ struct SwitchboardBench: AsyncParsableCommand {
             the generator find the process listening on a local port, or --start-server.
 
             Throughput runs need the server's per-user rate limit out of the way: --start-server passes \
-            --messages-per-second 1000000 --message-burst 1000000 --bcrypt-cost 4 to `switchboard serve`.
+            --messages-per-second 1000000 --message-burst 1000000 --bcrypt-cost 4, and lifts the limits on connections, \
+            logins and password hashes per address, to `switchboard serve`.
             """,
         subcommands: [Fanout.self, Connections.self, Writes.self, Recovery.self]
     )
@@ -46,6 +47,9 @@ struct TargetOptions: ParsableArguments {
     @Option(name: .customLong("server-arg"), help: "One more argument for the bundled server (repeat it).")
     var serverArguments: [String] = []
 
+    @Option(help: "The started server's database ({database}), e.g. a postgres:// URL of an empty database; default: a fresh SQLite file.")
+    var database: String?
+
     @Option(help: "Event-loop threads of the generator.")
     var threads: Int = 1
 
@@ -71,6 +75,7 @@ struct TargetOptions: ParsableArguments {
         options.serverBinary = serverBinary
         options.serverCommand = serverCommand
         options.serverArguments = serverArguments
+        options.database = database
         options.threads = threads
         options.progress = !quiet
         options.userPrefix = userPrefix
