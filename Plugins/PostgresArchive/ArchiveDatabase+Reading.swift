@@ -61,6 +61,8 @@ public struct ArchivedMessage: Sendable, Hashable, Codable {
     /// Milliseconds since the Unix epoch.
     public var editedAt: Int?
     public var deleted: Bool
+    /// Reaction counts by emoji.
+    public var reactions: [String: Int]
 }
 
 extension ArchiveDatabase {
@@ -123,7 +125,8 @@ extension ArchiveDatabase {
         let sql: PostgresQuery = """
             SELECT m.seq, m.id, m.user_id, coalesce(u.username, m.user_id), coalesce(u.display_name, m.user_id), m.content,
                    (extract(epoch FROM m.created_at) * 1000)::bigint, m.reply_to, m.meta::text,
-                   (extract(epoch FROM m.edited_at) * 1000)::bigint, m.deleted
+                   (extract(epoch FROM m.edited_at) * 1000)::bigint, m.deleted,
+                   (SELECT jsonb_object_agg(r.reaction, r.count)::text FROM \(unescaped: s).reactions r WHERE r.message_id = m.id)
             FROM \(unescaped: s).messages m LEFT JOIN \(unescaped: s).users u ON u.id = m.user_id
             WHERE m.room_id = \(roomId)
               AND (\(from)::timestamptz IS NULL OR m.created_at >= \(from))
@@ -132,13 +135,15 @@ extension ArchiveDatabase {
             """
         try await database("export room \(roomId)") {
             let rows = try await client.query(sql, logger: logger)
-            for try await (seq, id, userId, username, displayName, content, createdAt, replyTo, meta, editedAt, deleted)
-                in rows.decode((Int, String, String, String, String, String, Int, String?, String?, Int?, Bool).self)
+            let decoder = JSONDecoder()
+            for try await (seq, id, userId, username, displayName, content, createdAt, replyTo, meta, editedAt, deleted, reactions)
+                in rows.decode((Int, String, String, String, String, String, Int, String?, String?, Int?, Bool, String?).self)
             {
                 try each(
                     ArchivedMessage(
                         roomId: roomId, seq: seq, id: id, userId: userId, username: username, displayName: displayName, content: content,
-                        createdAt: createdAt, replyTo: replyTo, meta: meta, editedAt: editedAt, deleted: deleted))
+                        createdAt: createdAt, replyTo: replyTo, meta: meta, editedAt: editedAt, deleted: deleted,
+                        reactions: try reactions.map { try decoder.decode([String: Int].self, from: Data($0.utf8)) } ?? [:]))
             }
         }
     }
