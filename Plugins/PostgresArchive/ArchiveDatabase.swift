@@ -143,6 +143,9 @@ public struct ArchiveDatabase: Sendable {
             return try await body()
         } catch let error as ArchiveError {
             throw error
+        } catch let error as PostgresTransactionError {
+            if let ours = error.closureError as? ArchiveError { throw ours }
+            throw ArchiveError(.database, "cannot \(doing) in PostgreSQL at \(address.description)", cause: error.closureError ?? error.beginError ?? error.commitError ?? error)
         } catch {
             throw ArchiveError(.database, "cannot \(doing) in PostgreSQL at \(address.description)", cause: error)
         }
@@ -262,7 +265,7 @@ public struct ArchiveDatabase: Sendable {
     /// The number of archived messages (of one room, or of all), for tests and `archive` statistics.
     public func messageCount(roomId: String? = nil) async throws -> Int {
         try await database("count the archived messages") {
-            let rows = try await client.query("SELECT count(*)::bigint FROM \(unescaped: schema).messages WHERE \(roomId) IS NULL OR room_id = \(roomId)", logger: logger).collect()
+            let rows = try await client.query("SELECT count(*)::bigint FROM \(unescaped: schema).messages WHERE \(roomId)::text IS NULL OR room_id = \(roomId)", logger: logger).collect()
             return try rows.first?.decode(Int.self) ?? 0
         }
     }

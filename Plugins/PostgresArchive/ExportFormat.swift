@@ -102,7 +102,10 @@ public enum ExportFormat: String, Sendable, CaseIterable {
 
     /// `2026-11-30T19:40:00.123Z`.
     static func iso8601(_ milliseconds: Int) -> String {
-        Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(Date(timeIntervalSince1970: Double(milliseconds) / 1000))
+        // Whole seconds formatted, milliseconds appended: a Double of the whole time would round them.
+        let (seconds, fraction) = milliseconds.quotientAndRemainder(dividingBy: 1000)
+        let whole = Date(timeIntervalSince1970: Double(seconds)).formatted(.iso8601).dropLast()
+        return "\(whole).\(String(fraction + 1000).dropFirst())Z"
     }
 
     /// The nick a bridged message was written under (`meta.bridge.nick`), if any.

@@ -69,8 +69,10 @@ public struct PostgresArchivePlugin: Plugin {
             group.addTask {
                 for await event in events { archiver.observe(event) }
             }
-            // Each returns when the bot stops (the task is cancelled).
-            group.addTask { await archiver.run(client: context.client) }
+            // Returns when the bot stops (the task is cancelled). Only then does the pool stop: a
+            // query asked of a pool that no longer runs would wait for ever.
+            await archiver.run(client: context.client)
+            group.cancelAll()
         }
     }
 
@@ -115,7 +117,9 @@ public struct PostgresArchivePlugin: Plugin {
         guard !hits.isEmpty else { return "Nothing found for \"\(query)\" in your rooms." }
         let lines = hits.map { hit in
             let date = Date(timeIntervalSince1970: Double(hit.createdAt) / 1000).formatted(.iso8601.year().month().day())
-            return "#\(hit.roomName) · \(hit.username) · \(date): \(hit.snippet)"
+            // One line per hit, whatever the message's lines.
+            let snippet = hit.snippet.split(whereSeparator: \.isNewline).joined(separator: " ")
+            return "#\(hit.roomName) · \(hit.username) · \(date): \(snippet)"
         }
         return (["Found for \"\(query)\":"] + lines).joined(separator: "\n")
     }

@@ -60,7 +60,8 @@ import Testing
             let window = try await archive.search(SearchQuery(text: "deploy", from: from, to: to))
             #expect(Set(window.map { "\($0.roomId)#\($0.seq)" }) == ["r-ops#3", "r-dev#1"], "from is included, to is not")
             #expect(try await archive.search(SearchQuery(text: "deploy", limit: 2)).count == 2)
-            #expect(try await archive.search(SearchQuery(text: "deploy", onlyRooms: ["r-dev"])).allSatisfy { $0.roomId == "r-dev" })
+            let onlyDev = try await archive.search(SearchQuery(text: "deploy", onlyRooms: ["r-dev"]))
+            #expect(!onlyDev.isEmpty && onlyDev.allSatisfy { $0.roomId == "r-dev" })
             #expect(try await archive.search(SearchQuery(text: "deploy", onlyRooms: [])).isEmpty, "no room allowed, nothing found")
         }
     }
@@ -69,8 +70,9 @@ import Testing
         try await TestPostgres.withArchive { archive in
             await #expect(throws: ArchiveError.self) { try await archive.search(SearchQuery(text: "  ")) }
             await #expect(throws: ArchiveError.self) { try await archive.search(SearchQuery(text: "x", limit: 0)) }
-            // Syntax websearch_to_tsquery would choke on in to_tsquery is fine here.
-            #expect(try await archive.search(SearchQuery(text: "deploy & | ! (")).isEmpty)
+            // Operators to_tsquery would refuse are read as plain words by websearch_to_tsquery.
+            let symbols = try await archive.search(SearchQuery(text: "zebra & | ! ("))
+            #expect(symbols.isEmpty)
         }
     }
 }
