@@ -107,10 +107,11 @@ extension ArchiveDatabase {
     ///
     /// Throws ``ArchiveError`` `.notFound` when there is none, `.invalid` when the name is ambiguous.
     public func findRoom(_ room: String) async throws -> (id: String, name: String) {
-        let matches = try await rooms().filter { $0.id == room || $0.name.lowercased() == room.lowercased() }
+        let all = try await rooms()
+        let matches = all.filter { $0.id == room || $0.name.lowercased() == room.lowercased() }
         if let exact = matches.first(where: { $0.id == room }) { return exact }
         guard let first = matches.first else {
-            throw ArchiveError(.notFound, "the archive has no room \(room): `switchboard archive rooms` lists those it has")
+            throw ArchiveError(.notFound, "the archive has no room \(room); it has: \(all.map { "\($0.name) (\($0.id))" }.joined(separator: ", "))")
         }
         guard matches.count == 1 else {
             throw ArchiveError(.invalid, "several archived rooms are named \(room) (\(matches.map(\.id).joined(separator: ", "))): give the room's id")

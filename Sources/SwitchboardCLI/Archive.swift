@@ -22,7 +22,8 @@ struct ArchiveOptions: ParsableArguments {
     func withArchive<Result: Sendable>(_ body: @Sendable (ArchiveDatabase) async throws -> Result) async throws -> Result {
         guard !url.isEmpty else { throw ValidationError("give the archive's database with --url postgres://… (or SWITCHBOARD_ARCHIVE_URL)") }
         var logger = makeLogger()
-        logger.logLevel = max(logger.logLevel, .warning)
+        // postgres-nio warns of a lease asked before its pool started, which it then serves: noise here.
+        logger.logLevel = max(logger.logLevel, .error)
         do {
             return try await ArchiveDatabase.withDatabase(url: url, schema: schema, logger: logger, body)
         } catch let error as ArchiveError {
