@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "SwitchboardBots", targets: ["EchoBot", "DiceBot", "RemindBot", "WelcomeBot", "KarmaBot"]),
         .library(name: "SwitchboardPostgres", targets: ["SwitchboardPostgres"]),
         .library(name: "IRCBridge", targets: ["IRCBridge"]),
+        .library(name: "PostgresArchive", targets: ["PostgresArchive"]),
         .executable(name: "switchboard-bench", targets: ["LoadGenerator"]),
     ],
     dependencies: [
@@ -164,6 +165,21 @@ let package = Package(
             ],
             path: "Plugins/IRCBridge"
         ),
+        // The archive bridge, an agent plugin: every message into a PostgreSQL schema of its own,
+        // with full-text search and export. Not the server's PostgreSQL backend: only the agent kit,
+        // the client and postgres-nio.
+        .target(
+            name: "PostgresArchive",
+            dependencies: [
+                "SwitchboardAgent",
+                "SwitchboardClient",
+                "SwitchboardProtocol",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            path: "Plugins/PostgresArchive"
+        ),
         // Helpers for tests: a real server on port 0 and raw protocol clients.
         .target(
             name: "SwitchboardTesting",
@@ -189,6 +205,7 @@ let package = Package(
                 "EchoBot",
                 "IRCBridge",
                 "KarmaBot",
+                "PostgresArchive",
                 "RemindBot",
                 "SwitchboardAgent",
                 "WelcomeBot",
@@ -279,6 +296,17 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        // The archive bridge against a real PostgreSQL (scripts/services/postgres.sh) and a real chat server.
+        .testTarget(
+            name: "PostgresArchiveTests",
+            dependencies: [
+                "PostgresArchive",
+                "Spawn",
+                "SwitchboardAgentTesting",
+                "SwitchboardTesting",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
         .testTarget(

@@ -4,6 +4,7 @@ import EchoBot
 import IRCBridge
 import Foundation
 import KarmaBot
+import PostgresArchive
 import Logging
 import RemindBot
 import ServiceLifecycle
@@ -15,7 +16,7 @@ import WelcomeBot
 /// The plugins a configuration may name.
 let bundledPlugins: [PluginFactory] = [
     EchoPlugin.factory, DicePlugin.factory, RemindPlugin.factory, WelcomePlugin.factory, KarmaPlugin.factory,
-    ExecPlugin.factory, WebhooksPlugin.factory, IRCBridgePlugin.factory,
+    ExecPlugin.factory, WebhooksPlugin.factory, IRCBridgePlugin.factory, PostgresArchivePlugin.factory,
 ]
 
 struct AgentCommand: AsyncParsableCommand {

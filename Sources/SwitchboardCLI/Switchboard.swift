@@ -13,7 +13,7 @@ struct Switchboard: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchboard",
         abstract: "A self-hosted chat server, and the tools around it.",
-        subcommands: [Serve.self, Migrate.self, Export.self, Import.self, Users.self, Tokens.self, Rooms.self, Chat.self, Send.self, Tail.self, AgentCommand.self],
+        subcommands: [Serve.self, Migrate.self, Export.self, Import.self, Users.self, Tokens.self, Rooms.self, Chat.self, Send.self, Tail.self, AgentCommand.self, ArchiveCommand.self],
         defaultSubcommand: Serve.self
     )
 }
