@@ -18,7 +18,7 @@ swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name Switchboard
     -emit-module-path "$out/protocol/SwitchboardProtocol.swiftmodule" -emit-library -static \
     -o "$out/protocol/libSwitchboardProtocol.a" "$root"/Sources/SwitchboardProtocol/*.swift
 swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name SwitchboardFuzz -I "$out/protocol" \
-    "$root/Sources/SwitchboardServer/InputFuzzing.swift" "$root/Sources/SwitchboardServer/MessageFrameScanner.swift" \
+    "$root/Sources/SwitchboardServer/Codec/InputFuzzing.swift" "$root/Sources/SwitchboardServer/Codec/MessageFrameScanner.swift" \
     "$root/Tests/Fuzz/FuzzTarget.swift" "$out/protocol/libSwitchboardProtocol.a" -o "$out/fuzz"
 
 mkdir -p "$out/new-corpus"
