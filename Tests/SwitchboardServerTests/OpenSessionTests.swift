@@ -30,8 +30,8 @@ struct OpenSessionTests {
     @Test("a session is registered with its user's rooms: presence goes to room-mates, a polling session follows every room, closing announces offline")
     func openAndClose() async throws {
         let logger = Logger(label: "switchboard.test")
-        let store = try await SQLiteStore.open(path: try TestServer.temporaryDatabasePath(), logger: logger)
-        do {
+        // On the backend the suite runs on (SWITCHBOARD_TEST_DATABASE), as TestServer's are.
+        try await TestDatabase.selected.withStore(logger: logger) { store in
             let alice = try await store.createUser(NewUser(username: "alice", displayName: "alice", passwordHash: nil, isBot: false, now: 0))
             let bob = try await store.createUser(NewUser(username: "bob", displayName: "bob", passwordHash: nil, isBot: false, now: 0))
             let room = try await store.createRoom(NewRoom(name: "general", isPublic: false, creatorId: alice.id, memberIds: [bob.id], now: 0))
@@ -58,10 +58,6 @@ struct OpenSessionTests {
             #expect(aliceSink.closedWith == [.tokenRevoked])
             service.closeSession(aliceSession)
             #expect(hub.census().connections == 0)
-        } catch {
-            try await store.close()
-            throw error
         }
-        try await store.close()
     }
 }
