@@ -62,10 +62,12 @@ public struct PostgresArchivePlugin: Plugin {
         let database = try ArchiveDatabase(url: configuration.url, schema: configuration.schema, logger: logger)
         let archiver = Archiver(configuration: configuration, database: database, logger: logger)
         let events = context.client.events()
-        // The pool runs in a task of its own, not a child of this one: a child is cancelled with the
-        // bot at the same moment as the archiver, and a write the archiver or a command was starting
-        // would then wait for ever on a pool that no longer runs. It stops once nothing uses it.
-        let pool = Task { await database.run() }
+        // The pool runs detached, apart from the agent: postgres-nio's client stops at the service
+        // group's graceful shutdown (`cancelWhenGracefulShutdown`), which a child task or a `Task {}`
+        // sees (a task-local) the moment the agent is asked to stop. The archiver or a command could
+        // then be in the middle of a write, which waited for ever, so the agent never stopped. The
+        // pool stops here, once the archiver and the commands no longer use it.
+        let pool = Task.detached { await database.run() }
         current.set(database)
         await withDiscardingTaskGroup { group in
             group.addTask {
