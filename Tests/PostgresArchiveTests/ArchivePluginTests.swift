@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import SwitchboardAgent
 import SwitchboardAgentTesting
 import SwitchboardProtocol
@@ -102,6 +103,25 @@ import Testing
             throw error
         }
         await postgres.destroy()
+    }
+
+    @Test func theAgentStopsWhileMessagesAreBeingArchived() async throws {
+        try await Self.withArchivingBot { test, archive in
+            for index in 1...100 { try await test.say("busy \(index)") }
+            // Asked to stop while batches are written (the pool once stopped first, at the agent's
+            // graceful shutdown, and the write in flight then waited for ever). Raced against a
+            // deadline rather than awaited, so that a hang fails the test instead of the process.
+            let stopped = Mutex(false)
+            let stopping = Task {
+                await test.stopAgent()
+                stopped.withLock { $0 = true }
+            }
+            try await eventually("the agent stopped", timeout: .seconds(30)) { stopped.withLock { $0 } }
+            await stopping.value
+            try await test.startAgent()
+            try await eventually("all 100 archived") { try await archive.messageCount(roomId: test.room.id) == 100 }
+            #expect(try await Self.seqs(archive, room: test.room.id) == Array(1...100))
+        }
     }
 
     @Test func searchShowsAUserOnlyTheRoomsTheyAreAMemberOf() async throws {
