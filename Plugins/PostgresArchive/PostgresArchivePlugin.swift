@@ -62,23 +62,29 @@ public struct PostgresArchivePlugin: Plugin {
         let database = try ArchiveDatabase(url: configuration.url, schema: configuration.schema, logger: logger)
         let archiver = Archiver(configuration: configuration, database: database, logger: logger)
         let events = context.client.events()
+        // The pool runs detached, apart from the agent: postgres-nio's client stops at the service
+        // group's graceful shutdown (`cancelWhenGracefulShutdown`), which a child task or a `Task {}`
+        // sees (a task-local) the moment the agent is asked to stop. The archiver or a command could
+        // then be in the middle of a write, which waited for ever, so the agent never stopped. The
+        // pool stops here, once the archiver and the commands no longer use it.
+        let pool = Task.detached { await database.run() }
         current.set(database)
-        defer { current.clear(database) }
         await withDiscardingTaskGroup { group in
-            group.addTask { await database.run() }
             group.addTask {
                 for await event in events { archiver.observe(event) }
             }
-            // Returns when the bot stops (the task is cancelled). Only then does the pool stop: a
-            // query asked of a pool that no longer runs would wait for ever.
+            // Returns when the bot stops (the task is cancelled).
             await archiver.run(client: context.client)
             group.cancelAll()
         }
+        await current.clear()
+        pool.cancel()
+        await pool.value
     }
 
     public func onSchedule(_ job: ScheduledJob, context: PluginContext) async throws {
-        guard job.id == Self.retentionJob, let database = current.database else { return }
-        try await applyRetention(database: database, now: context.now)
+        guard job.id == Self.retentionJob else { return }
+        _ = try await current.withDatabase { database in try await applyRetention(database: database, now: context.now) }
     }
 
     /// Deletes from each archived room the messages older than its maximum age.
@@ -92,18 +98,16 @@ public struct PostgresArchivePlugin: Plugin {
 
     private func search(_ call: CommandCall, context: PluginContext) async throws {
         let asker = call.message.userId
-        let text: String
-        if let database = current.database {
+        let query = call.string("query") ?? ""
+        let found = try await current.withDatabase { database in
             // Membership as the server sees it now, not as the archive remembers it.
             var allowed: [String] = []
             for room in try await database.rooms() {
                 if let live = try? await context.client.room(room.id), live.members.contains(asker) { allowed.append(room.id) }
             }
-            let hits = try await database.search(SearchQuery(text: call.string("query") ?? "", limit: 5, onlyRooms: allowed))
-            text = Self.describe(hits, query: call.string("query") ?? "")
-        } else {
-            text = "The archive is not connected to its database yet; try again in a moment."
+            return Self.describe(try await database.search(SearchQuery(text: query, limit: 5, onlyRooms: allowed)), query: query)
         }
+        let text = found ?? "The archive is not connected to its database yet; try again in a moment."
         // Results of private rooms never go to a room where others would read them.
         if call.message.isDirect {
             try await context.reply(text)
@@ -125,13 +129,51 @@ public struct PostgresArchivePlugin: Plugin {
     }
 }
 
-/// The database of the running archive, if it runs.
+/// The database of the running archive, if it runs, and how many commands use it: the pool
+/// stops only once they are done (a query on a stopped pool would wait for ever).
 final class DatabaseHolder: Sendable {
-    private let value = Mutex<ArchiveDatabase?>(nil)
+    private struct State {
+        var database: ArchiveDatabase?
+        var users = 0
+        var idle: [CheckedContinuation<Void, Never>] = []
+    }
 
-    var database: ArchiveDatabase? { value.withLock { $0 } }
-    func set(_ database: ArchiveDatabase) { value.withLock { $0 = database } }
-    func clear(_ database: ArchiveDatabase) {
-        value.withLock { if $0?.client === database.client { $0 = nil } }
+    private let state = Mutex(State())
+
+    func set(_ database: ArchiveDatabase) { state.withLock { $0.database = database } }
+
+    /// Runs `body` with the running database, which stays running meanwhile; `nil` when none runs.
+    func withDatabase<Result: Sendable>(_ body: (ArchiveDatabase) async throws -> Result) async throws -> Result? {
+        let database = state.withLock { state -> ArchiveDatabase? in
+            guard let database = state.database else { return nil }
+            state.users += 1
+            return database
+        }
+        guard let database else { return nil }
+        defer { release() }
+        return try await body(database)
+    }
+
+    /// Takes the database away from new users; returns once those using it are done.
+    func clear() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                state.database = nil
+                if state.users == 0 { return true }
+                state.idle.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    private func release() {
+        let waiting = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.users -= 1
+            guard state.users == 0 else { return [] }
+            defer { state.idle = [] }
+            return state.idle
+        }
+        for continuation in waiting { continuation.resume() }
     }
 }
