@@ -72,6 +72,9 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// Cuts the TCP connection when the close handshake does not finish in time (the client
     /// stopped reading, so the close frame waits behind its queue).
     private var closeDeadline: Scheduled<Void>?
+    /// The last ping's deadline; cancelled when the connection ends, so that it does not keep this
+    /// handler (and its buffers) alive for `pingTimeout` after the close.
+    private var pingDeadline: Scheduled<Void>?
     /// Frames written only while the socket is writable, and the promise to complete when all are.
     private var paced: (frames: ArraySlice<OutgoingFrame>, promise: EventLoopPromise<Void>)?
     private var writingPaced = false
@@ -137,6 +140,8 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         pingTask = nil
         closeDeadline?.cancel()
         closeDeadline = nil
+        pingDeadline?.cancel()
+        pingDeadline = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -360,7 +365,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         payload.writeInteger(UInt64(number))
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: payload)), promise: nil)
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        context.eventLoop.scheduleTask(in: pingTimeout) {
+        pingDeadline = context.eventLoop.scheduleTask(in: pingTimeout) {
             let handler = handler.value
             if handler.heartbeat.timeoutDue(number: number) == .close {
                 handler.logger.debug("cutting a connection that did not answer a ping")
