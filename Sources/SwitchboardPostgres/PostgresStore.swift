@@ -330,8 +330,11 @@ extension PostgresStore {
 
     /// Names are written into SQL (they cannot be bound parameters): only plain, lowercase ones.
     static func checkIdentifier(_ name: String, kind: String) throws {
-        guard !name.isEmpty, name.count <= 63, name.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_") }) else {
-            throw StoreError(.unavailable, "\(name) is not a \(kind) name of a-z, 0-9 and _ (at most 63)")
+        // Written unquoted into SQL, so it must be a plain identifier: no digit first.
+        guard let first = name.first, !first.isNumber, name.count <= 63,
+            name.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_") })
+        else {
+            throw StoreError(.unavailable, "\(name) is not a \(kind) name: a-z, 0-9 and _, not starting with a digit, at most 63")
         }
     }
 }
