@@ -121,7 +121,7 @@ final class IRCTestPeer: Sendable {
     }
 
     /// The next PRIVMSG to `channel`, waiting for it.
-    func privmsg(to channel: String, timeout: Duration = .seconds(10)) async throws -> IRCMessage {
+    func privmsg(to channel: String, timeout: Duration = .seconds(20)) async throws -> IRCMessage {
         try await next(timeout: timeout) { $0.command == "PRIVMSG" && IRCCase.equal($0.parameters.first ?? "", channel) }
     }
 

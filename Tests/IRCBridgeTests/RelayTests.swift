@@ -117,7 +117,7 @@ func withBridgedRoom(
 
 extension TestSocket {
     /// The next chat message in a room, from anyone.
-    func message(timeout: Duration = .seconds(10)) async throws -> Message {
+    func message(timeout: Duration = .seconds(20)) async throws -> Message {
         try await next("message", timeout: timeout).decode(Message.self)
     }
 }
