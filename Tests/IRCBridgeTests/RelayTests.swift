@@ -54,10 +54,12 @@ func withRelay<Result: Sendable>(
         relay.resolve(roomId: room.id, name: room.name)
         let messages = chat.messages(in: room.id)
         let botId = fixture.bot.user.id
+        // Subscribed before the body runs: a subscription started beside it could take its
+        // start position after the body's first message, and so never relay it.
+        _ = try await chat.subscribe(to: room.id)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await relay.run() }
             group.addTask {
-                _ = try await chat.subscribe(to: room.id)
                 for await message in messages where message.userId != botId {
                     let sender = [fixture.ann.user.id: "ann", fixture.bob.user.id: "bob"][message.userId] ?? message.userId
                     let quote = await ReplyQuote.lookUp(for: message, client: chat)
