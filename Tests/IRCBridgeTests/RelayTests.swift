@@ -35,7 +35,9 @@ struct RelayFixture {
 }
 
 /// Runs a relay between the fixture's room and `network`, as the plugin does: chat messages of
-/// others go to IRC in order; IRC messages come to chat through the client's outbox.
+/// others go to IRC in order; IRC messages come to chat through the client's outbox. With the
+/// fixture's own server, the bot has joined the room before `body` runs; with `chatURL` (a server
+/// that may not be up yet) it joins when it can.
 func withRelay<Result: Sendable>(
     _ fixture: RelayFixture,
     network: IRCNetworkConfiguration,
@@ -54,12 +56,13 @@ func withRelay<Result: Sendable>(
         relay.resolve(roomId: room.id, name: room.name)
         let messages = chat.messages(in: room.id)
         let botId = fixture.bot.user.id
-        // Subscribed before the body runs: a subscription started beside it could take its
-        // start position after the body's first message, and so never relay it.
-        _ = try await chat.subscribe(to: room.id)
+        // Subscribed before the body runs: a subscription started beside it could join after
+        // the body's first message, and so never relay it. (Not when the chat server starts later.)
+        if chatURL == nil { _ = try await chat.subscribe(to: room.id) }
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await relay.run() }
             group.addTask {
+                if chatURL != nil { _ = try await chat.subscribe(to: room.id) }
                 for await message in messages where message.userId != botId {
                     let sender = [fixture.ann.user.id: "ann", fixture.bob.user.id: "bob"][message.userId] ?? message.userId
                     let quote = await ReplyQuote.lookUp(for: message, client: chat)
