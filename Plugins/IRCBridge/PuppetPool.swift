@@ -8,7 +8,8 @@ public struct PuppetOptions: Sendable, Hashable, Decodable {
     public var enabled = false
     /// The most puppets connected at once; past it, new speakers use the relay nick. Default 10.
     public var limit = 10
-    /// Added to every puppet's nick, so that IRC users can tell them from people. Default `[m]`.
+    /// Added to every puppet's nick, so that IRC users can tell them from people; shorter than
+    /// `maxNickLength`. Default `[m]`.
     public var suffix = "[m]"
     /// The longest nick to ask for, suffix included (many networks allow 16 or more). Default 16.
     public var maxNickLength = 16
@@ -40,6 +41,9 @@ public struct PuppetOptions: Sendable, Hashable, Decodable {
         )
         if suffix.contains(where: { !PuppetPool.isNickCharacter($0) }) {
             throw DecodingError.dataCorruptedError(forKey: .suffix, in: c, debugDescription: "the puppet suffix \(suffix.debugDescription) has characters a nick cannot have: use letters, digits and []\\`_^{|}-")
+        }
+        if suffix.count >= maxNickLength {
+            throw DecodingError.dataCorruptedError(forKey: .suffix, in: c, debugDescription: "the puppet suffix \(suffix.debugDescription) leaves no room for a name in nicks of at most \(maxNickLength) characters: shorten it or raise maxNickLength")
         }
     }
 }

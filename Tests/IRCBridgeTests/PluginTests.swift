@@ -70,5 +70,11 @@ struct PluginTests {
         #expect(throws: DecodingError.self) {
             try YAMLDecoder().decode(IRCBridgeConfiguration.self, from: #"networks: [{server: irc.example.org, puppets: {suffix: "[ m]"}}]"#)
         }
+        // A suffix that leaves no room for a name would give nicks over the maximum.
+        #expect(throws: DecodingError.self) {
+            try YAMLDecoder().decode(IRCBridgeConfiguration.self, from: #"networks: [{server: irc.example.org, puppets: {suffix: "[matrix]", maxNickLength: 8}}]"#)
+        }
+        let tight = try YAMLDecoder().decode(IRCBridgeConfiguration.self, from: #"networks: [{server: irc.example.org, puppets: {enabled: true, suffix: "[matrix]", maxNickLength: 9}}]"#)
+        #expect(PuppetPool(tight.networks[0].puppets).uniqueNick(for: "ann") == "a[matrix]")
     }
 }
