@@ -3,6 +3,14 @@ import Synchronization
 import SwitchboardClient
 import SwitchboardProtocol
 
+/// What an archiver did, counted across its runs (for tests).
+final class ArchiverStatistics: Sendable {
+    private let listings = Atomic<Int>(0)
+    /// How many times the bot's rooms were listed again.
+    var roomListings: Int { listings.load(ordering: .relaxed) }
+    func listedRooms() { listings.add(1, ordering: .relaxed) }
+}
+
 /// Archives the rooms of one bot connection: events in, transactions out.
 ///
 /// ``observe(_:)`` takes the client's events (never blocks); ``run(client:)`` is the one writer:
@@ -17,6 +25,8 @@ final class Archiver: Sendable {
 
     private struct State {
         var rooms: [String: Tracked] = [:]
+        /// Rooms of the bot that the configuration leaves out: their messages need no new listing.
+        var skipped: Set<String> = []
         var rescan = true
         /// Live reaction counts not yet written, by message id (the newest counts win).
         var reactions: [String: ReactionEvent] = [:]
@@ -25,6 +35,7 @@ final class Archiver: Sendable {
     private let configuration: ArchiveConfiguration
     private let database: ArchiveDatabase
     private let logger: Logger
+    private let statistics: ArchiverStatistics
     private let state = Mutex(State())
     private let bell: AsyncStream<Void>
     private let ring: AsyncStream<Void>.Continuation
@@ -32,10 +43,11 @@ final class Archiver: Sendable {
     private var bufferCapacity: Int { configuration.batchSize * 4 }
     private static let reactionCapacity = 10_000
 
-    init(configuration: ArchiveConfiguration, database: ArchiveDatabase, logger: Logger) {
+    init(configuration: ArchiveConfiguration, database: ArchiveDatabase, logger: Logger, statistics: ArchiverStatistics = ArchiverStatistics()) {
         self.configuration = configuration
         self.database = database
         self.logger = logger
+        self.statistics = statistics
         (bell, ring) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -47,6 +59,7 @@ final class Archiver: Sendable {
             switch event {
             case .message(let message), .messageSent(let message):
                 guard state.rooms[message.roomId] != nil else {
+                    if state.skipped.contains(message.roomId) { return false }
                     state.rescan = true
                     return true
                 }
@@ -103,11 +116,13 @@ final class Archiver: Sendable {
 
     /// Lists the bot's rooms and the archived positions: what every room resumes from.
     private func rescan(client: ChatClient) async throws {
+        statistics.listedRooms()
         let summaries = try await client.rooms()
         let positions = try await database.positions()
         let capacity = bufferCapacity
         state.withLock { state in
-            for summary in summaries where configuration.archives(roomId: summary.room.id, name: summary.room.name) {
+            state.skipped = Set(summaries.filter { !configuration.archives(roomId: $0.room.id, name: $0.room.name) }.map(\.room.id))
+            for summary in summaries where !state.skipped.contains(summary.room.id) {
                 var tracked = state.rooms[summary.room.id] ?? Tracked(room: summary.room, progress: RoomProgress(capacity: capacity))
                 tracked.room = summary.room
                 tracked.progress.loaded(position: positions[summary.room.id] ?? 0)

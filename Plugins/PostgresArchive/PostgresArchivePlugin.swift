@@ -27,6 +27,8 @@ public struct PostgresArchivePlugin: Plugin {
     private let logger: Logger
     /// The database of the running connection, for commands and schedules.
     private let current = DatabaseHolder()
+    /// What the archiver did, for tests.
+    let statistics = ArchiverStatistics()
     static let retentionJob = "retention"
 
     /// An archive; it connects when the agent runs it.
@@ -60,7 +62,7 @@ public struct PostgresArchivePlugin: Plugin {
     public func run(context: PluginContext) async throws {
         // A pool per run: postgres-nio's client runs once, and `run` is started again after a failure.
         let database = try ArchiveDatabase(url: configuration.url, schema: configuration.schema, logger: logger)
-        let archiver = Archiver(configuration: configuration, database: database, logger: logger)
+        let archiver = Archiver(configuration: configuration, database: database, logger: logger, statistics: statistics)
         let events = context.client.events()
         // The pool runs detached, apart from the agent: postgres-nio's client stops at the service
         // group's graceful shutdown (`cancelWhenGracefulShutdown`), which a child task or a `Task {}`

@@ -61,6 +61,29 @@ import Testing
         }
     }
 
+    @Test func messagesOfARoomNotArchivedDoNotListTheRoomsAgain() async throws {
+        let url = try TestPostgres.url
+        let schema = TestPostgres.uniqueSchema()
+        let plugin = PostgresArchivePlugin(configuration: ArchiveConfiguration(url: url, schema: schema, rooms: ["test-room"], batchSize: 100), logger: TestPostgres.logger)
+        try await ArchiveDatabase.withDatabase(url: url, schema: schema, logger: TestPostgres.logger) { archive in
+            try await BotTest.run(plugins: [plugin], logger: TestPostgres.logger) { test in
+                // The first direct message makes a room the archive has not seen: one listing
+                // finds it, and that it is not archived. A later message of the archived room is
+                // written after that listing (one writer, events in order).
+                let direct = try await test.sayDirect("not archived")
+                _ = try await test.say("archived")
+                try await eventually("the room's message archived") { try await archive.messageCount(roomId: test.room.id) == 1 }
+                let listings = plugin.statistics.roomListings
+
+                for number in 1...5 { try await test.sayDirect("not archived either \(number)") }
+                _ = try await test.say("archived too")
+                try await eventually("the second message archived") { try await archive.messageCount(roomId: test.room.id) == 2 }
+                #expect(plugin.statistics.roomListings == listings)
+                #expect(try await archive.positions()[direct.roomId] == nil)
+            }
+        }
+    }
+
     @Test func backfillsWhatWasSentWhileTheAgentWasDown() async throws {
         try await Self.withArchivingBot { test, archive in
             try await test.say("before")
