@@ -6,10 +6,11 @@ import SwitchboardStore
 
 /// A ``ChatStore`` kept in one SQLite file, for a server that runs as one process.
 ///
-/// One writer connection, on a thread of its own so that its fsyncs never hold up reads, does every
-/// write; a few reader connections answer queries meanwhile, which WAL mode allows. Messages sent at
-/// the same time are stored in one transaction (group commit): one fsync covers them all, and each
-/// `append` returns only after that commit.
+/// One writer thread, of its own so that its fsyncs never hold up reads, does every write, one at a
+/// time: messages on a connection driven synchronously (``DirectConnection``), everything else on a
+/// sqlite-nio connection; a few reader connections answer queries meanwhile, which WAL mode allows.
+/// Messages sent at the same time are stored in one transaction (group commit): one fsync covers
+/// them all, and each `append` returns only after that commit.
 ///
 /// ```swift
 /// let store = try await SQLiteStore.open(path: "switchboard.db", logger: logger)
