@@ -114,6 +114,14 @@ enum Schema {
         _ = try await connection.query("PRAGMA busy_timeout = \(max(configuration.busyTimeoutMilliseconds, 0))")
     }
 
+    /// The connection of group commits: the writer's settings (the file is in WAL mode already).
+    static func configureBatchWriter(_ connection: DirectConnection, configuration: SQLiteStore.Configuration) throws {
+        try connection.execute("PRAGMA synchronous = \(configuration.synchronous.rawValue)")
+        try connection.execute("PRAGMA cache_size = -32768")
+        try connection.execute("PRAGMA foreign_keys = ON")
+        try connection.execute("PRAGMA busy_timeout = \(max(configuration.busyTimeoutMilliseconds, 0))")
+    }
+
     /// Readers never write; `query_only` turns a mistake into an error instead of a second writer.
     static func configureReader(_ connection: SQLiteConnection, configuration: SQLiteStore.Configuration) async throws {
         _ = try await connection.query("PRAGMA busy_timeout = \(max(configuration.busyTimeoutMilliseconds, 0))")

@@ -155,8 +155,10 @@ extension SQLiteStore {
     /// Stores a batch in one transaction and answers its callers only after COMMIT.
     private func commitBatch(_ batch: [PendingAppend]) async {
         do {
-            let outcome = try await Self.transaction(on: writer) { connection in
-                try await storeBatch(batch, on: connection)
+            let calls = batch.map(\.messages)
+            // The whole batch is one job on the writer's thread: no hop between its statements.
+            let outcome = try await writerThreadPool.runIfActive {
+                try self.batchWriter.transaction { try self.storeBatch(calls, on: self.batchWriter) }
             }
             lastSeqCache.withLock { cache in cache.merge(outcome.lastSeqs) { _, committed in committed } }
             committedBatches.add(1, ordering: .relaxed)
@@ -176,22 +178,36 @@ extension SQLiteStore {
         }
     }
 
-    /// The statements of one group commit: a fixed handful whatever the batch size, because each
-    /// statement costs a thread hop and a prepare. What to write is the planner's to say.
-    private func storeBatch(_ batch: [PendingAppend], on connection: SQLiteConnection) async throws -> BatchOutcome {
-        let calls = batch.map(\.messages)
-        let lastSeqs = try await loadLastSeqs(of: Set(calls.flatMap { $0.map(\.roomId) }), on: connection)
+    /// The statements of one group commit, one row each: each is prepared once and kept, and a
+    /// statement that changes one row needs no statement journal (a multi-row one would copy every
+    /// page it changes, so that it alone could be undone; here a failure undoes the whole batch).
+    private func storeBatch(_ calls: [[NewMessage]], on connection: DirectConnection) throws -> BatchOutcome {
+        let lastSeqs = try loadLastSeqs(of: Set(calls.flatMap { $0.map(\.roomId) }), on: connection)
         let clientKeys = AppendPlanner.clientKeys(of: calls, existingRooms: Set(lastSeqs.keys))
-        let plan = AppendPlanner.plan(calls, lastSeqs: lastSeqs, stored: try await storedMessages(clientKeys: clientKeys, on: connection))
-        try await insert(plan.newMessages, on: connection)
-        try await saveLastSeqs(of: plan.changedRooms, lastSeqs: plan.lastSeqs, on: connection)
-        try await moveReadMarkers(plan.readMarkers, on: connection)
+        let plan = AppendPlanner.plan(calls, lastSeqs: lastSeqs, stored: try storedMessages(clientKeys: clientKeys, on: connection))
+        try insert(plan.newMessages, on: connection)
+        try connection.withStatement("UPDATE rooms SET last_seq = ?1 WHERE id = ?2") { statement in
+            for roomId in plan.changedRooms {
+                try statement.bind(1, plan.lastSeqs[roomId] ?? 0)
+                try statement.bind(2, roomId)
+                try statement.run()
+            }
+        }
+        // Sending a message means having read the room up to it.
+        try connection.withStatement("UPDATE members SET read_seq = max(read_seq, ?3) WHERE room_id = ?1 AND user_id = ?2") { statement in
+            for marker in plan.readMarkers {
+                try statement.bind(1, marker.roomId)
+                try statement.bind(2, marker.userId)
+                try statement.bind(3, marker.seq)
+                try statement.run()
+            }
+        }
         return BatchOutcome(results: plan.results.map { $0.mapError { $0 as any Error } }, lastSeqs: plan.lastSeqs)
     }
 
     /// The newest `seq` of each existing room among `roomIds`: from the cache, else from the
-    /// database in one query. Unknown rooms are absent from the answer.
-    private func loadLastSeqs(of roomIds: Set<String>, on connection: SQLiteConnection) async throws -> [String: Int] {
+    /// database. Unknown rooms are absent from the answer.
+    private func loadLastSeqs(of roomIds: Set<String>, on connection: DirectConnection) throws -> [String: Int] {
         var lastSeqs: [String: Int] = [:]
         let uncached: [String] = lastSeqCache.withLock { cache in
             roomIds.filter { roomId in
@@ -200,73 +216,65 @@ extension SQLiteStore {
                 return false
             }
         }
-        for chunk in uncached.chunks(ofCount: SQL.maxVariables) {
-            let rows = try await connection.query(
-                "SELECT id, last_seq FROM rooms WHERE id IN (\(SQL.list(chunk.count)))", chunk.map { .text($0) })
-            for row in rows { lastSeqs[try row.text("id")] = try row.integer("last_seq") }
+        guard !uncached.isEmpty else { return lastSeqs }
+        try connection.withStatement("SELECT last_seq FROM rooms WHERE id = ?1") { statement in
+            for roomId in uncached {
+                try statement.bind(1, roomId)
+                if try statement.step() { lastSeqs[roomId] = statement.integer(0) }
+                while try statement.step() {}
+            }
         }
         return lastSeqs
     }
 
-    /// The stored messages with these idempotency keys. Matched on the whole key, so that clients
-    /// whose ids repeat across users and rooms (say, counters) do not make the lookup read them all.
-    private func storedMessages(clientKeys: Set<ClientKey>, on connection: SQLiteConnection) async throws -> [ClientKey: Message] {
+    /// The stored messages with these idempotency keys, each found by the `client_id` index.
+    private func storedMessages(clientKeys: Set<ClientKey>, on connection: DirectConnection) throws -> [ClientKey: Message] {
+        guard !clientKeys.isEmpty else { return [:] }
         var stored: [ClientKey: Message] = [:]
-        for chunk in Array(clientKeys).chunks(ofCount: SQL.maxVariables / 3) {
-            let rows = try await connection.query(
-                """
-                SELECT \(Columns.message("m")) FROM (VALUES \(SQL.rows(chunk.count, columns: 3))) AS wanted
-                JOIN messages m ON m.client_id = wanted.column1 AND m.room_id = wanted.column2 AND m.user_id = wanted.column3
-                WHERE m.client_id IS NOT NULL
-                """, chunk.flatMap { key in [.text(key.clientId), .text(key.roomId), .text(key.userId)] })
-            for row in rows {
-                let message = try Decode.message(row)
-                if let clientKey = message.clientKey { stored[clientKey] = message }
+        try connection.withStatement(
+            """
+            SELECT id, room_id, seq, user_id, content, created_at, client_id, reply_to, meta, edited_at, deleted, reactions
+            FROM messages WHERE client_id = ?1 AND room_id = ?2 AND user_id = ?3 AND client_id IS NOT NULL
+            """
+        ) { statement in
+            for key in clientKeys {
+                try statement.bind(1, key.clientId)
+                try statement.bind(2, key.roomId)
+                try statement.bind(3, key.userId)
+                while try statement.step() {
+                    let reactions = statement.text(11)
+                    stored[key] = Message(
+                        id: statement.text(0), roomId: statement.text(1), seq: statement.integer(2), userId: statement.text(3),
+                        content: statement.text(4), createdAt: statement.integer(5), clientId: statement.optionalText(6),
+                        replyTo: statement.optionalText(7), meta: try statement.optionalText(8).map { try Wire.decode(JSONValue.self, from: $0) },
+                        editedAt: statement.optionalInteger(9), deleted: statement.integer(10) != 0,
+                        reactions: reactions == "{}" ? [:] : try Wire.decode([String: Int].self, from: reactions))
+                }
             }
         }
         return stored
     }
 
-    private func insert(_ messages: [Message], on connection: SQLiteConnection) async throws {
-        let columnCount = 9
-        for chunk in messages.chunks(ofCount: SQL.maxVariables / columnCount) {
-            var binds: [SQLiteData] = []
-            binds.reserveCapacity(chunk.count * columnCount)
-            for message in chunk {
-                binds += [
-                    .text(message.roomId), .integer(message.seq), .text(message.id), .text(message.userId),
-                    .text(message.content), .integer(message.createdAt), .optionalText(message.clientId),
-                    .optionalText(message.replyTo), .optionalText(try message.meta.map { try Wire.encodeString($0) }),
-                ]
+    private func insert(_ messages: [Message], on connection: DirectConnection) throws {
+        guard !messages.isEmpty else { return }
+        try connection.withStatement(
+            """
+            INSERT INTO messages (room_id, seq, id, user_id, content, created_at, client_id, reply_to, meta)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+            """
+        ) { statement in
+            for message in messages {
+                try statement.bind(1, message.roomId)
+                try statement.bind(2, message.seq)
+                try statement.bind(3, message.id)
+                try statement.bind(4, message.userId)
+                try statement.bind(5, message.content)
+                try statement.bind(6, message.createdAt)
+                try statement.bind(7, message.clientId)
+                try statement.bind(8, message.replyTo)
+                try statement.bind(9, try message.meta.map { try Wire.encodeString($0) })
+                try statement.run()
             }
-            _ = try await connection.query(
-                """
-                INSERT INTO messages (room_id, seq, id, user_id, content, created_at, client_id, reply_to, meta)
-                VALUES \(SQL.rows(chunk.count, columns: columnCount))
-                """, binds)
-        }
-    }
-
-    private func saveLastSeqs(of roomIds: Set<String>, lastSeqs: [String: Int], on connection: SQLiteConnection) async throws {
-        for chunk in Array(roomIds).chunks(ofCount: SQL.maxVariables / 2) {
-            _ = try await connection.query(
-                """
-                UPDATE rooms SET last_seq = changed.column2
-                FROM (VALUES \(SQL.rows(chunk.count, columns: 2))) AS changed
-                WHERE rooms.id = changed.column1
-                """, chunk.flatMap { roomId in [.text(roomId), .integer(lastSeqs[roomId] ?? 0)] })
-        }
-    }
-
-    /// Sending a message means having read the room up to it.
-    private func moveReadMarkers(_ markers: [ReadMarker], on connection: SQLiteConnection) async throws {
-        for chunk in markers.chunks(ofCount: SQL.maxVariables / 3) {
-            _ = try await connection.query(
-                """
-                UPDATE members SET read_seq = max(read_seq, sent.column3)
-                FROM (VALUES \(SQL.rows(chunk.count, columns: 3))) AS sent
-                WHERE members.room_id = sent.column1 AND members.user_id = sent.column2
-                """, chunk.flatMap { marker in [.text(marker.roomId), .text(marker.userId), .integer(marker.seq)] })
         }
     }
 }

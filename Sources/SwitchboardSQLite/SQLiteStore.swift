@@ -6,10 +6,11 @@ import SwitchboardStore
 
 /// A ``ChatStore`` kept in one SQLite file, for a server that runs as one process.
 ///
-/// One writer connection, on a thread of its own so that its fsyncs never hold up reads, does every
-/// write; a few reader connections answer queries meanwhile, which WAL mode allows. Messages sent at
-/// the same time are stored in one transaction (group commit): one fsync covers them all, and each
-/// `append` returns only after that commit.
+/// One writer thread, of its own so that its fsyncs never hold up reads, does every write, one at a
+/// time: messages on a connection driven synchronously (``DirectConnection``), everything else on a
+/// sqlite-nio connection; a few reader connections answer queries meanwhile, which WAL mode allows.
+/// Messages sent at the same time are stored in one transaction (group commit): one fsync covers
+/// them all, and each `append` returns only after that commit.
 ///
 /// ```swift
 /// let store = try await SQLiteStore.open(path: "switchboard.db", logger: logger)
@@ -63,8 +64,11 @@ public final class SQLiteStore: ChatStore {
 
     let configuration: Configuration
     let logger: Logger
-    /// The only connection that writes; only the write queue's drain task uses it.
+    /// The connection for every write but messages; only the write queue's drain task uses it.
     let writer: SQLiteConnection
+    /// The connection that stores messages, in group commits run on the writer's thread; only the
+    /// write queue's drain task uses it, so it and `writer` never write at the same time.
+    let batchWriter: DirectConnection
     let writerThreadPool: NIOThreadPool
     let readers: ReaderPool
     let checkpointer: Checkpointer?
@@ -76,12 +80,13 @@ public final class SQLiteStore: ChatStore {
     let committedBatches = Atomic<Int>(0)
 
     private init(
-        configuration: Configuration, logger: Logger, writer: SQLiteConnection, writerThreadPool: NIOThreadPool, readers: [SQLiteConnection],
-        checkpointer: Checkpointer?
+        configuration: Configuration, logger: Logger, writer: SQLiteConnection, batchWriter: DirectConnection, writerThreadPool: NIOThreadPool,
+        readers: [SQLiteConnection], checkpointer: Checkpointer?
     ) {
         self.configuration = configuration
         self.logger = logger
         self.writer = writer
+        self.batchWriter = batchWriter
         self.writerThreadPool = writerThreadPool
         self.readers = ReaderPool(connections: readers)
         self.checkpointer = checkpointer
@@ -102,6 +107,7 @@ public final class SQLiteStore: ChatStore {
         writerThreadPool.start()
         var opened: [SQLiteConnection] = []
         var checkpointer: Checkpointer?
+        var batchWriter: DirectConnection?
         do {
             let writer = try await SQLiteConnection.open(
                 storage: .file(path: path), threadPool: writerThreadPool, logger: logger,
@@ -109,6 +115,17 @@ public final class SQLiteStore: ChatStore {
             opened.append(writer)
             try await Schema.configureWriter(writer, configuration: configuration, logger: logger)
             try await Schema.migrate(writer, logger: logger)
+            let directWriter = try await writerThreadPool.runIfActive { [configuration] in
+                let connection = try DirectConnection(path: path)
+                do {
+                    try Schema.configureBatchWriter(connection, configuration: configuration)
+                    return connection
+                } catch {
+                    connection.close()
+                    throw error
+                }
+            }
+            batchWriter = directWriter
             var readers: [SQLiteConnection] = []
             for _ in 0..<configuration.readerCount {
                 let reader = try await SQLiteConnection.open(
@@ -122,12 +139,14 @@ public final class SQLiteStore: ChatStore {
                 checkpointer = try await Checkpointer.start(path: path, interval: interval, configuration: configuration, logger: logger)
                 // Only now: without the checkpointer, the WAL would grow without end.
                 _ = try await writer.query("PRAGMA wal_autocheckpoint = 0")
+                try await writerThreadPool.runIfActive { try directWriter.execute("PRAGMA wal_autocheckpoint = 0") }
             }
             return SQLiteStore(
-                configuration: configuration, logger: logger, writer: writer, writerThreadPool: writerThreadPool, readers: readers,
-                checkpointer: checkpointer)
+                configuration: configuration, logger: logger, writer: writer, batchWriter: directWriter, writerThreadPool: writerThreadPool,
+                readers: readers, checkpointer: checkpointer)
         } catch {
             try? await checkpointer?.stop()
+            if let batchWriter { _ = try? await writerThreadPool.runIfActive { batchWriter.close() } }
             for connection in opened { try? await connection.close() }
             try? await writerThreadPool.shutdownGracefully()
             let reason = (error as? StoreError)?.message ?? String(describing: error)
@@ -155,6 +174,7 @@ public final class SQLiteStore: ChatStore {
         await attempt { try await checkpointer?.stop() }
         await attempt { try await readers.close() }
         await attempt { try await writer.close() }
+        await attempt { try await writerThreadPool.runIfActive { [batchWriter] in batchWriter.close() } }
         await attempt { try await writerThreadPool.shutdownGracefully() }
         if let firstError { throw firstError }
     }
