@@ -5,7 +5,8 @@ import SwitchboardProtocol
 
 /// Who is connected, to which rooms, and who should see what: the live half of the server.
 ///
-/// The rules live in pure parts, each tested on its own: `PresenceTracker` (who is online),
+/// The rules live in pure parts, each tested on its own: `RoomSubscribers` (who gets each of a
+/// room's events), `PresenceTracker` (who is online),
 /// `RoomAttendance` (when join and leave notices are due), `JoinPhase` (a join's held events) and
 /// `TypingTimers` (when an indicator lapses). The hub holds them under one lock, drives them, and
 /// sends what they call for.
