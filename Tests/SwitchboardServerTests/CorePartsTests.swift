@@ -167,3 +167,107 @@ struct RoomAttendanceTests {
         #expect(attendance.roomCount == 0)
     }
 }
+
+@Suite("Room subscribers: who gets each of a room's events, without a socket", .timeLimit(.minutes(1)))
+struct RoomSubscribersTests {
+    /// Targets are connection numbers: a delivery names the connection it goes to.
+    typealias Subscribers = RoomSubscribers<String, Int>
+
+    @Test("an event goes to every live subscriber of its room once, and to no other room's")
+    func deliversToTheRoomOnly() {
+        var subscribers = Subscribers()
+        for connection in 1...3 {
+            subscribers.subscribe(connection, user: "u\(connection)", target: connection, to: "r1", phase: .live(lastSeq: 0))
+        }
+        subscribers.subscribe(4, user: "u4", target: 4, to: "r2", phase: .live(lastSeq: 0))
+        let deliveries = [
+            subscribers.deliver("m1", seq: 1, in: "r1").sorted(), subscribers.deliver("m1", seq: 1, in: "r2"),
+            subscribers.deliver("m1", seq: 1, in: "r3"),
+        ]
+        #expect(deliveries == [[1, 2, 3], [4], []])
+        #expect(subscribers.count == 4)
+        #expect(subscribers.roomCount == 2)
+    }
+
+    @Test("a message is delivered to each connection once: a repeat or an older one is not")
+    func noRepeats() {
+        var subscribers = Subscribers()
+        subscribers.subscribe(1, user: "u1", target: 1, to: "r1", phase: .live(lastSeq: 5))
+        let deliveries = [
+            subscribers.deliver("m5", seq: 5, in: "r1"), subscribers.deliver("m6", seq: 6, in: "r1"),
+            subscribers.deliver("m6", seq: 6, in: "r1"), subscribers.deliver("m4", seq: 4, in: "r1"),
+            subscribers.deliver("typing", seq: nil, in: "r1"), subscribers.deliver("typing", seq: nil, in: "r1"),
+        ]
+        #expect(deliveries == [[], [1], [], [], [1], [1]])
+    }
+
+    @Test("the excluded user's connections get nothing, everyone else's do")
+    func excludesAUser() {
+        var subscribers = Subscribers()
+        subscribers.subscribe(1, user: "u1", target: 1, to: "r1", phase: .live(lastSeq: 0))
+        subscribers.subscribe(2, user: "u1", target: 2, to: "r1", phase: .live(lastSeq: 0))
+        subscribers.subscribe(3, user: "u2", target: 3, to: "r1", phase: .live(lastSeq: 0))
+        let deliveries = [
+            subscribers.deliver("typing", seq: nil, in: "r1", except: "u1"),
+            subscribers.deliver("typing", seq: nil, in: "r1", except: "u2").sorted(),
+        ]
+        #expect(deliveries == [[3], [1, 2]])
+    }
+
+    @Test("a joining connection holds the room's events; its ack goes first, then what the replay did not cover, then live events")
+    func joinHoldsEvents() throws {
+        var subscribers = Subscribers()
+        subscribers.subscribe(1, user: "u1", target: 1, to: "r1", phase: .live(lastSeq: 0))
+        subscribers.subscribe(2, user: "u2", target: 2, to: "r1", phase: .joining())
+        let whileJoining = [
+            subscribers.deliver("m1", seq: 1, in: "r1"), subscribers.deliver("typing", seq: nil, in: "r1"),
+            subscribers.deliver("m2", seq: 2, in: "r1"),
+        ]
+        #expect(whileJoining == [[1], [1], [1]])
+        // The replay read up to 1.
+        let joined = subscribers.completeJoin(2, in: "r1", replayedThrough: 1)
+        #expect(joined?.target == 2)
+        #expect(joined?.held == ["typing", "m2"])
+        let afterwards = [subscribers.deliver("m2", seq: 2, in: "r1"), subscribers.deliver("m3", seq: 3, in: "r1").sorted()]
+        #expect(afterwards == [[], [1, 2]])
+        let notSubscribed = subscribers.completeJoin(3, in: "r1", replayedThrough: 3)
+        #expect(notSubscribed == nil)
+    }
+
+    @Test("subscribing again restarts the phase without a second subscription")
+    func subscribeAgain() {
+        var subscribers = Subscribers()
+        let first = subscribers.subscribe(1, user: "u1", target: 1, to: "r1", phase: .live(lastSeq: 0))
+        let again = subscribers.subscribe(1, user: "u1", target: 1, to: "r1", phase: .joining())
+        #expect(first && !again)
+        #expect(subscribers.count == 1)
+        let held = subscribers.deliver("m1", seq: 1, in: "r1")
+        #expect(held == [])
+        let joined = subscribers.completeJoin(1, in: "r1", replayedThrough: 0)
+        #expect(joined?.held == ["m1"])
+    }
+
+    @Test("unsubscribing stops the events and forgets the room once empty; the others keep theirs")
+    func unsubscribe() {
+        var subscribers = Subscribers()
+        for connection in 1...3 {
+            subscribers.subscribe(connection, user: "u\(connection)", target: connection, to: "r1", phase: .live(lastSeq: 0))
+        }
+        subscribers.subscribe(1, user: "u1", target: 1, to: "r2", phase: .live(lastSeq: 0))
+        #expect(subscribers.rooms(of: 1) == ["r1", "r2"])
+        let removed = subscribers.unsubscribe(1, from: "r1")
+        let removedTwice = subscribers.unsubscribe(1, from: "r1")
+        #expect(removed && !removedTwice)
+        #expect(!subscribers.isSubscribed(1, to: "r1"))
+        #expect(subscribers.isSubscribed(1, to: "r2"))
+        let rest = subscribers.deliver("m1", seq: 1, in: "r1").sorted()
+        #expect(rest == [2, 3])
+        subscribers.unsubscribe(2, from: "r1")
+        subscribers.unsubscribe(3, from: "r1")
+        #expect(!subscribers.hasSubscribers("r1"))
+        subscribers.unsubscribe(1, from: "r2")
+        #expect(subscribers.count == 0)
+        #expect(subscribers.roomCount == 0)
+        #expect(subscribers.rooms(of: 1).isEmpty)
+    }
+}

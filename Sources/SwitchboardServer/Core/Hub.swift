@@ -5,7 +5,8 @@ import SwitchboardProtocol
 
 /// Who is connected, to which rooms, and who should see what: the live half of the server.
 ///
-/// The rules live in pure parts, each tested on its own: `PresenceTracker` (who is online),
+/// The rules live in pure parts, each tested on its own: `RoomSubscribers` (who gets each of a
+/// room's events), `PresenceTracker` (who is online),
 /// `RoomAttendance` (when join and leave notices are due), `JoinPhase` (a join's held events) and
 /// `TypingTimers` (when an indicator lapses). The hub holds them under one lock, drives them, and
 /// sends what they call for.
@@ -13,39 +14,22 @@ import SwitchboardProtocol
 /// Everything done under the lock is short and never waits: sinks only queue frames. Publishing under the lock is what keeps every subscriber's view in one
 /// order, and a joining connection's replay, ack and live messages free of gaps and repeats.
 final class Hub: Sendable {
-    /// A subscription of one connection to one room. A class, shared by the room's subscriber
-    /// list and the connection's, so that a delivery reads and updates one object, with no
-    /// dictionary lookup and no copy of the connection.
-    ///
-    /// It and its connection refer to each other; `unsubscribe` breaks that, and `unregister`
-    /// unsubscribes a connection from everything before dropping it.
-    private final class Subscription {
-        let connection: Connection
-        var phase: JoinPhase<OutgoingFrame>
-
-        init(connection: Connection, phase: JoinPhase<OutgoingFrame>) {
-            self.connection = connection
-            self.phase = phase
-        }
-    }
-
     private final class Connection {
         let user: User
         let tokenId: String?
         let tokenExpiresAt: Int?
         let sink: any EventSink
-        /// The sink as a WebSocket, looked up once: a fan-out writes to its handler directly.
-        let socket: SocketWriter?
+        /// The sink and its event loop, for the fan-out.
+        let recipient: Recipient
         /// A long-polling session: subscribed to every room of its user, now and later.
         let followsAllRooms: Bool
-        var subscriptions: [String: Subscription] = [:]
 
         init(user: User, tokenId: String?, tokenExpiresAt: Int?, sink: any EventSink, followsAllRooms: Bool) {
             self.user = user
             self.tokenId = tokenId
             self.tokenExpiresAt = tokenExpiresAt
             self.sink = sink
-            self.socket = sink as? SocketWriter
+            self.recipient = Recipient(sink)
             self.followsAllRooms = followsAllRooms
         }
     }
@@ -62,8 +46,8 @@ final class Hub: Sendable {
     private struct State {
         var nextConnectionID = 0
         var connections: [Int: Connection] = [:]
-        /// Per room, its subscriptions by connection id.
-        var subscribers: [String: [Int: Subscription]] = [:]
+        /// Who is subscribed to which room, and who gets each event.
+        var subscribers = RoomSubscribers<OutgoingFrame, Recipient>()
         /// Each user's connections: who is online.
         var presence = PresenceTracker()
         var rooms: [String: RoomState] = [:]
@@ -121,12 +105,12 @@ final class Hub: Sendable {
         state.withLock { state in
             Census(
                 connections: state.connections.count,
-                subscriptions: state.subscribers.values.reduce(0) { $0 + $1.count },
+                subscriptions: state.subscribers.count,
                 users: state.presence.userCount + state.userRooms.count,
                 watchers: state.watchers.values.reduce(0) { $0 + $1.count },
                 typing: state.typing.count,
                 rooms: state.rooms.count,
-                roomEntries: state.subscribers.count + state.watchers.count + state.attendance.roomCount
+                roomEntries: state.subscribers.roomCount + state.watchers.count + state.attendance.roomCount
             )
         }
     }
@@ -154,7 +138,7 @@ final class Hub: Sendable {
     private func trimRoomCache(keeping kept: String, state: inout State) {
         guard state.rooms.count > state.roomCacheSweepAt else { return }
         for roomId in Array(state.rooms.keys) where roomId != kept {
-            if state.subscribers[roomId] == nil, state.watchers[roomId]?.isEmpty ?? true {
+            if !state.subscribers.hasSubscribers(roomId), state.watchers[roomId]?.isEmpty ?? true {
                 state.rooms[roomId] = nil
                 state.watchers[roomId] = nil
                 state.attendance.forget(roomId)
@@ -228,7 +212,7 @@ final class Hub: Sendable {
         guard !connections.isEmpty else { return }
         state.userRooms[userId, default: []].insert(roomId)
         let lastSeq = state.rooms[roomId]?.room.lastSeq ?? 0
-        for id in connections where state.connections[id]?.subscriptions[roomId] == nil {
+        for id in connections where !state.subscribers.isSubscribed(id, to: roomId) {
             state.watchers[roomId, default: []].insert(id)
             if state.connections[id]?.followsAllRooms == true {
                 subscribe(id, to: roomId, as: .live(lastSeq: lastSeq), now: now, state: &state)
@@ -283,7 +267,7 @@ final class Hub: Sendable {
     func unregister(_ id: Int, now: Int) {
         let removed = state.withLock { state -> Bool in
             guard let connection = state.connections[id] else { return false }
-            for roomId in connection.subscriptions.keys {
+            for roomId in state.subscribers.rooms(of: id) {
                 unsubscribe(id, from: roomId, now: now, state: &state)
             }
             for roomId in state.userRooms[connection.user.id] ?? [] {
@@ -325,7 +309,7 @@ final class Hub: Sendable {
 
     /// Whether a connection is subscribed to a room (joined or joining).
     func isSubscribed(_ id: Int, to roomId: String) -> Bool {
-        state.withLock { $0.connections[id]?.subscriptions[roomId] != nil }
+        state.withLock { $0.subscribers.isSubscribed(id, to: roomId) }
     }
 
     // MARK: Joining and leaving
@@ -355,13 +339,14 @@ final class Hub: Sendable {
     /// did not cover. False when the subscription ended meanwhile (the user was removed).
     func completeJoin(_ id: Int, roomId: String, ack: JoinAck, ref: String?, now: Int) -> Bool {
         state.withLock { state in
-            guard let connection = state.connections[id], let subscription = connection.subscriptions[roomId] else { return false }
+            guard state.connections[id] != nil, state.subscribers.isSubscribed(id, to: roomId) else { return false }
             var ack = ack
             ack.online = state.presence.online(among: state.rooms[roomId]?.members ?? Set(ack.room.members))
+            guard let joined = state.subscribers.completeJoin(id, in: roomId, replayedThrough: ack.lastSeq) else { return false }
             var fanOut = FanOut()
-            fanOut.add(encode(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: now, ref: ref)), to: connection.sink, socket: connection.socket)
-            for frame in subscription.phase.complete(replayedThrough: ack.lastSeq) {
-                fanOut.add(frame, to: connection.sink, socket: connection.socket)
+            fanOut.add(encode(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: now, ref: ref)), to: joined.target)
+            for frame in joined.held {
+                fanOut.add(frame, to: joined.target)
             }
             fanOut.send()
             return true
@@ -378,13 +363,7 @@ final class Hub: Sendable {
     private func subscribe(_ id: Int, to roomId: String, as phase: JoinPhase<OutgoingFrame>, now: Int, state: inout State) {
         guard let connection = state.connections[id] else { return }
         let user = connection.user
-        if let existing = connection.subscriptions[roomId] {
-            existing.phase = phase
-            return
-        }
-        let subscription = Subscription(connection: connection, phase: phase)
-        connection.subscriptions[roomId] = subscription
-        state.subscribers[roomId, default: [:]][id] = subscription
+        guard state.subscribers.subscribe(id, user: user.id, target: connection.recipient, to: roomId, phase: phase) else { return }
         state.watchers[roomId]?.remove(id)
         if state.attendance.subscribed(user: user.id, to: roomId) {
             let frame = encode(Envelope(type: .join, roomId: roomId, data: MemberData(user: user), timestamp: now, userId: user.id))
@@ -393,10 +372,8 @@ final class Hub: Sendable {
     }
 
     private func unsubscribe(_ id: Int, from roomId: String, now: Int, state: inout State) {
-        guard let connection = state.connections[id], connection.subscriptions.removeValue(forKey: roomId) != nil else { return }
+        guard let connection = state.connections[id], state.subscribers.unsubscribe(id, from: roomId) else { return }
         let user = connection.user
-        state.subscribers[roomId]?[id] = nil
-        if state.subscribers[roomId]?.isEmpty ?? false { state.subscribers[roomId] = nil }
         if state.rooms[roomId]?.members.contains(user.id) ?? false {
             state.watchers[roomId, default: []].insert(id)
         }
@@ -429,16 +406,15 @@ final class Hub: Sendable {
             for publication in publications {
                 if let event = publication.event {
                     let message = publication.message
-                    if var room = state.rooms[message.roomId] {
-                        room.room.lastSeq = max(room.room.lastSeq, message.seq)
-                        room.lastMessage = message
-                        state.rooms[message.roomId] = room
+                    if let index = state.rooms.index(forKey: message.roomId) {
+                        state.rooms.values[index].room.lastSeq = max(state.rooms.values[index].room.lastSeq, message.seq)
+                        state.rooms.values[index].lastMessage = message
                     }
                     deliveries += addSubscribers(of: message.roomId, event, seq: message.seq, except: nil, to: &fanOut, state: &state)
                     addRoomEvent(message.roomId, now: now, to: &fanOut, state: &state)
                 }
                 if let ack = publication.ack {
-                    fanOut.add(ack.frame, to: ack.sink, socket: ack.sink as? SocketWriter)
+                    fanOut.add(ack.frame, to: Recipient(ack.sink))
                 }
             }
             fanOut.send()
@@ -492,20 +468,15 @@ final class Hub: Sendable {
     }
 
     /// Adds `frame` for every live subscriber of the room (but `excludedUser`), and holds it for
-    /// those still joining. Returns how many it was added for.
+    /// those still joining (see `RoomSubscribers.deliver`). Returns how many it was added for.
     private func addSubscribers(
         of roomId: String, _ frame: OutgoingFrame, seq: Int?, except excludedUser: String?, to fanOut: inout FanOut, state: inout State
     ) -> Int {
-        guard let subscriptions = state.subscribers[roomId] else { return 0 }
-        var sent = 0
-        for subscription in subscriptions.values {
-            let connection = subscription.connection
-            if let excludedUser, connection.user.id == excludedUser { continue }
-            guard subscription.phase.admit(frame, seq: seq) else { continue }
-            fanOut.add(frame, to: connection.sink, socket: connection.socket)
-            sent += 1
+        let recipients = state.subscribers.deliver(frame, seq: seq, in: roomId, except: excludedUser)
+        for recipient in recipients {
+            fanOut.add(frame, to: recipient)
         }
-        return sent
+        return recipients.count
     }
 
     private func sendRoomEvent(_ roomId: String, now: Int, state: inout State) {
@@ -518,7 +489,7 @@ final class Hub: Sendable {
         guard let watchers = state.watchers[roomId], !watchers.isEmpty, let room = state.rooms[roomId] else { return }
         let frame = encode(Envelope(type: .room, roomId: roomId, data: RoomEventData(room: room.room, lastMessage: room.lastMessage), timestamp: now))
         for id in watchers {
-            if let connection = state.connections[id] { fanOut.add(frame, to: connection.sink, socket: connection.socket) }
+            if let connection = state.connections[id] { fanOut.add(frame, to: connection.recipient) }
         }
     }
 
@@ -533,7 +504,7 @@ final class Hub: Sendable {
         var fanOut = FanOut()
         for user in audience {
             for id in state.presence.connections(of: user) {
-                if let connection = state.connections[id] { fanOut.add(frame, to: connection.sink, socket: connection.socket) }
+                if let connection = state.connections[id] { fanOut.add(frame, to: connection.recipient) }
             }
         }
         fanOut.send()

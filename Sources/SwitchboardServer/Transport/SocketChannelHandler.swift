@@ -3,23 +3,6 @@ import Synchronization
 import NIOCore
 import NIOWebSocket
 
-/// Where the hub sends one client's frames: a WebSocket, or a long-polling session.
-protocol EventSink: AnyObject, Sendable {
-    /// Queues one encoded envelope; never waits.
-    func send(_ frame: OutgoingFrame)
-    /// Ends the client's session: a WebSocket with the end's close code, a poll with its answer.
-    func close(_ end: SessionEnd)
-    /// Queues frames as fast as the client takes them (a `join`'s replay): returns once all are
-    /// queued; throws when the connection ends first.
-    func sendPaced(_ frames: [OutgoingFrame]) async throws
-}
-
-extension EventSink {
-    func sendPaced(_ frames: [OutgoingFrame]) async throws {
-        for frame in frames { send(frame) }
-    }
-}
-
 /// One WebSocket connection, entirely in its channel pipeline behind NIO's frame decoder: no task
 /// waits on it while it is idle.
 ///
@@ -307,8 +290,13 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// Sends what was queued, and drops the connection when too much waits unsent.
     func flush() {
         flushPending = false
-        guard let context, !closing else { return }
-        context.flush()
+        guard let context, let rawContext, !closing else { return }
+        // From the head end: no handler above it holds frames back, and walking past them costs
+        // on every delivery.
+        rawContext.flush()
+        // A writable channel holds less than its high water mark: asking for the exact figure
+        // (an option look-up on every flush) is only worth it past that.
+        guard !context.channel.isWritable || maxOutboundBytes < Self.highWaterMark else { return }
         let unsent = (try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes)) ?? 0
         if unsent > maxOutboundBytes {
             logger.info("closing a connection that fell behind", metadata: ["switchboard.unsent_bytes": "\(unsent)"])
@@ -316,6 +304,9 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
             abort()
         }
     }
+
+    /// NIO's default high water mark of a channel's write buffer (the server keeps the default).
+    static let highWaterMark = 64 * 1024
 
     /// Writes a `join`'s replay a little at a time: while the socket is writable, then on each
     /// change back to writable, so that a replay of any size reaches a client that reads without
@@ -340,7 +331,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 rawContext.write(NIOAny(frame.wire), promise: nil)
             }
             paced = current
-            context.flush()
+            rawContext.flush()
             // The flush may have closed the connection (and failed the promise) or made room.
             guard let after = paced else { return }
             if after.frames.isEmpty {
@@ -414,30 +405,40 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
 /// The hub's handle on one WebSocket: hops onto the socket's event loop to write.
 final class SocketWriter: EventSink {
     let handler: NIOLoopBound<SocketChannelHandler>
-    let eventLoop: any EventLoop
+    let loop: any EventLoop
 
     init(handler: NIOLoopBound<SocketChannelHandler>, eventLoop: any EventLoop) {
         self.handler = handler
-        self.eventLoop = eventLoop
+        self.loop = eventLoop
     }
+
+    var eventLoop: (any EventLoop)? { loop }
 
     func send(_ frame: OutgoingFrame) {
         // Always through the loop's queue, even from the loop itself, so that frames keep the
         // order in which they were sent from anywhere.
         let handler = self.handler
-        eventLoop.execute { handler.value.write(frame) }
+        loop.execute { handler.value.write(frame) }
+    }
+
+    func enqueueOnLoop(_ frame: OutgoingFrame) -> Bool {
+        handler.value.enqueue(frame)
+    }
+
+    func flushOnLoop() {
+        handler.value.flush()
     }
 
     func close(_ end: SessionEnd) {
         let handler = self.handler
-        eventLoop.execute { handler.value.close(end) }
+        loop.execute { handler.value.close(end) }
     }
 
     func sendPaced(_ frames: [OutgoingFrame]) async throws {
         guard !frames.isEmpty else { return }
-        let promise = eventLoop.makePromise(of: Void.self)
+        let promise = loop.makePromise(of: Void.self)
         let handler = self.handler
-        eventLoop.execute { handler.value.writePaced(frames, promise: promise) }
+        loop.execute { handler.value.writePaced(frames, promise: promise) }
         try await promise.futureResult.get()
     }
 }
@@ -447,44 +448,4 @@ final class SocketWriter: EventSink {
 final class RawFrameWriter: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
-}
-
-/// Frames for many sinks, collected under the hub's lock and sent once it is done: the sockets
-/// of each event loop get their frames in one task on that loop, which writes all of them in
-/// order and flushes each socket once, instead of one task and one flush per frame.
-struct FanOut {
-    private typealias Write = (handler: NIOLoopBound<SocketChannelHandler>, frame: OutgoingFrame)
-    private var loops: [(loop: any EventLoop, writes: [Write])] = []
-    private var others: [(sink: any EventSink, frame: OutgoingFrame)] = []
-
-    /// Adds a frame for one sink, after those already added for it.
-    mutating func add(_ frame: OutgoingFrame, to sink: any EventSink, socket: SocketWriter?) {
-        guard let socket else {
-            others.append((sink, frame))
-            return
-        }
-        // Few loops (one per core): a linear search beats hashing.
-        for index in loops.indices where loops[index].loop === socket.eventLoop {
-            loops[index].writes.append((socket.handler, frame))
-            return
-        }
-        loops.append((socket.eventLoop, [(socket.handler, frame)]))
-    }
-
-    var isEmpty: Bool { loops.isEmpty && others.isEmpty }
-
-    /// Queues every frame added. Call under the hub's lock, so that frames sent by later calls
-    /// queue behind these.
-    func send() {
-        for (loop, writes) in loops {
-            loop.execute {
-                var toFlush: [NIOLoopBound<SocketChannelHandler>] = []
-                for write in writes where write.handler.value.enqueue(write.frame) {
-                    toFlush.append(write.handler)
-                }
-                for handler in toFlush { handler.value.flush() }
-            }
-        }
-        for (sink, frame) in others { sink.send(frame) }
-    }
 }
