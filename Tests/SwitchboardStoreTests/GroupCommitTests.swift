@@ -109,7 +109,7 @@ struct GroupCommitTests {
     }
 
     @Test func missingFileIsNotCreated() async throws {
-        try await withTemporaryDirectory { directory in
+        _ = try await withTemporaryDirectory { directory in
             #expect(throws: StoreError.self) { _ = try DirectConnection(path: directory + "/missing.db") }
         }
     }
