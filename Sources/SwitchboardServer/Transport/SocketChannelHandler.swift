@@ -60,13 +60,14 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private let writeDelay: TimeAmount?
     private let maxOutboundBytes: Int
     private let logger: Logger
-    private let openSession: OpenSession
+    /// Dropped once called: it holds the caller's identity, which the session keeps from then on.
+    private var openSession: OpenSession?
     private var machine: WebSocketConnectionMachine
     private var heartbeat = Heartbeat()
     private var context: ChannelHandlerContext?
     /// The context of the `RawFrameWriter`: writes from it go straight to the socket.
     private var rawContext: ChannelHandlerContext?
-    private var pingTask: RepeatedTask?
+    private var pingTimer: NIOScheduledCallback?
     private var flushPending = false
     private var closing = false
     /// Cuts the TCP connection when the close handshake does not finish in time (the client
@@ -82,7 +83,8 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// Nil until the session is open, and while a request is being answered (the task has it).
     private var session: WebSocketSession?
     private var sessionState = SessionState.opening
-    private var waiting = CircularBuffer<Request>(initialCapacity: 2)
+    /// An array, not a ring buffer: empty (and so unallocated) while the connection is idle.
+    private var waiting: [Request] = []
     /// A `read` held back while too many requests wait.
     private var readHeld = false
 
@@ -109,9 +111,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        pingTask = context.eventLoop.scheduleRepeatedTask(initialDelay: pingInterval, delay: pingInterval) { _ in
-            handler.value.pingDue()
-        }
+        schedulePing(context: context)
         let raw = RawFrameWriter()
         do {
             try context.pipeline.syncOperations.addHandler(raw, position: .first)
@@ -121,7 +121,8 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
             return
         }
         let writer = SocketWriter(handler: handler, eventLoop: context.eventLoop)
-        let openSession = self.openSession
+        guard let openSession else { return }
+        self.openSession = nil
         let opened = context.eventLoop.makePromise(of: WebSocketSession.self)
         opened.completeWithTask { try await openSession(writer) }
         opened.futureResult.whenComplete { result in handler.value.opened(result) }
@@ -136,8 +137,8 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     private func stopTimers() {
-        pingTask?.cancel()
-        pingTask = nil
+        pingTimer?.cancel()
+        pingTimer = nil
         closeDeadline?.cancel()
         closeDeadline = nil
         pingDeadline?.cancel()
@@ -209,7 +210,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         case .success(let session):
             self.session = session
             sessionState = .idle
-            session.logger.debug("websocket opened")
+            session.log(.debug, "websocket opened")
             if closing {
                 endSessionWhenIdle()
             } else {
@@ -225,7 +226,9 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// Answers the oldest waiting request, unless one is being answered: in a short task, since
     /// answers await the store; the task hands the session back when done.
     private func answerNext() {
-        guard sessionState == .idle, !closing, let context, let session, let request = waiting.popFirst() else { return }
+        guard sessionState == .idle, !closing, let context, let session, let request = waiting.first else { return }
+        waiting.removeFirst()
+        if waiting.isEmpty { waiting = [] }
         if readHeld, waiting.count < Self.maxWaitingRequests {
             readHeld = false
             context.read()
@@ -255,7 +258,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         self.session = session
         sessionState = .idle
         if let close {
-            session.logger.debug("closing websocket", metadata: ["switchboard.reason": "\(close.reason)"])
+            session.log(.debug, "closing websocket", metadata: ["switchboard.reason": "\(close.reason)"])
             endSessionWhenIdle()
             self.close(code: close.code, reason: close.reason)
         } else if closing {
@@ -358,8 +361,15 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         promise?.fail(ChannelError.ioOnClosedChannel)
     }
 
-    private func pingDue() {
+    private func schedulePing(context: ChannelHandlerContext) {
+        let timer = PingTimer(handler: NIOLoopBound(self, eventLoop: context.eventLoop))
+        pingTimer = try? context.eventLoop.scheduleCallback(in: pingInterval, handler: timer)
+    }
+
+    fileprivate func pingDue() {
+        pingTimer = nil
         guard let context, !closing else { return }
+        schedulePing(context: context)
         guard case .sendPing(let number) = heartbeat.pingDue() else { return }
         var payload = context.channel.allocator.buffer(capacity: 8)
         payload.writeInteger(UInt64(number))
@@ -409,6 +419,18 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
             channel.close(promise: nil)
         }
     }
+}
+
+/// Calls `pingDue` when a ping interval has passed. A scheduled callback costs no allocation
+/// per connection, where a `RepeatedTask` keeps a task object, a promise and their callbacks.
+private struct PingTimer: NIOScheduledCallbackHandler, Sendable {
+    let handler: NIOLoopBound<SocketChannelHandler>
+
+    func handleScheduledCallback(eventLoop: some EventLoop) {
+        handler.value.pingDue()
+    }
+
+    func didCancelScheduledCallback(eventLoop: some EventLoop) {}
 }
 
 /// The hub's handle on one WebSocket: hops onto the socket's event loop to write.

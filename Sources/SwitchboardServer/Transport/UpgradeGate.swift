@@ -111,6 +111,9 @@ struct SwitchboardChannel: ServerChildChannel, HTTPChannelHandler {
         let channel: any Channel
     }
 
+    /// The receive buffers of a connection: see `setup`.
+    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 128, maximum: 65536)
+
     /// The paths served as WebSocket.
     static let webSocketPaths: Set<Substring> = ["/ws", "/ws/"]
 
@@ -136,11 +139,12 @@ struct SwitchboardChannel: ServerChildChannel, HTTPChannelHandler {
     }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        // Each connection keeps its last receive buffer for the next read. NIO starts it at
-        // 2 KB; 512 bytes hold an upgrade request and many frames, and it grows when reads fill
-        // it. Mostly idle connections then keep 1.5 KB less each.
-        try? channel.syncOptions?.setOption(
-            ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
+        // Each connection keeps its first receive buffer for the reads that fit in it, for as long
+        // as it lives (NIO's pool of receive buffers); larger reads get buffers that are freed
+        // after them. NIO starts it at 2 KB; an idle WebSocket receives only pongs, so its first
+        // buffer is kept small, and the adaptive allocator grows the next ones as reads fill them
+        // (an upgrade request takes a few reads, a large frame a few more).
+        try? channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.receiveBuffers)
         let admitted = connections.admit(channel)
         if !admitted {
             try? channel.pipeline.syncOperations.addHandler(RefuseConnectionHandler(maxPerAddress: connections.maxPerAddress))
@@ -160,6 +164,11 @@ struct SwitchboardChannel: ServerChildChannel, HTTPChannelHandler {
                 upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
                         guard let identity = caller.value else { throw ChannelError.inappropriateOperationForState }
+                        caller.value = nil
+                        // NIO has taken out the HTTP codec and the upgrade handler; the request
+                        // timeouts have no job left either (the WebSocket has its heartbeat).
+                        let timeouts = try channel.pipeline.syncOperations.context(handlerType: ConnectionGuardHandler.self)
+                        channel.pipeline.syncOperations.removeHandler(context: timeouts, promise: nil)
                         try channel.pipeline.syncOperations.addHandler(makeWebSocketHandler(identity))
                         return .webSocket
                     }
