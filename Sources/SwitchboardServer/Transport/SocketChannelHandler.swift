@@ -29,14 +29,16 @@ extension EventSink {
 /// to the socket, flushing once per event-loop tick (or after `writeDelay`), pings on schedule,
 /// and closes a connection that stops answering or falls too far behind.
 ///
-/// The hub's frames are complete WebSocket frames already (`OutgoingFrame.wire`), so they are
-/// written from the context of a `RawFrameWriter` at the head of the pipeline, past the frame
-/// encoder, which would otherwise allocate a header for every frame of every recipient.
+/// Everything it writes is a complete WebSocket frame (the hub's are `OutgoingFrame.wire`; pings,
+/// pongs and closes it frames itself), written from the context of a `RawFrameWriter` at the head
+/// of the pipeline, past NIO's frame encoder (which the upgrader installs and which cannot be
+/// removed), which would otherwise allocate a header for every frame of every recipient. NIO's
+/// protocol error handler is not installed: the frame decoder's errors are answered here.
 final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
     typealias InboundOut = Never
     typealias OutboundIn = Never
-    typealias OutboundOut = WebSocketFrame
+    typealias OutboundOut = ByteBuffer
 
     /// What is read from the client and not yet answered.
     enum Request: Sendable {
@@ -164,9 +166,11 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // The frame decoder's errors are answered by NIO's protocol error handler before this one
-        // (a close frame with 1002 or 1009); anything else ends the connection.
-        if !(error is NIOWebSocketError) {
+        if let error = error as? NIOWebSocketError {
+            // The frame decoder's: a frame over the size limit, or a control frame that breaks the
+            // rules (answered as NIO's `WebSocketProtocolErrorHandler` would, which is not installed).
+            close(code: error == .invalidFrameLength ? .messageTooLarge : .protocolError, reason: "")
+        } else {
             logger.debug("websocket error", metadata: ["switchboard.error": "\(error)"])
             context.close(promise: nil)
         }
@@ -183,7 +187,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         case .binary:
             received(.binary)
         case .pong(let payload):
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: payload)), promise: nil)
+            rawContext?.writeAndFlush(wrapOutboundOut(Self.frame(.pong, payload, allocator: context.channel.allocator)), promise: nil)
         case .pongReceived:
             heartbeat.receivedPong()
         case .close(let code, let reason):
@@ -373,7 +377,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         guard case .sendPing(let number) = heartbeat.pingDue() else { return }
         var payload = context.channel.allocator.buffer(capacity: 8)
         payload.writeInteger(UInt64(number))
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: payload)), promise: nil)
+        rawContext?.writeAndFlush(wrapOutboundOut(Self.frame(.ping, payload, allocator: context.channel.allocator)), promise: nil)
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         pingDeadline = context.eventLoop.scheduleTask(in: pingTimeout) {
             let handler = handler.value
@@ -382,6 +386,23 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 handler.abort()
             }
         }
+    }
+
+    /// A final, unmasked frame of the server: the bytes NIO's `WebSocketFrameEncoder` writes.
+    static func frame(_ opcode: WebSocketOpcode, _ payload: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let length = payload.readableBytes
+        var frame = allocator.buffer(capacity: 4 + length)
+        frame.writeInteger(0x80 | UInt8(webSocketOpcode: opcode))
+        if length < 126 {
+            frame.writeInteger(UInt8(length))
+        } else {
+            // Not for control frames, which are at most 125 bytes (a pong echoes a ping of at most
+            // 125; a close carries a client's close payload or one of the server's short reasons).
+            frame.writeInteger(UInt8(126))
+            frame.writeInteger(UInt16(truncatingIfNeeded: length))
+        }
+        frame.writeImmutableBuffer(payload)
+        return frame
     }
 
     /// Ends the TCP connection at once, whatever waits unsent: a close frame could not pass it.
@@ -405,7 +426,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     private func sendClose(code: WebSocketErrorCode, reason: String) {
-        guard let context, !closing else { return }
+        guard let context, let rawContext, !closing else { return }
         closing = true
         failPaced()
         waiting.removeAll()
@@ -413,7 +434,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         data.write(webSocketErrorCode: code)
         data.writeString(reason)
         let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
+        rawContext.writeAndFlush(wrapOutboundOut(Self.frame(.connectionClose, data, allocator: context.channel.allocator)))
             .whenComplete { _ in channel.close(promise: nil) }
         closeDeadline = context.eventLoop.scheduleTask(in: pingTimeout) {
             channel.close(promise: nil)
@@ -464,13 +485,6 @@ final class SocketWriter: EventSink {
     }
 }
 
-/// The head end of a WebSocket's pipeline, below the frame encoder: where complete frames
-/// (`OutgoingFrame.wire`) enter, so that they reach the socket without being framed again.
-final class RawFrameWriter: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-}
-
 /// Frames for many sinks, collected under the hub's lock and sent once it is done: the sockets
 /// of each event loop get their frames in one task on that loop, which writes all of them in
 /// order and flushes each socket once, instead of one task and one flush per frame.
@@ -509,4 +523,11 @@ struct FanOut {
         }
         for (sink, frame) in others { sink.send(frame) }
     }
+}
+
+/// The head end of a WebSocket's pipeline, below the frame encoder: where complete frames enter,
+/// so that they reach the socket without being framed again.
+final class RawFrameWriter: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 }
