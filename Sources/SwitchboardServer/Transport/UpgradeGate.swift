@@ -139,11 +139,13 @@ struct SwitchboardChannel: ServerChildChannel, HTTPChannelHandler {
     }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        // Each connection keeps its first receive buffer for the reads that fit in it, for as long
-        // as it lives (NIO's pool of receive buffers); larger reads get buffers that are freed
-        // after them. NIO starts it at 2 KB; an idle WebSocket receives only pongs, so its first
-        // buffer is kept small, and the adaptive allocator grows the next ones as reads fill them
-        // (an upgrade request takes a few reads, a large frame a few more).
+        // NIO's pool of receive buffers keeps, for the connection's lifetime, up to one buffer per
+        // read of a readable event (`maxMessagesPerRead`). With one read per event it keeps only
+        // the first buffer, which is reused for the reads that fit in it; larger reads get
+        // buffers that are freed after them. NIO starts it at 2 KB; an idle WebSocket receives
+        // only pongs, so it starts small, and the adaptive allocator sizes the next ones as reads
+        // fill them (an upgrade request takes a few reads, a large frame a few more).
+        try? channel.syncOptions?.setOption(ChannelOptions.maxMessagesPerRead, value: 1)
         try? channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.receiveBuffers)
         let admitted = connections.admit(channel)
         if !admitted {
@@ -155,6 +157,8 @@ struct SwitchboardChannel: ServerChildChannel, HTTPChannelHandler {
             let makeWebSocketHandler = self.makeWebSocketHandler
             let upgrader = NIOTypedWebSocketServerUpgrader<Upgrade>(
                 maxFrameSize: maxFrameBytes,
+                // `SocketChannelHandler` answers the frame decoder's errors itself.
+                enableAutomaticErrorHandling: false,
                 shouldUpgrade: { channel, head in
                     attempted.value = true
                     let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0]
@@ -167,8 +171,8 @@ struct SwitchboardChannel: ServerChildChannel, HTTPChannelHandler {
                         caller.value = nil
                         // NIO has taken out the HTTP codec and the upgrade handler; the request
                         // timeouts have no job left either (the WebSocket has its heartbeat).
-                        let timeouts = try channel.pipeline.syncOperations.context(handlerType: ConnectionGuardHandler.self)
-                        channel.pipeline.syncOperations.removeHandler(context: timeouts, promise: nil)
+                        let operations = channel.pipeline.syncOperations
+                        operations.removeHandler(context: try operations.context(handlerType: ConnectionGuardHandler.self), promise: nil)
                         try channel.pipeline.syncOperations.addHandler(makeWebSocketHandler(identity))
                         return .webSocket
                     }
