@@ -126,6 +126,37 @@ struct WebSocketFrameTests {
         }
     }
 
+    @Test("after the upgrade nothing is read as HTTP: a request's bytes are a bad frame, closed with 1002")
+    func httpAfterUpgrade() async throws {
+        try await withServer { server in
+            let alice = try await server.register("alice")
+            let client = try await rawSocket(server, "bob")
+            let request = "GET /api/me HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(alice.token)\r\n\r\n"
+            try await client.write(Array(request.utf8))
+            let frames = try await client.waitUntilClosed(timeout: .seconds(10), keepPayloads: true)
+            #expect(frames.first?.closeCode == 1002, "\(frames.map { ($0.opcode, $0.text) })")
+            #expect(!frames.contains { $0.text.contains("HTTP/1.1") || $0.text.contains(alice.user.id) })
+        }
+    }
+
+    @Test("a message far larger than the first receive buffer arrives whole, after small ones")
+    func largeMessageAfterSmallOnes() async throws {
+        try await withServer { server in
+            let client = try await rawSocket(server)
+            for number in 0..<3 {
+                try await client.sendText(#"{"type": "ping", "ref": "small-\#(number)"}"#)
+                _ = try await client.frame(withRef: "small-\(number)")
+            }
+            let padding = String(repeating: "0123456789", count: 4_000)
+            try await client.sendText(#"{"type": "ping", "ref": "large", "data": {"padding": "\#(padding)"}}"#)
+            let pong = try await client.frame(withRef: "large")
+            #expect(pong.text.contains(#""type":"pong""#))
+            #expect(pong.text.contains(padding))
+            #expect(!client.isClosed)
+            await client.close()
+        }
+    }
+
     @Test("an upgrade of another path than /ws is refused with 400; /ws/ is /ws")
     func otherPath() async throws {
         try await withServer { server in

@@ -14,7 +14,10 @@ public struct Identity: Sendable {
 ///
 /// Every method checks what the caller may do, talks to the store, and tells the hub what
 /// changed. Failures are `ProtocolError`s with the contract's codes.
-struct ChatService: Sendable {
+///
+/// A class, so that each WebSocket's session holds one reference rather than a copy of the whole
+/// configuration (half a kilobyte per idle connection).
+final class ChatService: Sendable {
     let configuration: ServerConfiguration
     let store: any ChatStore
     let hub: Hub

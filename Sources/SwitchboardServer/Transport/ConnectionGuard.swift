@@ -76,7 +76,8 @@ struct RequestTimeouts: Sendable {
 
 /// Applies `RequestTimeouts` to a connection, and closes an idle one when the server shuts down.
 /// Sits between the HTTP decoder and the upgrade handler; once the connection turns into a
-/// WebSocket, which has its own heartbeat, it only passes what comes through.
+/// WebSocket, which has its own heartbeat, it stops its timer and the upgrade takes it out of the
+/// pipeline (`SwitchboardChannel`).
 final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart

@@ -12,14 +12,16 @@ import NIOWebSocket
 /// to the socket, flushing once per event-loop tick (or after `writeDelay`), pings on schedule,
 /// and closes a connection that stops answering or falls too far behind.
 ///
-/// The hub's frames are complete WebSocket frames already (`OutgoingFrame.wire`), so they are
-/// written from the context of a `RawFrameWriter` at the head of the pipeline, past the frame
-/// encoder, which would otherwise allocate a header for every frame of every recipient.
+/// Everything it writes is a complete WebSocket frame (the hub's are `OutgoingFrame.wire`; pings,
+/// pongs and closes it frames itself), written from the context of a `RawFrameWriter` at the head
+/// of the pipeline, past NIO's frame encoder (which the upgrader installs and which cannot be
+/// removed), which would otherwise allocate a header for every frame of every recipient. NIO's
+/// protocol error handler is not installed: the frame decoder's errors are answered here.
 final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
     typealias InboundOut = Never
     typealias OutboundIn = Never
-    typealias OutboundOut = WebSocketFrame
+    typealias OutboundOut = ByteBuffer
 
     /// What is read from the client and not yet answered.
     enum Request: Sendable {
@@ -43,13 +45,14 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private let writeDelay: TimeAmount?
     private let maxOutboundBytes: Int
     private let logger: Logger
-    private let openSession: OpenSession
+    /// Dropped once called: it holds the caller's identity, which the session keeps from then on.
+    private var openSession: OpenSession?
     private var machine: WebSocketConnectionMachine
     private var heartbeat = Heartbeat()
     private var context: ChannelHandlerContext?
     /// The context of the `RawFrameWriter`: writes from it go straight to the socket.
     private var rawContext: ChannelHandlerContext?
-    private var pingTask: RepeatedTask?
+    private var pingTimer: NIOScheduledCallback?
     private var flushPending = false
     private var closing = false
     /// Cuts the TCP connection when the close handshake does not finish in time (the client
@@ -65,7 +68,8 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// Nil until the session is open, and while a request is being answered (the task has it).
     private var session: WebSocketSession?
     private var sessionState = SessionState.opening
-    private var waiting = CircularBuffer<Request>(initialCapacity: 2)
+    /// An array, not a ring buffer: empty (and so unallocated) while the connection is idle.
+    private var waiting: [Request] = []
     /// A `read` held back while too many requests wait.
     private var readHeld = false
 
@@ -92,9 +96,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        pingTask = context.eventLoop.scheduleRepeatedTask(initialDelay: pingInterval, delay: pingInterval) { _ in
-            handler.value.pingDue()
-        }
+        schedulePing(context: context)
         let raw = RawFrameWriter()
         do {
             try context.pipeline.syncOperations.addHandler(raw, position: .first)
@@ -104,7 +106,8 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
             return
         }
         let writer = SocketWriter(handler: handler, eventLoop: context.eventLoop)
-        let openSession = self.openSession
+        guard let openSession else { return }
+        self.openSession = nil
         let opened = context.eventLoop.makePromise(of: WebSocketSession.self)
         opened.completeWithTask { try await openSession(writer) }
         opened.futureResult.whenComplete { result in handler.value.opened(result) }
@@ -119,8 +122,8 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     private func stopTimers() {
-        pingTask?.cancel()
-        pingTask = nil
+        pingTimer?.cancel()
+        pingTimer = nil
         closeDeadline?.cancel()
         closeDeadline = nil
         pingDeadline?.cancel()
@@ -146,9 +149,11 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // The frame decoder's errors are answered by NIO's protocol error handler before this one
-        // (a close frame with 1002 or 1009); anything else ends the connection.
-        if !(error is NIOWebSocketError) {
+        if let error = error as? NIOWebSocketError {
+            // The frame decoder's: a frame over the size limit, or a control frame that breaks the
+            // rules (answered as NIO's `WebSocketProtocolErrorHandler` would, which is not installed).
+            close(code: error == .invalidFrameLength ? .messageTooLarge : .protocolError, reason: "")
+        } else {
             logger.debug("websocket error", metadata: ["switchboard.error": "\(error)"])
             context.close(promise: nil)
         }
@@ -165,7 +170,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         case .binary:
             received(.binary)
         case .pong(let payload):
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: payload)), promise: nil)
+            rawContext?.writeAndFlush(wrapOutboundOut(Self.frame(.pong, payload, allocator: context.channel.allocator)), promise: nil)
         case .pongReceived:
             heartbeat.receivedPong()
         case .close(let code, let reason):
@@ -192,7 +197,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         case .success(let session):
             self.session = session
             sessionState = .idle
-            session.logger.debug("websocket opened")
+            session.log(.debug, "websocket opened")
             if closing {
                 endSessionWhenIdle()
             } else {
@@ -208,7 +213,9 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// Answers the oldest waiting request, unless one is being answered: in a short task, since
     /// answers await the store; the task hands the session back when done.
     private func answerNext() {
-        guard sessionState == .idle, !closing, let context, let session, let request = waiting.popFirst() else { return }
+        guard sessionState == .idle, !closing, let context, let session, let request = waiting.first else { return }
+        waiting.removeFirst()
+        if waiting.isEmpty { waiting = [] }
         if readHeld, waiting.count < Self.maxWaitingRequests {
             readHeld = false
             context.read()
@@ -238,7 +245,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         self.session = session
         sessionState = .idle
         if let close {
-            session.logger.debug("closing websocket", metadata: ["switchboard.reason": "\(close.reason)"])
+            session.log(.debug, "closing websocket", metadata: ["switchboard.reason": "\(close.reason)"])
             endSessionWhenIdle()
             self.close(code: close.code, reason: close.reason)
         } else if closing {
@@ -349,12 +356,19 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         promise?.fail(ChannelError.ioOnClosedChannel)
     }
 
-    private func pingDue() {
+    private func schedulePing(context: ChannelHandlerContext) {
+        let timer = PingTimer(handler: NIOLoopBound(self, eventLoop: context.eventLoop))
+        pingTimer = try? context.eventLoop.scheduleCallback(in: pingInterval, handler: timer)
+    }
+
+    fileprivate func pingDue() {
+        pingTimer = nil
         guard let context, !closing else { return }
+        schedulePing(context: context)
         guard case .sendPing(let number) = heartbeat.pingDue() else { return }
         var payload = context.channel.allocator.buffer(capacity: 8)
         payload.writeInteger(UInt64(number))
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: payload)), promise: nil)
+        rawContext?.writeAndFlush(wrapOutboundOut(Self.frame(.ping, payload, allocator: context.channel.allocator)), promise: nil)
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         pingDeadline = context.eventLoop.scheduleTask(in: pingTimeout) {
             let handler = handler.value
@@ -363,6 +377,23 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 handler.abort()
             }
         }
+    }
+
+    /// A final, unmasked frame of the server: the bytes NIO's `WebSocketFrameEncoder` writes.
+    static func frame(_ opcode: WebSocketOpcode, _ payload: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let length = payload.readableBytes
+        var frame = allocator.buffer(capacity: 4 + length)
+        frame.writeInteger(0x80 | UInt8(webSocketOpcode: opcode))
+        if length < 126 {
+            frame.writeInteger(UInt8(length))
+        } else {
+            // Not for control frames, which are at most 125 bytes (a pong echoes a ping of at most
+            // 125; a close carries a client's close payload or one of the server's short reasons).
+            frame.writeInteger(UInt8(126))
+            frame.writeInteger(UInt16(truncatingIfNeeded: length))
+        }
+        frame.writeImmutableBuffer(payload)
+        return frame
     }
 
     /// Ends the TCP connection at once, whatever waits unsent: a close frame could not pass it.
@@ -386,7 +417,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     private func sendClose(code: WebSocketErrorCode, reason: String) {
-        guard let context, !closing else { return }
+        guard let context, let rawContext, !closing else { return }
         closing = true
         failPaced()
         waiting.removeAll()
@@ -394,12 +425,24 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         data.write(webSocketErrorCode: code)
         data.writeString(reason)
         let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
+        rawContext.writeAndFlush(wrapOutboundOut(Self.frame(.connectionClose, data, allocator: context.channel.allocator)))
             .whenComplete { _ in channel.close(promise: nil) }
         closeDeadline = context.eventLoop.scheduleTask(in: pingTimeout) {
             channel.close(promise: nil)
         }
     }
+}
+
+/// Calls `pingDue` when a ping interval has passed. A scheduled callback costs no allocation
+/// per connection, where a `RepeatedTask` keeps a task object, a promise and their callbacks.
+private struct PingTimer: NIOScheduledCallbackHandler, Sendable {
+    let handler: NIOLoopBound<SocketChannelHandler>
+
+    func handleScheduledCallback(eventLoop: some EventLoop) {
+        handler.value.pingDue()
+    }
+
+    func didCancelScheduledCallback(eventLoop: some EventLoop) {}
 }
 
 /// The hub's handle on one WebSocket: hops onto the socket's event loop to write.
@@ -443,8 +486,8 @@ final class SocketWriter: EventSink {
     }
 }
 
-/// The head end of a WebSocket's pipeline, below the frame encoder: where complete frames
-/// (`OutgoingFrame.wire`) enter, so that they reach the socket without being framed again.
+/// The head end of a WebSocket's pipeline, below the frame encoder: where complete frames enter,
+/// so that they reach the socket without being framed again.
 final class RawFrameWriter: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer

@@ -111,6 +111,9 @@ struct SwitchboardChannel: ServerChildChannel, HTTPChannelHandler {
         let channel: any Channel
     }
 
+    /// The receive buffers of a connection: see `setup`.
+    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 128, maximum: 65536)
+
     /// The paths served as WebSocket.
     static let webSocketPaths: Set<Substring> = ["/ws", "/ws/"]
 
@@ -136,11 +139,14 @@ struct SwitchboardChannel: ServerChildChannel, HTTPChannelHandler {
     }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        // Each connection keeps its last receive buffer for the next read. NIO starts it at
-        // 2 KB; 512 bytes hold an upgrade request and many frames, and it grows when reads fill
-        // it. Mostly idle connections then keep 1.5 KB less each.
-        try? channel.syncOptions?.setOption(
-            ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
+        // NIO's pool of receive buffers keeps, for the connection's lifetime, up to one buffer per
+        // read of a readable event (`maxMessagesPerRead`). With one read per event it keeps only
+        // the first buffer, which is reused for the reads that fit in it; larger reads get
+        // buffers that are freed after them. NIO starts it at 2 KB; an idle WebSocket receives
+        // only pongs, so it starts small, and the adaptive allocator sizes the next ones as reads
+        // fill them (an upgrade request takes a few reads, a large frame a few more).
+        try? channel.syncOptions?.setOption(ChannelOptions.maxMessagesPerRead, value: 1)
+        try? channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.receiveBuffers)
         let admitted = connections.admit(channel)
         if !admitted {
             try? channel.pipeline.syncOperations.addHandler(RefuseConnectionHandler(maxPerAddress: connections.maxPerAddress))
@@ -151,6 +157,8 @@ struct SwitchboardChannel: ServerChildChannel, HTTPChannelHandler {
             let makeWebSocketHandler = self.makeWebSocketHandler
             let upgrader = NIOTypedWebSocketServerUpgrader<Upgrade>(
                 maxFrameSize: maxFrameBytes,
+                // `SocketChannelHandler` answers the frame decoder's errors itself.
+                enableAutomaticErrorHandling: false,
                 shouldUpgrade: { channel, head in
                     attempted.value = true
                     let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0]
@@ -160,6 +168,11 @@ struct SwitchboardChannel: ServerChildChannel, HTTPChannelHandler {
                 upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
                         guard let identity = caller.value else { throw ChannelError.inappropriateOperationForState }
+                        caller.value = nil
+                        // NIO has taken out the HTTP codec and the upgrade handler; the request
+                        // timeouts have no job left either (the WebSocket has its heartbeat).
+                        let operations = channel.pipeline.syncOperations
+                        operations.removeHandler(context: try operations.context(handlerType: ConnectionGuardHandler.self), promise: nil)
                         try channel.pipeline.syncOperations.addHandler(makeWebSocketHandler(identity))
                         return .webSocket
                     }

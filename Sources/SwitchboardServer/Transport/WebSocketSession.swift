@@ -13,7 +13,9 @@ struct WebSocketSession: Sendable {
     let identity: Identity
     let connection: Int
     let sink: any EventSink
-    let logger: Logger
+    /// The server's logger, shared: the connection's metadata is added only to what is logged
+    /// (a metadata dictionary kept per idle connection costs more than half a kilobyte).
+    let serverLogger: Logger
     private var rateLimitedInARow = 0
     /// Messages accepted and not yet answered: a flood close waits for their acks.
     private let unanswered = UnansweredMessages()
@@ -23,22 +25,28 @@ struct WebSocketSession: Sendable {
         self.identity = identity
         self.connection = connection
         self.sink = sink
-        self.logger = logger
+        self.serverLogger = logger
     }
 
     /// Registers a new connection of `identity` with the hub (`ChatService.openSession`).
     static func open(service: ChatService, identity: Identity, sink: any EventSink, logger: Logger) async throws -> WebSocketSession {
         let connection = try await service.openSession(identity, sink: sink)
-        var logger = logger
-        logger[metadataKey: "switchboard.user"] = "\(identity.user.username)"
-        logger[metadataKey: "switchboard.connection"] = "\(connection)"
         return WebSocketSession(service: service, identity: identity, connection: connection, sink: sink, logger: logger)
+    }
+
+    /// Logs with the connection's user and hub id; builds nothing when `level` is not logged.
+    func log(_ level: Logger.Level, _ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:]) {
+        guard serverLogger.logLevel <= level else { return }
+        var metadata = metadata()
+        metadata["switchboard.user"] = "\(identity.user.username)"
+        metadata["switchboard.connection"] = "\(connection)"
+        serverLogger.log(level: level, message(), metadata: metadata)
     }
 
     /// Leaves the hub: the connection's subscriptions and presence end.
     func end() {
         service.closeSession(connection)
-        logger.debug("websocket closed")
+        log(.debug, "websocket closed")
     }
 
     /// Why a session must end, as a close code and reason.
@@ -50,7 +58,7 @@ struct WebSocketSession: Sendable {
     /// Answers one text frame. Throws `Close` when the connection must end.
     mutating func handle(text: String) async throws(Close) {
         if service.configuration.logFrames {
-            logger.debug("frame received", metadata: ["switchboard.frame": "\(text)"])
+            log(.debug, "frame received", metadata: ["switchboard.frame": "\(text)"])
         }
         let receivedAt = ContinuousClock.now
         let frame: (ref: String?, roomId: String?, request: Result<ClientRequest, ProtocolError>)
@@ -77,7 +85,7 @@ struct WebSocketSession: Sendable {
                 rateLimitedInARow = 0
             }
         } catch {
-            logger.error("request failed", metadata: ["switchboard.error": "\(error)"])
+            log(.error, "request failed", metadata: ["switchboard.error": "\(error)"])
             sendError(ProtocolError(.internal, "internal error"), ref: frame.ref, roomId: frame.roomId)
         }
     }
@@ -143,7 +151,7 @@ struct WebSocketSession: Sendable {
     private func send<Payload>(_ envelope: Envelope<Payload>) {
         let frame = encode(envelope)
         if service.configuration.logFrames {
-            logger.debug("frame sent", metadata: ["switchboard.frame": "\(String(buffer: frame.json))"])
+            log(.debug, "frame sent", metadata: ["switchboard.frame": "\(String(buffer: frame.json))"])
         }
         sink.send(frame)
     }
