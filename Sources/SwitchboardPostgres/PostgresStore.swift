@@ -83,12 +83,12 @@ public final class PostgresStore: ChatStore {
             self.schema = schema
         }
 
-        /// Reads `postgres://user:password@host:port/database?sslmode=disable|prefer|require&sslrootcert=path&schema=name`
+        /// Reads `postgres://user:password@host:port/database?sslmode=disable|prefer|require&sslrootcert=path&schema=name&commits=N`
         /// (also `postgresql://`). Throws ``StoreError`` `.unavailable` naming the expected form.
         public init(url: String) throws {
             let expected = """
                 expected postgres://USER:PASSWORD@HOST:PORT/DATABASE (port, password, ?sslmode=disable|prefer|require, \
-                &sslrootcert=PATH and &schema=NAME optional)
+                &sslrootcert=PATH, &schema=NAME and &commits=N optional)
                 """
             guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
                 scheme == "postgres" || scheme == "postgresql"
@@ -116,6 +116,11 @@ public final class PostgresStore: ChatStore {
                     self.tls = tls
                 case ("sslrootcert", let value?):
                     self.rootCertificatePath = value
+                case ("commits", let value?):
+                    guard let count = Int(value), (1...16).contains(count) else {
+                        throw StoreError(.unavailable, "commits=\(value) in the PostgreSQL URL is not a number of group commits from 1 to 16")
+                    }
+                    self.maxConcurrentCommits = count
                 case ("schema", let value?):
                     try PostgresStore.checkIdentifier(value, kind: "schema")
                     self.schema = value
