@@ -215,59 +215,21 @@ extension PostgresStore {
     private func storeBatch(_ calls: [[NewMessage]], on connection: PostgresConnection, onLocked: () -> Void) async throws -> AppendPlan {
         let roomIds = Array(Set(calls.flatMap { $0.map(\.roomId) })).sorted()
         var lastSeqs: [String: Int] = [:]
-        for row in try await connection.rows(
-            "SELECT id, last_seq FROM rooms WHERE id = ANY(\(roomIds)) ORDER BY id FOR UPDATE", logger: logger)
-        {
-            lastSeqs[try row["id"].decode(String.self)] = try row["last_seq"].decode(Int.self)
+        for try await (id, lastSeq) in try await connection.execute(LockRooms(roomIds: roomIds), logger: logger) {
+            lastSeqs[id] = lastSeq
         }
         onLocked()
         let keys = Array(AppendPlanner.clientKeys(of: calls, existingRooms: Set(lastSeqs.keys)))
         var stored: [ClientKey: Message] = [:]
         if !keys.isEmpty {
-            let rows = try await connection.rows(
-                """
-                SELECT \(unescaped: Columns.message("m"))
-                FROM unnest(\(keys.map(\.roomId))::text[], \(keys.map(\.userId))::text[], \(keys.map(\.clientId))::text[])
-                    AS wanted(room_id, user_id, client_id)
-                JOIN messages m ON m.room_id = wanted.room_id AND m.user_id = wanted.user_id AND m.client_id = wanted.client_id
-                """, logger: logger)
-            for row in rows {
-                let message = try Decode.message(row)
+            for try await message in try await connection.execute(FindRepeats(keys: keys), logger: logger) {
                 if let key = message.clientKey { stored[key] = message }
             }
         }
         let plan = AppendPlanner.plan(calls, lastSeqs: lastSeqs, stored: stored)
         if !plan.newMessages.isEmpty || !plan.readMarkers.isEmpty {
-            try await write(plan, on: connection)
+            _ = try await connection.execute(WritePlan(plan: plan), logger: logger)
         }
         return plan
-    }
-
-    /// The plan's rows in one statement, each column bound as one array, so that its text is the
-    /// same for every batch.
-    private func write(_ plan: AppendPlan, on connection: PostgresConnection) async throws {
-        let messages = plan.newMessages
-        let changed = Array(plan.changedRooms)
-        let markers = plan.readMarkers
-        let meta = try messages.map { message in try message.meta.map { try Wire.encodeString($0) } }
-        try await connection.query(
-            """
-            WITH inserted AS (
-                INSERT INTO messages (room_id, seq, id, user_id, content, created_at, client_id, reply_to, meta)
-                SELECT * FROM unnest(
-                    \(messages.map(\.roomId))::text[], \(messages.map(\.seq))::bigint[], \(messages.map(\.id))::text[],
-                    \(messages.map(\.userId))::text[], \(messages.map(\.content))::text[], \(messages.map(\.createdAt))::bigint[],
-                    \(NullableTextArray(elements: messages.map(\.clientId)))::text[],
-                    \(NullableTextArray(elements: messages.map(\.replyTo)))::text[], \(NullableTextArray(elements: meta))::text[])
-            ), numbered AS (
-                UPDATE rooms SET last_seq = changed.last_seq
-                FROM unnest(\(changed)::text[], \(changed.map { plan.lastSeqs[$0] ?? 0 })::bigint[]) AS changed(id, last_seq)
-                WHERE rooms.id = changed.id
-            )
-            UPDATE members SET read_seq = greatest(members.read_seq, sent.seq)
-            FROM unnest(\(markers.map(\.roomId))::text[], \(markers.map(\.userId))::text[], \(markers.map(\.seq))::bigint[])
-                AS sent(room_id, user_id, seq)
-            WHERE members.room_id = sent.room_id AND members.user_id = sent.user_id
-            """, logger: logger)
     }
 }
