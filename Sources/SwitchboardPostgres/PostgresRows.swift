@@ -109,3 +109,31 @@ func containsPattern(_ query: String) -> String {
     pattern.append("%")
     return pattern
 }
+
+/// A `text[]` parameter whose elements may be NULL, which postgres-nio's arrays cannot hold: the
+/// optional columns of a batch of rows bound as one array each (`unnest`), so that a statement's
+/// text does not depend on how many rows it writes.
+struct NullableTextArray: PostgresNonThrowingEncodable {
+    var elements: [String?]
+
+    static var psqlType: PostgresDataType { .textArray }
+    static var psqlFormat: PostgresFormat { .binary }
+
+    /// PostgreSQL's binary array form (as postgres-nio writes its own arrays), a length of -1 for NULL.
+    func encode<JSONEncoder: PostgresJSONEncoder>(into buffer: inout ByteBuffer, context: PostgresEncodingContext<JSONEncoder>) {
+        buffer.writeInteger(elements.isEmpty ? 0 : 1, as: Int32.self)  // dimensions
+        buffer.writeInteger(elements.contains(nil) ? 1 : 0, as: Int32.self)  // has NULLs
+        buffer.writeInteger(PostgresDataType.text.rawValue)
+        guard !elements.isEmpty else { return }
+        buffer.writeInteger(Int32(elements.count))  // length of the dimension
+        buffer.writeInteger(1, as: Int32.self)  // its lower bound
+        for element in elements {
+            guard let element else {
+                buffer.writeInteger(-1, as: Int32.self)
+                continue
+            }
+            buffer.writeInteger(Int32(element.utf8.count))
+            buffer.writeString(element)
+        }
+    }
+}

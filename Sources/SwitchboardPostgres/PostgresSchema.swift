@@ -97,6 +97,17 @@ public enum PostgresSchema {
             // found here instead of by scanning every message above the marker.
             "CREATE INDEX messages_room_user ON messages (room_id, user_id, seq)"
         ],
+        [
+            // The group commit looks up a batch's clientIds by room, user and clientId. With the
+            // clientId first, the planner preferred messages_room_user and then read every message
+            // of that sender in that room for each key (88 ms for 200 keys in a 51,000-message
+            // benchmark database, growing with each room); this order finds each key in one probe.
+            "DROP INDEX messages_client_id",
+            """
+            CREATE UNIQUE INDEX messages_client_key ON messages (room_id, user_id, client_id)
+            WHERE client_id IS NOT NULL
+            """,
+        ],
     ]
 
     /// The schema version this program writes.

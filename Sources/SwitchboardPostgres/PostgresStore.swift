@@ -10,9 +10,11 @@ import SwitchboardStore
 ///
 /// Queries run on a pool of connections (postgres-nio's `PostgresClient`, run by the store for as
 /// long as it is open). Messages sent at the same time are stored in one transaction (group
-/// commit) by a single writer task; each room's row is locked while its messages are numbered, so
-/// `seq` stays gap-free even with several servers on one database. Each `append` returns only
-/// after its commit.
+/// commit); while one commits, the next may start on another connection (up to
+/// ``Configuration/maxConcurrentCommits``). Each room's row is locked while its messages are
+/// numbered, and each commit starts only once the one before holds its locks, so `seq` stays
+/// gap-free and in call order, even with several servers on one database. Each `append` returns
+/// only after its commit, and callers are answered in the order of their calls.
 ///
 /// ```swift
 /// let store = try await PostgresStore.open(
@@ -43,10 +45,15 @@ public final class PostgresStore: ChatStore {
         public var database: String
         /// `.prefer` by default.
         public var tls: TLSMode
-        /// Most connections in the pool (10 by default, at least 2: one for the writer, one to read).
+        /// Most connections in the pool (10 by default, at least one more than `maxConcurrentCommits`,
+        /// so that reads always find one).
         public var maximumConnections: Int
         /// The most messages stored by one group commit (512 by default); one `append` call is never split.
         public var maxBatchSize: Int
+        /// The most group commits in flight at once, each on a connection of its own (2 by default;
+        /// 1 stores one batch after another). A commit spends most of its time waiting for
+        /// PostgreSQL (round trips, the WAL flush), during which the next batch can be numbered.
+        public var maxConcurrentCommits: Int
         /// How long to wait for a connection to the server (10 s by default).
         public var connectTimeout: Duration
         /// The schema the tables live in (its `search_path`), created when missing; nil (the default)
@@ -61,7 +68,7 @@ public final class PostgresStore: ChatStore {
         public init(
             host: String = "127.0.0.1", port: Int = 5432, username: String = "postgres", password: String? = nil,
             database: String = "switchboard", tls: TLSMode = .prefer, maximumConnections: Int = 10, maxBatchSize: Int = 512,
-            connectTimeout: Duration = .seconds(10), schema: String? = nil
+            maxConcurrentCommits: Int = 2, connectTimeout: Duration = .seconds(10), schema: String? = nil
         ) {
             self.host = host
             self.port = port
@@ -71,16 +78,17 @@ public final class PostgresStore: ChatStore {
             self.tls = tls
             self.maximumConnections = maximumConnections
             self.maxBatchSize = maxBatchSize
+            self.maxConcurrentCommits = maxConcurrentCommits
             self.connectTimeout = connectTimeout
             self.schema = schema
         }
 
-        /// Reads `postgres://user:password@host:port/database?sslmode=disable|prefer|require&sslrootcert=path&schema=name`
+        /// Reads `postgres://user:password@host:port/database?sslmode=disable|prefer|require&sslrootcert=path&schema=name&commits=N`
         /// (also `postgresql://`). Throws ``StoreError`` `.unavailable` naming the expected form.
         public init(url: String) throws {
             let expected = """
                 expected postgres://USER:PASSWORD@HOST:PORT/DATABASE (port, password, ?sslmode=disable|prefer|require, \
-                &sslrootcert=PATH and &schema=NAME optional)
+                &sslrootcert=PATH, &schema=NAME and &commits=N optional)
                 """
             guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
                 scheme == "postgres" || scheme == "postgresql"
@@ -108,6 +116,11 @@ public final class PostgresStore: ChatStore {
                     self.tls = tls
                 case ("sslrootcert", let value?):
                     self.rootCertificatePath = value
+                case ("commits", let value?):
+                    guard let count = Int(value), (1...16).contains(count) else {
+                        throw StoreError(.unavailable, "commits=\(value) in the PostgreSQL URL is not a number of group commits from 1 to 16")
+                    }
+                    self.maxConcurrentCommits = count
                 case ("schema", let value?):
                     try PostgresStore.checkIdentifier(value, kind: "schema")
                     self.schema = value
@@ -147,7 +160,7 @@ public final class PostgresStore: ChatStore {
         var clientConfiguration: PostgresClient.Configuration {
             var configuration = PostgresClient.Configuration(
                 host: host, port: port, username: username, password: password, database: database, tls: clientTLS)
-            configuration.options.maximumConnections = max(maximumConnections, 2)
+            configuration.options.maximumConnections = max(maximumConnections, max(maxConcurrentCommits, 1) + 1)
             configuration.options.connectTimeout = connectTimeout
             configuration.options.additionalStartupParameters = startupParameters
             return configuration
@@ -195,7 +208,7 @@ public final class PostgresStore: ChatStore {
     let logger: Logger
     let client: PostgresClient
     private let clientTask: Task<Void, Never>
-    let appendQueue = Mutex(AppendQueue())
+    let appendQueue: Mutex<AppendQueue>
     /// Group commits done so far, for tests and diagnostics.
     let committedBatches = Atomic<Int>(0)
 
@@ -204,6 +217,7 @@ public final class PostgresStore: ChatStore {
         self.logger = logger
         self.client = client
         self.clientTask = clientTask
+        self.appendQueue = Mutex(AppendQueue(maxBatchSize: configuration.maxBatchSize, maxConcurrentCommits: configuration.maxConcurrentCommits))
     }
 
     /// Connects, brings the schema up to date (``PostgresSchema``) and starts the pool.
@@ -250,11 +264,7 @@ public final class PostgresStore: ChatStore {
     /// Waits for the messages already accepted, then stops the pool. Later calls throw
     /// `.unavailable`; closing twice does nothing.
     public func close() async throws {
-        let isFirstClose = appendQueue.withLock { queue in
-            defer { queue.isClosed = true }
-            return !queue.isClosed
-        }
-        guard isFirstClose else { return }
+        guard appendQueue.withLock({ $0.close() }) else { return }
         await waitUntilAppendsDrained()
         clientTask.cancel()
         await clientTask.value
