@@ -71,8 +71,9 @@ public protocol ChatStore: Sendable {
     /// without waiting for each other. A message whose user, room and `clientId` match a stored
     /// one stores nothing and comes back as a duplicate. Concurrent callers are committed together
     /// in one transaction (group commit). The sender's read marker moves to the room's `lastSeq`.
-    /// The `completion`s of all callers run one after another in commit order, so a server that
-    /// publishes from them shows every room in `seq` order; they must not block.
+    /// The `completion`s of all callers run one after another in call order (which, within a room,
+    /// is commit order, even when several commits are in flight), so a server that publishes from
+    /// them shows every room in `seq` order; they must not block.
     func submitAppend(_ messages: [NewMessage], completion: @escaping @Sendable (Result<[AppendResult], any Error>) -> Void)
     /// The message with this id.
     func message(id: String) async throws -> Message?
@@ -99,7 +100,7 @@ extension ChatStore {
     }
 
     /// Stores messages and returns once they are durable; see ``submitAppend(_:completion:)``.
-    /// `onCommit` runs in commit order, before this call returns.
+    /// `onCommit` runs in call order (within a room, commit order), before this call returns.
     public func append(_ messages: [NewMessage], onCommit: (@Sendable ([AppendResult]) -> Void)? = nil) async throws -> [AppendResult] {
         try await withCheckedThrowingContinuation { continuation in
             submitAppend(messages) { result in

@@ -38,7 +38,7 @@ public enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertibl
                 """)
         }
         var configuration = try PostgresStore.Configuration(url: url)
-        // Hundreds of test servers share the PostgreSQL server: a small pool (the writer and two readers).
+        // Hundreds of test servers share the PostgreSQL server: a small pool (two commits in flight and a reader).
         configuration.maximumConnections = 3
         return configuration
     }
