@@ -165,7 +165,7 @@ final class FanoutRoom: Sendable {
 final class CountingSink: EventSink {
     private let count = Mutex(0)
     func send(_ frame: OutgoingFrame) { count.withLock { $0 += 1 } }
-    func close(code: WebSocketErrorCode, reason: String) {}
+    func close(_ end: SessionEnd) {}
 }
 
 /// Embedded channels with the server's socket handler, and the sinks that write to them.
@@ -195,14 +195,19 @@ final class EmbeddedSink: EventSink {
     init(channel: EmbeddedChannel) throws {
         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(WebSocketFrameDecoder()))
         try channel.pipeline.syncOperations.addHandler(WebSocketFrameEncoder())
-        let handler = SocketChannelHandler(configuration: ServerConfiguration(), logger: Logger(label: "bench"))
+        // The session never opens: frames are written through the handler alone, which puts the
+        // raw frame writer at the head of the pipeline when it is added.
+        let handler = SocketChannelHandler(configuration: ServerConfiguration(), logger: Logger(label: "bench")) { _ in
+            try await Task.sleep(for: .seconds(86_400))
+            throw CancellationError()
+        }
         try channel.pipeline.syncOperations.addHandler(handler)
-        let raw = RawFrameWriter()
-        try channel.pipeline.syncOperations.addHandler(raw, position: .first)
-        handler.setRawContext(try channel.pipeline.syncOperations.context(handler: raw))
         writer = SocketWriter(handler: NIOLoopBound(handler, eventLoop: channel.eventLoop), eventLoop: channel.eventLoop)
     }
 
+    var eventLoop: (any EventLoop)? { writer.eventLoop }
+    func enqueueOnLoop(_ frame: OutgoingFrame) -> Bool { writer.enqueueOnLoop(frame) }
+    func flushOnLoop() { writer.flushOnLoop() }
     func send(_ frame: OutgoingFrame) { writer.send(frame) }
-    func close(code: WebSocketErrorCode, reason: String) {}
+    func close(_ end: SessionEnd) {}
 }
