@@ -246,9 +246,11 @@ struct HangingPeerTests {
             let alice = try await server.register("alice")
             let room = try await server.createRoom("general", token: alice.token)
             try await TCPProxy.withProxy(targetPort: server.port) { proxy in
+                // Short enough that hung attempts are given up quickly, long enough that a real one
+                // succeeds while the whole suite runs at once on 2 cores (300 ms did not, at times).
                 let configuration = testConfiguration(proxy.baseURL, token: alice.token) {
-                    $0.connectTimeout = .milliseconds(300)
-                    $0.requestTimeout = .milliseconds(500)
+                    $0.connectTimeout = .seconds(1)
+                    $0.requestTimeout = .seconds(2)
                 }
                 try await ChatClient.withClient(configuration: configuration, logger: testLogger("hung-alice")) { client in
                     let received = client.messages(in: room.id)
