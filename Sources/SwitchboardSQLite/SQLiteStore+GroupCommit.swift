@@ -233,10 +233,11 @@ extension SQLiteStore {
         var stored: [ClientKey: Message] = [:]
         try connection.withStatement(
             """
-            SELECT id, room_id, seq, user_id, content, created_at, client_id, reply_to, meta, edited_at, deleted, reactions
-            FROM messages WHERE client_id = ?1 AND room_id = ?2 AND user_id = ?3 AND client_id IS NOT NULL
+            SELECT \(Columns.message("messages")) FROM messages
+            WHERE client_id = ?1 AND room_id = ?2 AND user_id = ?3 AND client_id IS NOT NULL
             """
         ) { statement in
+            // Read by position, in the order of `Columns.message`.
             for key in clientKeys {
                 try statement.bind(1, key.clientId)
                 try statement.bind(2, key.roomId)

@@ -173,12 +173,18 @@ struct RoomSubscribersTests {
     /// Targets are connection numbers: a delivery names the connection it goes to.
     typealias Subscribers = RoomSubscribers<String, Int>
 
+    /// Connections `connections`, of users `u1`, `u2`, …, live in `room` from its start.
+    static func live(_ connections: ClosedRange<Int>, in room: String) -> Subscribers {
+        var subscribers = Subscribers()
+        for connection in connections {
+            subscribers.subscribe(connection, user: "u\(connection)", target: connection, to: room, phase: .live(lastSeq: 0))
+        }
+        return subscribers
+    }
+
     @Test("an event goes to every live subscriber of its room once, and to no other room's")
     func deliversToTheRoomOnly() {
-        var subscribers = Subscribers()
-        for connection in 1...3 {
-            subscribers.subscribe(connection, user: "u\(connection)", target: connection, to: "r1", phase: .live(lastSeq: 0))
-        }
+        var subscribers = Self.live(1...3, in: "r1")
         subscribers.subscribe(4, user: "u4", target: 4, to: "r2", phase: .live(lastSeq: 0))
         let deliveries = [
             subscribers.deliver("m1", seq: 1, in: "r1").sorted(), subscribers.deliver("m1", seq: 1, in: "r2"),
@@ -249,10 +255,7 @@ struct RoomSubscribersTests {
 
     @Test("unsubscribing stops the events and forgets the room once empty; the others keep theirs")
     func unsubscribe() {
-        var subscribers = Subscribers()
-        for connection in 1...3 {
-            subscribers.subscribe(connection, user: "u\(connection)", target: connection, to: "r1", phase: .live(lastSeq: 0))
-        }
+        var subscribers = Self.live(1...3, in: "r1")
         subscribers.subscribe(1, user: "u1", target: 1, to: "r2", phase: .live(lastSeq: 0))
         #expect(subscribers.rooms(of: 1) == ["r1", "r2"])
         let removed = subscribers.unsubscribe(1, from: "r1")

@@ -339,10 +339,9 @@ final class Hub: Sendable {
     /// did not cover. False when the subscription ended meanwhile (the user was removed).
     func completeJoin(_ id: Int, roomId: String, ack: JoinAck, ref: String?, now: Int) -> Bool {
         state.withLock { state in
-            guard state.connections[id] != nil, state.subscribers.isSubscribed(id, to: roomId) else { return false }
+            guard state.connections[id] != nil, let joined = state.subscribers.completeJoin(id, in: roomId, replayedThrough: ack.lastSeq) else { return false }
             var ack = ack
             ack.online = state.presence.online(among: state.rooms[roomId]?.members ?? Set(ack.room.members))
-            guard let joined = state.subscribers.completeJoin(id, in: roomId, replayedThrough: ack.lastSeq) else { return false }
             var fanOut = FanOut()
             fanOut.add(encode(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: now, ref: ref)), to: joined.target)
             for frame in joined.held {

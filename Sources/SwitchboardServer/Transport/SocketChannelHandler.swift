@@ -379,20 +379,16 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
     }
 
-    /// A final, unmasked frame of the server: the bytes NIO's `WebSocketFrameEncoder` writes.
+    /// A final, unmasked control frame of the server (ping, pong, close): the bytes NIO's
+    /// `WebSocketFrameEncoder` writes. A control frame carries at most 125 bytes (RFC 6455 5.5):
+    /// a pong echoes a ping the decoder let through, a close one of the server's short reasons,
+    /// so nothing is ever cut in practice; a longer payload is cut rather than framed wrongly.
     static func frame(_ opcode: WebSocketOpcode, _ payload: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
-        let length = payload.readableBytes
-        var frame = allocator.buffer(capacity: 4 + length)
+        let length = min(payload.readableBytes, 125)
+        var frame = allocator.buffer(capacity: 2 + length)
         frame.writeInteger(0x80 | UInt8(webSocketOpcode: opcode))
-        if length < 126 {
-            frame.writeInteger(UInt8(length))
-        } else {
-            // Not for control frames, which are at most 125 bytes (a pong echoes a ping of at most
-            // 125; a close carries a client's close payload or one of the server's short reasons).
-            frame.writeInteger(UInt8(126))
-            frame.writeInteger(UInt16(truncatingIfNeeded: length))
-        }
-        frame.writeImmutableBuffer(payload)
+        frame.writeInteger(UInt8(length))
+        frame.writeImmutableBuffer(payload.getSlice(at: payload.readerIndex, length: length)!)
         return frame
     }
 
