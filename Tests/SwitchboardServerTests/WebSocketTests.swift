@@ -420,4 +420,30 @@ struct WebSocketTests {
             await socket.close()
         }
     }
+
+    @Test("messages sent back to back are stored in the order sent, whether checking them needs the store (a reply) or not")
+    func backToBackMessagesKeepTheirOrder() async throws {
+        try await withServer { server in
+            let alice = try await server.register("alice")
+            let room = try await server.createRoom("team", token: alice.token)
+            let socket = try await server.connect(token: alice.token)
+            let first = try await socket.answer(
+                toRaw: json(#"{"type": "message", "roomId": "ROOM", "data": {"content": "first"}, "ref": "0"}"#, roomId: room.id), ref: "0"
+            ).decode(MessageAck.self).message
+            // Every third one replies to the first: its check reads the store, in a task, while
+            // the others are checked at once; none may overtake another.
+            for index in 1...30 {
+                let reply = index % 3 == 0 ? #", "replyTo": "\#(first.id)""# : ""
+                try await socket.send(raw: json(#"{"type": "message", "roomId": "ROOM", "data": {"content": "m\#(index)"\#(reply)}, "ref": "\#(index)"}"#, roomId: room.id))
+            }
+            for index in 1...30 {
+                let ack = try await socket.next { $0.ref == "\(index)" }
+                let message = try ack.decode(MessageAck.self).message
+                #expect(message.seq == first.seq + index, "ref \(index): \(ack.raw)")
+                #expect(message.content == "m\(index)")
+                #expect(message.replyTo == (index % 3 == 0 ? first.id : nil))
+            }
+            await socket.close()
+        }
+    }
 }

@@ -100,10 +100,14 @@ final class ChatService: Sendable {
     /// A room the caller is a member of.
     func memberRoom(_ identity: Identity, _ roomId: String) async throws -> Hub.RoomState {
         let room = try await roomState(roomId)
+        try Self.checkMember(identity, room)
+        return room
+    }
+
+    private static func checkMember(_ identity: Identity, _ room: Hub.RoomState) throws(ProtocolError) {
         guard room.members.contains(identity.user.id) else {
             throw ProtocolError(.forbidden, "you are not a member of this room")
         }
-        return room
     }
 
     /// What the hub knows of a room, loaded from the store on first use; `not_found` when there is none.
@@ -188,7 +192,20 @@ final class ChatService: Sendable {
                 throw ProtocolError(.notFound, "replyTo: no message \(replyTo) in this room")
             }
         }
-        // Last, so that a slot is taken only by a message that will be submitted.
+        return try admitMessage(identity, roomId: roomId, data)
+    }
+
+    /// `prepareMessage` without waiting, when it needs nothing from the store: the hub knows the
+    /// room's members and the message replies to none. Nil when it does need the store.
+    func prepareMessageNow(_ identity: Identity, roomId: String, _ data: SendMessageData) throws(ProtocolError) -> NewMessage? {
+        guard data.replyTo == nil, let room = hub.room(roomId) else { return nil }
+        try Self.checkMember(identity, room)
+        try limit(messageLimiter, identity, "too many messages")
+        return try admitMessage(identity, roomId: roomId, data)
+    }
+
+    /// The last check of a message, so that a slot is taken only by a message that will be submitted.
+    private func admitMessage(_ identity: Identity, roomId: String, _ data: SendMessageData) throws(ProtocolError) -> NewMessage {
         guard pendingMessages.take(limit: configuration.maxPendingMessages) else {
             throw ProtocolError(.rateLimited, "the server is busy storing messages; try again in 100 ms", retryAfterMs: 100)
         }

@@ -7,8 +7,8 @@ import NIOWebSocket
 /// waits on it while it is idle.
 ///
 /// Inbound, it feeds frames to a `WebSocketConnectionMachine` (the protocol's frame rules) and
-/// hands complete messages to the connection's `WebSocketSession` one at a time, in a short task
-/// each, since answering a request awaits the store. Outbound, it writes the hub's frames straight
+/// hands complete messages to the connection's `WebSocketSession` one at a time: on the event loop
+/// when the answer needs nothing from the store, else in a short task. Outbound, it writes the hub's frames straight
 /// to the socket, flushing once per event-loop tick (or after `writeDelay`), pings on schedule,
 /// and closes a connection that stops answering or falls too far behind.
 ///
@@ -210,26 +210,38 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
     }
 
-    /// Answers the oldest waiting request, unless one is being answered: in a short task, since
-    /// answers await the store; the task hands the session back when done.
+    /// Answers the waiting requests in order, unless one is being answered: here, those that need
+    /// nothing from the store (most messages); the first that does, in a short task, which hands
+    /// the session back when done.
     private func answerNext() {
-        guard sessionState == .idle, !closing, let context, let session, let request = waiting.first else { return }
-        waiting.removeFirst()
+        guard sessionState == .idle, !closing, let context, var session, !waiting.isEmpty else { return }
+        // Answering, so that a close caused by writing an answer does not end the session under us.
+        sessionState = .answering
+        self.session = nil
+        var inTask: WebSocketSession.Frame?
+        while inTask == nil, !closing, let request = waiting.first {
+            waiting.removeFirst()
+            switch request {
+            case .text(let text):
+                let frame = session.read(text: text)
+                if !session.answerNow(frame) { inTask = frame }
+            case .binary:
+                session.handleBinary()
+            }
+        }
         if waiting.isEmpty { waiting = [] }
         if readHeld, waiting.count < Self.maxWaitingRequests {
             readHeld = false
             context.read()
         }
-        sessionState = .answering
-        self.session = nil
+        guard let frame = inTask, !closing else {
+            return answered(session: session, close: nil)
+        }
         let answered = context.eventLoop.makePromise(of: (WebSocketSession, WebSocketSession.Close?).self)
-        answered.completeWithTask {
+        answered.completeWithTask { [session] in
             var session = session
             do throws(WebSocketSession.Close) {
-                switch request {
-                case .text(let text): try await session.handle(text: text)
-                case .binary: session.handleBinary()
-                }
+                try await session.handle(frame)
                 return (session, nil)
             } catch {
                 return (session, error)

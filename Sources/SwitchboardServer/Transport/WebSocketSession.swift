@@ -3,6 +3,7 @@ import NIOCore
 import NIOWebSocket
 import Synchronization
 import SwitchboardProtocol
+import SwitchboardStore
 
 /// One WebSocket's requests, answered one at a time in the order they came.
 ///
@@ -55,39 +56,83 @@ struct WebSocketSession: Sendable {
         var reason: String
     }
 
-    /// Answers one text frame. Throws `Close` when the connection must end.
-    mutating func handle(text: String) async throws(Close) {
+    /// A text frame as read: its request (or why it is not one), with what an error answer names.
+    struct Frame: Sendable {
+        var ref: String?
+        var roomId: String?
+        var request: Result<ClientRequest, ProtocolError>
+        var receivedAt: ContinuousClock.Instant
+    }
+
+    /// Parses a text frame.
+    func read(text: String) -> Frame {
         if service.configuration.logFrames {
             log(.debug, "frame received", metadata: ["switchboard.frame": "\(text)"])
         }
         let receivedAt = ContinuousClock.now
-        let frame: (ref: String?, roomId: String?, request: Result<ClientRequest, ProtocolError>)
         if let message = MessageFrameScanner.scan(text, limits: service.configuration.limits) {
-            frame = (message.ref, message.roomId, message.request)
-        } else {
-            let parsed = IncomingFrame(bytes: text.utf8, limits: service.configuration.limits)
-            frame = (parsed.ref, parsed.roomId, parsed.request)
+            return Frame(ref: message.ref, roomId: message.roomId, request: message.request, receivedAt: receivedAt)
         }
+        let parsed = IncomingFrame(bytes: text.utf8, limits: service.configuration.limits)
+        return Frame(ref: parsed.ref, roomId: parsed.roomId, request: parsed.request, receivedAt: receivedAt)
+    }
+
+    /// Answers a frame at once, on the connection's event loop, when that needs nothing from the
+    /// store: a frame that is not a valid request, a `ping`, a `message` to a room whose members
+    /// the hub knows. False when it must be answered by ``handle(_:)``, in a task; the frame is
+    /// then left unanswered, so that it is answered exactly once.
+    mutating func answerNow(_ frame: Frame) -> Bool {
+        switch frame.request {
+        case .failure(let error):
+            failed(error, frame)
+        case .success(.ping(let data)):
+            send(Envelope<JSONValue>(type: .pong, data: data, timestamp: WallClock.milliseconds(), ref: frame.ref))
+            rateLimitedInARow = 0
+        case .success(.message(let roomId, let data)):
+            do throws(ProtocolError) {
+                guard let message = try service.prepareMessageNow(identity, roomId: roomId, data) else { return false }
+                submit(message, roomId: roomId, ref: frame.ref, receivedAt: frame.receivedAt)
+                rateLimitedInARow = 0
+            } catch {
+                // Closing for a flood first waits for the acks of the messages accepted before it.
+                if isFlood(error) { return false }
+                failed(error, frame)
+            }
+        default:
+            return false
+        }
+        return true
+    }
+
+    /// Answers a frame. Throws `Close` when the connection must end.
+    mutating func handle(_ frame: Frame) async throws(Close) {
         do {
             let request = try frame.request.get()
-            try await answer(request, ref: frame.ref, receivedAt: receivedAt)
+            try await answer(request, ref: frame.ref, receivedAt: frame.receivedAt)
             rateLimitedInARow = 0
         } catch let error as ProtocolError {
-            sendError(error, ref: frame.ref, roomId: frame.roomId)
-            if error.code == .rateLimited {
-                rateLimitedInARow += 1
-                if rateLimitedInARow >= service.configuration.floodCloseAfter {
-                    // Messages accepted before the flood are stored: their acks go out first.
-                    await unanswered.waitUntilNone()
-                    throw Close(code: .policyViolation, reason: "too many requests over the rate limit")
-                }
-            } else {
-                rateLimitedInARow = 0
+            if isFlood(error) {
+                sendError(error, ref: frame.ref, roomId: frame.roomId)
+                // Messages accepted before the flood are stored: their acks go out first.
+                await unanswered.waitUntilNone()
+                throw Close(code: .policyViolation, reason: "too many requests over the rate limit")
             }
+            failed(error, frame)
         } catch {
             log(.error, "request failed", metadata: ["switchboard.error": "\(error)"])
-            sendError(ProtocolError(.internal, "internal error"), ref: frame.ref, roomId: frame.roomId)
+            failed(ProtocolError(.internal, "internal error"), frame)
         }
+    }
+
+    /// Whether `error` is the rate-limited answer that makes too many in a row.
+    private func isFlood(_ error: ProtocolError) -> Bool {
+        error.code == .rateLimited && rateLimitedInARow + 1 >= service.configuration.floodCloseAfter
+    }
+
+    /// Answers a request that failed, counting rate-limited ones in a row.
+    private mutating func failed(_ error: ProtocolError, _ frame: Frame) {
+        sendError(error, ref: frame.ref, roomId: frame.roomId)
+        rateLimitedInARow = error.code == .rateLimited ? rateLimitedInARow + 1 : 0
     }
 
     /// Answers a binary frame: the protocol speaks text only.
@@ -113,27 +158,7 @@ struct WebSocketSession: Sendable {
             // Checked now, answered when durable: the next frame is read without waiting for the
             // commit, so one connection's messages share group commits and keep their order.
             let message = try await service.prepareMessage(identity, roomId: roomId, data)
-            let session = self
-            let unanswered = self.unanswered
-            let reply: MessageReply
-            unanswered.add()
-            if service.configuration.logFrames {
-                // Through `send`, which logs every frame; after the message's event all the same.
-                reply = .callback { result in
-                    switch result {
-                    case .success(let ack):
-                        session.send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: WallClock.milliseconds(), ref: ref))
-                    case .failure(let error):
-                        session.sendError(error, ref: ref, roomId: roomId)
-                    }
-                    unanswered.remove()
-                }
-            } else {
-                // The ack is encoded and sent with the batch that publishes the message.
-                reply = .socket(
-                    sink, ref: ref, onFailure: { error in session.sendError(error, ref: ref, roomId: roomId) }, answered: unanswered.remove)
-            }
-            service.submitMessage(message, receivedAt: receivedAt, reply: reply)
+            submit(message, roomId: roomId, ref: ref, receivedAt: receivedAt)
         case .typing(let roomId, let isTyping):
             try await service.typing(identity, roomId: roomId, isTyping: isTyping)
             send(Envelope(type: .ack, roomId: roomId, data: EmptyData(), timestamp: now, ref: ref))
@@ -141,6 +166,31 @@ struct WebSocketSession: Sendable {
             let ack = try await service.react(identity, roomId: roomId, data)
             send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: WallClock.milliseconds(), ref: ref))
         }
+    }
+
+    /// Queues a checked message for its group commit; its ack goes out once it is stored.
+    private func submit(_ message: NewMessage, roomId: String, ref: String?, receivedAt: ContinuousClock.Instant) {
+        let session = self
+        let unanswered = self.unanswered
+        let reply: MessageReply
+        unanswered.add()
+        if service.configuration.logFrames {
+            // Through `send`, which logs every frame; after the message's event all the same.
+            reply = .callback { result in
+                switch result {
+                case .success(let ack):
+                    session.send(Envelope(type: .ack, roomId: roomId, data: ack, timestamp: WallClock.milliseconds(), ref: ref))
+                case .failure(let error):
+                    session.sendError(error, ref: ref, roomId: roomId)
+                }
+                unanswered.remove()
+            }
+        } else {
+            // The ack is encoded and sent with the batch that publishes the message.
+            reply = .socket(
+                sink, ref: ref, onFailure: { error in session.sendError(error, ref: ref, roomId: roomId) }, answered: unanswered.remove)
+        }
+        service.submitMessage(message, receivedAt: receivedAt, reply: reply)
     }
 
     private func sendError(_ error: ProtocolError, ref: String?, roomId: String?) {
