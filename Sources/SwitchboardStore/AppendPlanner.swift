@@ -88,7 +88,7 @@ public enum AppendPlanner {
         var newMessages: [Message] = []
         var changedRooms: Set<String> = []
         var senders: [ReadMarker] = []
-        var seenSenders: Set<[String]> = []
+        var seenSenders: Set<Sender> = []
         for messages in calls {
             guard accepted(messages, existingRooms) else {
                 let unknown = messages.first { !existingRooms.contains($0.roomId) }?.roomId ?? ""
@@ -97,7 +97,7 @@ public enum AppendPlanner {
             }
             var appended: [AppendResult] = []
             for new in messages {
-                if seenSenders.insert([new.roomId, new.userId]).inserted {
+                if seenSenders.insert(Sender(roomId: new.roomId, userId: new.userId)).inserted {
                     senders.append(ReadMarker(roomId: new.roomId, userId: new.userId, seq: 0))
                 }
                 let clientKey = new.clientKey
@@ -120,6 +120,12 @@ public enum AppendPlanner {
         }
         let readMarkers = senders.map { ReadMarker(roomId: $0.roomId, userId: $0.userId, seq: lastSeqs[$0.roomId] ?? 0) }
         return AppendPlan(results: results, newMessages: newMessages, lastSeqs: lastSeqs, changedRooms: changedRooms, readMarkers: readMarkers)
+    }
+
+    /// A user sending to a room: whose read marker the batch moves.
+    private struct Sender: Hashable {
+        var roomId: String
+        var userId: String
     }
 
     private static func accepted(_ messages: [NewMessage], _ existingRooms: Set<String>) -> Bool {
