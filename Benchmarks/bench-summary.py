@@ -95,7 +95,14 @@ if databases:
     if any(writes):
         row("durable writes: acked messages/s, ack p50 / p99, µs per message", [
             f"{w['ackedPerSecond']:,.0f}/s, {ms(w['ackLatency']['p50'])} / {ms(w['ackLatency']['p99'])} ms, "
-            f"{w.get('serverMicrosecondsPerMessage') or 0:.0f} µs ({w['configuration']['senders']} senders)" if w else "did not finish" for w in writes])
+            f"{w.get('serverMicrosecondsPerMessage') or 0:.0f} µs ({w['configuration']['senders']} senders; generator "
+            f"{w['cpu'].get('generatorMicrosecondsPerUnit') or 0:.0f} µs)" if w else "did not finish" for w in writes])
+    node_writes = load("writes-node.json")
+    if node_writes:
+        w = node_writes
+        row("… the same writes against the Node peer (stores nothing; this machine's ceiling)", [
+            f"{w['ackedPerSecond']:,.0f}/s, {ms(w['ackLatency']['p50'])} / {ms(w['ackLatency']['p99'])} ms, "
+            f"{w['cpu'].get('serverMicrosecondsPerUnit') or 0:.0f} µs; generator {w['cpu'].get('generatorMicrosecondsPerUnit') or 0:.0f} µs"] + ["—"] * (len(databases) - 1))
     replays = [load(f"replay-{d}.json") for d in databases]
     if any(replays):
         row("rejoin replaying K messages: p50 / p99", [

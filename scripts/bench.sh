@@ -7,7 +7,8 @@
 #     memory    memory per idle connection at 10,000 connections (Switchboard and Node)
 #   Switchboard only, on each of --databases (sqlite,postgres):
 #     ceiling   fan-out at 250,000 deliveries/s, open loop (1,000 clients, 100 senders, 2,500 messages/s)
-#     writes    durable writes (--synchronous full), 200 senders, each in a room of its own
+#     writes    durable writes (--synchronous full), 200 senders, each in a room of its own; then the
+#               same against the Node peer (storing nothing), as this machine's ceiling
 #     replay    a rejoin that replays 1,000 missed messages (20 rejoins)
 #     history   a database of 1 M messages (10 rooms x 100,000): start to /healthz, GET /api/rooms,
 #               a history page, a replay of 1,000 (Benchmarks/history.py)
@@ -118,7 +119,7 @@ wait_for_port() {
 }
 
 node_ok=0
-if wants cpu || wants memory; then
+if wants cpu || wants memory || wants writes; then
     if [ -f "$peers/node-ws/server.js" ]; then
         command -v "$NODE" >/dev/null && [ -d /usr/share/nodejs/ws ] || install_debian nodejs node-ws
         command -v "$NODE" >/dev/null && [ -d /usr/share/nodejs/ws ] && node_ok=1
@@ -234,6 +235,10 @@ for database in ${databases//,/ }; do
         rm -f "$out"/history.db*
     fi
 done
+
+# The same writes against the Node peer, which stores nothing: what this machine and this generator
+# allow at all, the ceiling any durable store is measured under.
+wants writes && [ "$node_ok" = 1 ] && run_bench "writes-node" writes --server-command "$node_command" --senders "$writers" "${messaging[@]}"
 
 python3 "$root/Benchmarks/bench-summary.py" "$out" | tee "$out/summary.md"
 note "reports in $out"
