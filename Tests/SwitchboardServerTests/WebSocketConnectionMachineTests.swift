@@ -125,18 +125,30 @@ struct WebSocketConnectionMachineTests {
             (closePayload(4001), .unknown(4001)), (closePayload(3000), .unknown(3000)), ([], .normalClosure),
         ] as [([UInt8], WebSocketErrorCode)] {
             var machine = WebSocketConnectionMachine(maxMessageBytes: 100)
-            #expect(machine.received(clientFrame(.connectionClose, payload)) == .close(expected, reason: ""))
+            #expect(machine.received(clientFrame(.connectionClose, payload)) == .answerClose(expected))
             #expect(machine.received(clientFrame(.connectionClose, payload)) == WebSocketConnectionMachine.Action.none)
             #expect(machine.close(.goingAway, reason: "shutdown") == nil)
         }
     }
 
-    @Test("a close from the server's side happens once; the client's close after it is not answered")
+    @Test("a close from the server's side happens once; the client's close after it completes the handshake and is not answered")
     func serverClose() {
         var machine = WebSocketConnectionMachine(maxMessageBytes: 100)
         #expect(machine.received(clientFrame(.text, "a", fin: false)) == WebSocketConnectionMachine.Action.none)
         #expect(machine.close(.policyViolation, reason: "flood") == .close(.policyViolation, reason: "flood"))
         #expect(machine.close(.goingAway, reason: "again") == nil)
+        #expect(machine.received(clientFrame(.text, "late")) == WebSocketConnectionMachine.Action.none)
+        #expect(machine.received(clientFrame(.connectionClose, closePayload(1000))) == .closeAnswered)
         #expect(machine.received(clientFrame(.connectionClose, closePayload(1000))) == WebSocketConnectionMachine.Action.none)
+    }
+
+    @Test("after a protocol error the server waits for the client's close frame too")
+    func protocolErrorAwaitsTheClientsClose() {
+        var machine = WebSocketConnectionMachine(maxMessageBytes: 100)
+        guard case .close(.protocolError, _) = machine.received(clientFrame(.continuation, "x")) else {
+            Issue.record("a continuation without a message is a protocol error")
+            return
+        }
+        #expect(machine.received(clientFrame(.connectionClose, closePayload(1002))) == .closeAnswered)
     }
 }

@@ -82,6 +82,33 @@ struct WebSocketFrameTests {
         }
     }
 
+    @Test("a close the server starts reaches a client that reads late as a close frame, even when more of its bytes wait unread")
+    func closeFrameIsNotLostToAReset() async throws {
+        try await withServer({ $0.pingTimeout = .seconds(1) }) { server in
+            let alice = try await server.register("alice")
+            let bob = try await server.register("bob")
+            _ = try await server.createRoom("team", token: alice.token, members: [bob.user.id])
+            let bobSocket = try await server.connect(token: bob.token)
+            let (client, response) = try await RawClient.upgrade(port: server.port, token: alice.token)
+            #expect(response.status == 101)
+            _ = try await bobSocket.next(where: PresenceTypingTests.isPresence(of: alice.user.id, "online"))
+            // A bad frame, then 256 KB the server will not read before it closes: closing a socket
+            // with unread bytes makes the kernel answer with a reset, and a client that has not read
+            // the close frame yet loses it.
+            try await client.setReading(false)
+            let bad = RawClient.clientFrame(opcode: 0x1, payload: Array(#"{"type":"ping"}"#.utf8), fin: true, masked: false)
+            let unread = (0..<2_048).flatMap { _ in RawClient.clientFrame(opcode: 0x1, payload: Array(repeating: 0x20, count: 120)) }
+            try await client.write(bad + unread)
+            // The session ends once the server is done with the connection.
+            _ = try await bobSocket.next(where: PresenceTypingTests.isPresence(of: alice.user.id, "offline"))
+            // A reset has closed the client's side already: then there is nothing to read.
+            try? await client.setReading(true)
+            let frames = try await client.waitUntilClosed(timeout: .seconds(10), keepPayloads: true)
+            #expect(frames.first { $0.opcode == 0x8 }?.closeCode == 1002)
+            await bobSocket.close()
+        }
+    }
+
     @Test("a message whose fragments add up to more than the limit closes with 1009, and is not stored")
     func fragmentsTooLarge() async throws {
         try await withServer({ $0.limits.maxFrameBytes = 1024 }) { server in

@@ -149,6 +149,10 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Closing already: the decoder's complaints about bytes after a bad frame change nothing,
+        // and the close ends with the client's answer or its deadline (I/O errors close the
+        // channel by themselves).
+        guard !closing else { return }
         if let error = error as? NIOWebSocketError {
             // The frame decoder's: a frame over the size limit, or a control frame that breaks the
             // rules (answered as NIO's `WebSocketProtocolErrorHandler` would, which is not installed).
@@ -175,6 +179,10 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
             heartbeat.receivedPong()
         case .close(let code, let reason):
             sendClose(code: code, reason: reason)
+        case .answerClose(let code):
+            sendClose(code: code, reason: "", awaitingAnswer: false)
+        case .closeAnswered:
+            context.close(promise: nil)
         }
     }
 
@@ -424,17 +432,28 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         close(code: WebSocketErrorCode(codeNumber: Int(end.closeCode.rawValue)), reason: end.reason)
     }
 
-    private func sendClose(code: WebSocketErrorCode, reason: String) {
+    /// Writes a close frame. Answering the client's, it then closes the connection. Otherwise it
+    /// only closes its sending side, and reads (and drops) what the client still sends until its
+    /// close frame or the end of its connection: closing a socket with unread bytes makes the
+    /// kernel send a reset, which may destroy the close frame before the client has read it.
+    private func sendClose(code: WebSocketErrorCode, reason: String, awaitingAnswer: Bool = true) {
         guard let context, let rawContext, !closing else { return }
         closing = true
         failPaced()
         waiting.removeAll()
+        if readHeld {
+            readHeld = false
+            context.read()
+        }
         var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
         data.write(webSocketErrorCode: code)
         data.writeString(reason)
         let channel = context.channel
         rawContext.writeAndFlush(wrapOutboundOut(Self.frame(.connectionClose, data, allocator: context.channel.allocator)))
-            .whenComplete { _ in channel.close(promise: nil) }
+            .whenComplete { written in
+                guard awaitingAnswer, case .success = written else { return channel.close(promise: nil) }
+                channel.close(mode: .output).whenFailure { _ in channel.close(promise: nil) }
+            }
         closeDeadline = context.eventLoop.scheduleTask(in: pingTimeout) {
             channel.close(promise: nil)
         }

@@ -4,7 +4,7 @@ import NIOWebSocket
 /// The rules of RFC 6455 for one server-side WebSocket, frame by frame: client frames must be
 /// masked and use no reserved bits or opcodes; text messages are assembled from their fragments,
 /// checked as UTF-8 and capped in size; pings get pongs; a close frame is answered and ends the
-/// connection.
+/// connection; a close from the server waits for the client's answer.
 ///
 /// Pure: it takes decoded frames and returns what to do, so that every rule is tested without a
 /// socket. `SocketChannelHandler` does the I/O.
@@ -30,8 +30,14 @@ struct WebSocketConnectionMachine {
         case pong(ByteBuffer)
         /// The client answered a ping.
         case pongReceived
-        /// Sends a close frame with this code, then ends the TCP connection.
+        /// Sends a close frame with this code, then waits for the client's close frame (or the end
+        /// of its connection) before ending the TCP connection.
         case close(WebSocketErrorCode, reason: String)
+        /// Answers the client's close frame with this code, then ends the TCP connection: the
+        /// closing handshake is complete.
+        case answerClose(WebSocketErrorCode)
+        /// The client's close frame, after the server's: the handshake is complete.
+        case closeAnswered
     }
 
     /// The message being assembled from fragments.
@@ -47,6 +53,8 @@ struct WebSocketConnectionMachine {
     private var assembly: Assembly?
     /// Whether a close frame was sent or received: nothing is read after it.
     private(set) var isClosed = false
+    /// Whether the server's close frame waits for the client's.
+    private var awaitsClientClose = false
 
     init(maxMessageBytes: Int) {
         self.maxMessageBytes = maxMessageBytes
@@ -54,7 +62,11 @@ struct WebSocketConnectionMachine {
 
     /// Takes one frame from the client.
     mutating func received(_ frame: WebSocketFrame) -> Action {
-        guard !isClosed else { return .none }
+        guard !isClosed else {
+            guard awaitsClientClose, frame.opcode == .connectionClose else { return .none }
+            awaitsClientClose = false
+            return .closeAnswered
+        }
         guard frame.maskKey != nil else { return close(.protocolError, "client frames must be masked") }
         guard !frame.rsv1, !frame.rsv2, !frame.rsv3 else { return close(.protocolError, "reserved bits are set and no extension was agreed") }
         switch frame.opcode {
@@ -90,6 +102,7 @@ struct WebSocketConnectionMachine {
 
     private mutating func close(_ code: WebSocketErrorCode, _ reason: String) -> Action {
         isClosed = true
+        awaitsClientClose = true
         assembly = nil
         return .close(code, reason: reason)
     }
@@ -139,7 +152,7 @@ struct WebSocketConnectionMachine {
     /// 1007 when the frame itself is wrong.
     private mutating func receivedClose(_ payload: ByteBuffer) -> Action {
         var payload = payload
-        guard payload.readableBytes > 0 else { return close(.normalClosure, "") }
+        guard payload.readableBytes > 0 else { return answerClose(.normalClosure) }
         guard let code = payload.readInteger(as: UInt16.self) else {
             return close(.protocolError, "a close frame's code must be two bytes")
         }
@@ -148,7 +161,13 @@ struct WebSocketConnectionMachine {
         guard validator.consume(payload), validator.isComplete else {
             return close(.dataInconsistentWithMessage, "a close reason is not valid UTF-8")
         }
-        return close(WebSocketErrorCode(codeNumber: Int(code)), "")
+        return answerClose(WebSocketErrorCode(codeNumber: Int(code)))
+    }
+
+    private mutating func answerClose(_ code: WebSocketErrorCode) -> Action {
+        isClosed = true
+        assembly = nil
+        return .answerClose(code)
     }
 
     /// Codes a peer may send (RFC 6455 §7.4 and the IANA registry): not 1004–1006, 1015, nor
