@@ -423,7 +423,7 @@ struct WebSocketTests {
 
     @Test("messages sent back to back are stored in the order sent, whether checking them needs the store (a reply) or not")
     func backToBackMessagesKeepTheirOrder() async throws {
-        try await withServer { server in
+        try await withServer(unlimitedRate) { server in
             let alice = try await server.register("alice")
             let room = try await server.createRoom("team", token: alice.token)
             let socket = try await server.connect(token: alice.token)
@@ -438,6 +438,7 @@ struct WebSocketTests {
             }
             for index in 1...30 {
                 let ack = try await socket.next { $0.ref == "\(index)" }
+                try #require(ack.type == "ack", "ref \(index): \(ack.raw)")
                 let message = try ack.decode(MessageAck.self).message
                 #expect(message.seq == first.seq + index, "ref \(index): \(ack.raw)")
                 #expect(message.content == "m\(index)")
