@@ -69,9 +69,9 @@ struct WritePlan: PostgresPreparedStatement {
             FROM unnest($10::text[], $11::bigint[]) AS changed(id, last_seq)
             WHERE rooms.id = changed.id
         )
-        UPDATE members SET read_seq = greatest(members.read_seq, sent.seq)
+        UPDATE members SET read_seq = sent.seq
         FROM unnest($12::text[], $13::text[], $14::bigint[]) AS sent(room_id, user_id, seq)
-        WHERE members.room_id = sent.room_id AND members.user_id = sent.user_id
+        WHERE members.room_id = sent.room_id AND members.user_id = sent.user_id AND members.read_seq < sent.seq
         """
     typealias Row = ()
 
