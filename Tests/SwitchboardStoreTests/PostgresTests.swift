@@ -97,6 +97,55 @@ struct PostgresTests {
         }
     }
 
+    @Test func aVersion3DatabaseMigratesToVersion4AndKeepsItsRows() async throws {
+        try await withDatabase { configuration in
+            try await PostgresStore.withConnection(configuration: configuration, logger: testLogger) { connection in
+                #expect(try await PostgresSchema.migrate(connection, schema: nil, upTo: 3, logger: testLogger) == 3)
+                for statement in [
+                    "INSERT INTO users (id, username, username_key, display_name, display_name_key, created_at) VALUES ('u_ana', 'ana', 'ana', 'Ana', 'ana', 1)",
+                    "INSERT INTO rooms (id, name, name_key, kind, creator_id, created_at, last_seq) VALUES ('r_one', 'One', 'one', 'group', 'u_ana', 1, 1)",
+                    "INSERT INTO members (room_id, user_id, joined_at, read_seq) VALUES ('r_one', 'u_ana', 1, 1)",
+                    "INSERT INTO messages (room_id, seq, id, user_id, content, created_at, client_id) VALUES ('r_one', 1, 'm_one', 'u_ana', 'hello', 2, 'c1')",
+                ] {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: testLogger)
+                }
+            }
+            #expect(try await schemaVersion(configuration) == 3)
+            let store = try await PostgresStore.open(configuration: configuration, logger: testLogger)
+            #expect(try await schemaVersion(configuration) == 4)
+            #expect(try await store.user(id: "u_ana")?.username == "ana")
+            #expect(try await store.room(id: "r_one")?.lastSeq == 1)
+            #expect(try await store.history(roomId: "r_one", after: nil, before: nil, limit: 10).messages.map(\.id) == ["m_one"])
+            let repeated = try await store.append(NewMessage(roomId: "r_one", userId: "u_ana", content: "hello", clientId: "c1", replyTo: nil, meta: nil, now: 3))
+            #expect(repeated.duplicate && repeated.message.id == "m_one")
+            let next = try await store.append(NewMessage(roomId: "r_one", userId: "u_ana", content: "again", clientId: "c2", replyTo: nil, meta: nil, now: 4))
+            #expect(!next.duplicate && next.message.seq == 2)
+            try await store.close()
+            let options = try await PostgresStore.withConnection(configuration: configuration, logger: testLogger) { connection in
+                try await connection.query(
+                    "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname IN ('rooms', 'members') ORDER BY relname", logger: testLogger
+                ).collect().map { try $0.decode(String.self) }
+            }
+            #expect(options == ["fillfactor=50", "fillfactor=50"])
+        }
+    }
+
+    /// A prepared statement keeps its first generic plan: planned on a new database, the look-up
+    /// must still probe the index once the table has grown.
+    @Test func theClientIdLookUpProbesItsIndexWhenPlannedOnAnEmptyTable() async throws {
+        try await withDatabase { configuration in
+            try await PostgresStore.migrate(configuration: configuration, logger: testLogger)
+            let plan = try await PostgresStore.withConnection(configuration: configuration, logger: testLogger) { connection in
+                try await connection.query("SET plan_cache_mode = force_generic_plan", logger: testLogger)
+                try await connection.query(PostgresQuery(unsafeSQL: "PREPARE find_repeats (text[], text[], text[]) AS " + FindRepeats.sql), logger: testLogger)
+                return try await connection.query("EXPLAIN EXECUTE find_repeats ('{r}', '{u}', '{c}')", logger: testLogger)
+                    .collect().map { try $0.decode(String.self) }.joined(separator: "\n")
+            }
+            #expect(plan.contains("Index Scan using messages_client_key on messages"), "\(plan)")
+            #expect(!plan.contains("Seq Scan"), "\(plan)")
+        }
+    }
+
     @Test func aRefusedConnectionSaysWhereAndWhatToCheck() async throws {
         var configuration = try TestDatabase.postgresServer()
         configuration.port = 1
