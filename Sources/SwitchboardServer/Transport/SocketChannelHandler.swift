@@ -8,9 +8,9 @@ import NIOWebSocket
 ///
 /// Inbound, it feeds frames to a `WebSocketConnectionMachine` (the protocol's frame rules) and
 /// hands complete messages to the connection's `WebSocketSession` one at a time: on the event loop
-/// when the answer needs nothing from the store, else in a short task. Outbound, it writes the hub's frames straight
-/// to the socket, flushing once per event-loop tick (or after `writeDelay`), pings on schedule,
-/// and closes a connection that stops answering or falls too far behind.
+/// when the answer needs nothing from the store, else in a short task. Outbound, it writes the
+/// hub's frames straight to the socket, flushing once per event-loop tick (or after `writeDelay`),
+/// pings on schedule, and closes a connection that stops answering or falls too far behind.
 ///
 /// Everything it writes is a complete WebSocket frame (the hub's are `OutgoingFrame.wire`; pings,
 /// pongs and closes it frames itself), written from the context of a `RawFrameWriter` at the head
