@@ -86,7 +86,6 @@ struct LifecycleTests {
         }
     }
 
-    /// Pings every 200 ms; a timeout long enough that a loaded machine still answers in time.
     /// Pings every 200 ms; 2 s to answer, so that a session still opening on a busy machine (the
     /// whole suite at once on 2 cores) is not cut before it could answer anything.
     static func fastHeartbeat(_ configuration: inout ServerConfiguration) {

@@ -227,8 +227,10 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         sessionState = .answering
         self.session = nil
         var inTask: WebSocketSession.Frame?
-        while inTask == nil, !closing, let request = waiting.first {
-            waiting.removeFirst()
+        var taken = 0
+        while inTask == nil, !closing, taken < waiting.count {
+            let request = waiting[taken]
+            taken += 1
             switch request {
             case .text(let text):
                 let frame = session.read(text: text)
@@ -237,6 +239,9 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 session.handleBinary()
             }
         }
+        // Once, not per request: one read of many small frames can queue thousands. (A close
+        // meanwhile has emptied the queue already.)
+        waiting.removeFirst(min(taken, waiting.count))
         if waiting.isEmpty { waiting = [] }
         if readHeld, waiting.count < Self.maxWaitingRequests {
             readHeld = false
