@@ -6,9 +6,13 @@ import SwitchboardProtocol
 /// What an archiver did, counted across its runs (for tests).
 final class ArchiverStatistics: Sendable {
     private let listings = Atomic<Int>(0)
+    private let pending = Atomic<Bool>(true)
     /// How many times the bot's rooms were listed again.
     var roomListings: Int { listings.load(ordering: .relaxed) }
+    /// Whether a listing is asked for and not yet done.
+    var listingPending: Bool { pending.load(ordering: .relaxed) }
     func listedRooms() { listings.add(1, ordering: .relaxed) }
+    func listing(pending: Bool) { self.pending.store(pending, ordering: .relaxed) }
 }
 
 /// Archives the rooms of one bot connection: events in, transactions out.
@@ -27,7 +31,7 @@ final class Archiver: Sendable {
         var rooms: [String: Tracked] = [:]
         /// Rooms of the bot that the configuration leaves out: their messages need no new listing.
         var skipped: Set<String> = []
-        var rescan = true
+        var listing = ListingRequests()
         /// Live reaction counts not yet written, by message id (the newest counts win).
         var reactions: [String: ReactionEvent] = [:]
     }
@@ -56,25 +60,29 @@ final class Archiver: Sendable {
     /// Takes one client event into account.
     func observe(_ event: ClientEvent) {
         let wake: Bool = state.withLock { state in
+            func relist() {
+                state.listing.request()
+                self.statistics.listing(pending: true)
+            }
             switch event {
             case .message(let message), .messageSent(let message):
                 guard state.rooms[message.roomId] != nil else {
                     if state.skipped.contains(message.roomId) { return false }
-                    state.rescan = true
+                    relist()
                     return true
                 }
                 state.rooms[message.roomId]?.progress.received(message)
             case .caughtUp(let roomId, let seq):
                 state.rooms[roomId]?.progress.serverHas(upTo: seq)
             case .ready:
-                state.rescan = true
+                relist()
             case .room(let data):
                 guard configuration.archives(roomId: data.room.id, name: data.room.name) else { return false }
-                if state.rooms[data.room.id] == nil { state.rescan = true }
+                if state.rooms[data.room.id] == nil { relist() }
                 state.rooms[data.room.id]?.room = data.room
                 state.rooms[data.room.id]?.progress.serverHas(upTo: data.room.lastSeq)
             case .member(let change) where change.change == .added:
-                state.rescan = true
+                relist()
             case .reaction(let reaction):
                 guard state.rooms[reaction.roomId] != nil, state.reactions.count < Self.reactionCapacity || state.reactions[reaction.messageId] != nil else { return false }
                 state.reactions[reaction.messageId] = reaction
@@ -99,7 +107,7 @@ final class Archiver: Sendable {
                     try await database.prepare(language: configuration.language)
                     prepared = true
                 }
-                if state.withLock({ $0.rescan }) { try await rescan(client: client) }
+                if state.withLock({ $0.listing.isPending }) { try await rescan(client: client) }
                 let worked = try await writeOnce(client: client)
                 if failures > 0 { logger.info("archiving again", metadata: ["archive.schema": "\(configuration.schema)"]) }
                 failures = 0
@@ -117,6 +125,7 @@ final class Archiver: Sendable {
     /// Lists the bot's rooms and the archived positions: what every room resumes from.
     private func rescan(client: ChatClient) async throws {
         statistics.listedRooms()
+        let ticket = state.withLock { $0.listing.begin() }
         let summaries = try await client.rooms()
         let positions = try await database.positions()
         let capacity = bufferCapacity
@@ -129,7 +138,8 @@ final class Archiver: Sendable {
                 tracked.progress.serverHas(upTo: summary.room.lastSeq)
                 state.rooms[summary.room.id] = tracked
             }
-            state.rescan = false
+            state.listing.finish(ticket)
+            statistics.listing(pending: state.listing.isPending)
         }
     }
 

@@ -67,12 +67,13 @@ import Testing
         let plugin = PostgresArchivePlugin(configuration: ArchiveConfiguration(url: url, schema: schema, rooms: ["test-room"], batchSize: 100), logger: TestPostgres.logger)
         try await ArchiveDatabase.withDatabase(url: url, schema: schema, logger: TestPostgres.logger) { archive in
             try await BotTest.run(plugins: [plugin], logger: TestPostgres.logger) { test in
-                // The first direct message makes a room the archive has not seen: one listing
-                // finds it, and that it is not archived. A later message of the archived room is
-                // written after that listing (one writer, events in order).
+                // The first direct message makes a room the archive has not seen: listings find
+                // it, and that it is not archived (an event that comes during a listing asks for
+                // another, so wait until none is pending).
                 let direct = try await test.sayDirect("not archived")
                 _ = try await test.say("archived")
                 try await eventually("the room's message archived") { try await archive.messageCount(roomId: test.room.id) == 1 }
+                try await eventually("no listing pending") { !plugin.statistics.listingPending }
                 let listings = plugin.statistics.roomListings
 
                 for number in 1...5 { try await test.sayDirect("not archived either \(number)") }
