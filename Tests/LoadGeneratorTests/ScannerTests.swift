@@ -24,6 +24,19 @@ struct ScannerTests {
         }
     }
 
+    @Test("a string ends at the first quote after an even number of backslashes")
+    func escapes() {
+        let text = #"{"data":{"content":"ends in a backslash \\","meta":"\\\"x","seq":3},"type":"message"}"#
+        scan(text) { bytes in
+            let fields = JSONScan.envelope(bytes)
+            #expect(JSONScan.stringEquals(bytes, fields?.type, "message"))
+            let data = JSONScan.data(bytes, fields!.data!)
+            #expect(JSONScan.string(bytes, data.content) == #"ends in a backslash \\"#)
+            #expect(JSONScan.integer(bytes, data.seq) == 3)
+        }
+        scan(#"{"type":"ack\"}"#) { bytes in #expect(JSONScan.envelope(bytes) == nil) }
+    }
+
     @Test("nested objects and arrays are skipped whole")
     func nested() {
         let text = #"{"type":"message","data":{"meta":{"type":"x","a":[1,{"b":"}"}]},"content":"3.7.123456.xx","seq":5},"userId":"u"}"#
