@@ -45,10 +45,13 @@ final class RawClient: Sendable {
 
     private init() {}
 
-    /// Opens a TCP connection to the server; `receiveBufferSize` shrinks the kernel's receive buffer.
-    static func connect(port: Int, receiveBufferSize: Int? = nil) async throws -> RawClient {
+    /// Opens a TCP connection to the server; `receiveBufferSize` shrinks the kernel's receive buffer,
+    /// and `staysOpenAfterServerEnds` keeps the client's side open when the server ends its own (NIO
+    /// would close it, which a server waiting for the client's answer takes for one).
+    static func connect(port: Int, receiveBufferSize: Int? = nil, staysOpenAfterServerEnds: Bool = false) async throws -> RawClient {
         let client = RawClient()
         var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: staysOpenAfterServerEnds)
         if let receiveBufferSize {
             bootstrap = bootstrap.channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: receiveBufferSize)
         }
@@ -66,9 +69,9 @@ final class RawClient: Sendable {
     /// Opens a connection and asks for a WebSocket upgrade of `path` with a bearer token (when given).
     /// - Returns: the client and the server's answer; after a 101 the client speaks WebSocket.
     static func upgrade(
-        port: Int, path: String = "/ws", token: String? = nil, receiveBufferSize: Int? = nil
+        port: Int, path: String = "/ws", token: String? = nil, receiveBufferSize: Int? = nil, staysOpenAfterServerEnds: Bool = false
     ) async throws -> (RawClient, Response) {
-        let client = try await connect(port: port, receiveBufferSize: receiveBufferSize)
+        let client = try await connect(port: port, receiveBufferSize: receiveBufferSize, staysOpenAfterServerEnds: staysOpenAfterServerEnds)
         var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
         request += "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
         if let token { request += "Authorization: Bearer \(token)\r\n" }
@@ -188,35 +191,70 @@ final class RawClient: Sendable {
         }
     }
 
+    /// Reads up to and including the next text frame whose JSON `ref` is `ref`, and counts the
+    /// frames of each opcode on the way without keeping them: for tens of thousands of frames,
+    /// which `framesThrough` (one array shift per frame) would take minutes to go through.
+    func countFramesThrough(ref: String, timeout: Duration = .seconds(30)) async throws -> [UInt8: Int] {
+        try await withTimeout(timeout) {
+            var counts: [UInt8: Int] = [:]
+            var bytes: [UInt8] = []
+            while true {
+                let arrived: [UInt8]? = try await self.wait(timeout: timeout) { inbox -> [UInt8]?? in
+                    if !inbox.bytes.isEmpty {
+                        defer { inbox.bytes = [] }
+                        return .some(inbox.bytes)
+                    }
+                    return inbox.closed ? .some(nil) : nil
+                }
+                guard let arrived else { throw TestFailure("the connection closed while waiting for ref \(ref)") }
+                bytes += arrived
+                var offset = 0
+                while let (frame, end) = Self.parseFrame(bytes, at: offset) {
+                    offset = end
+                    counts[frame.opcode, default: 0] += 1
+                    if frame.opcode == 0x1, frame.text.contains("\"ref\":\"\(ref)\"") { return counts }
+                }
+                bytes.removeFirst(offset)
+            }
+        }
+    }
+
     /// Whether the connection has ended.
     var isClosed: Bool { state.withLock { $0.inbox.closed } }
 
     static func parseFrame(_ bytes: inout [UInt8]) -> Frame? {
-        guard bytes.count >= 2 else { return nil }
-        let opcode = bytes[0] & 0x0F
-        let masked = bytes[1] & 0x80 != 0
-        var length = Int(bytes[1] & 0x7F)
+        guard let (frame, end) = parseFrame(bytes, at: 0) else { return nil }
+        bytes.removeFirst(end)
+        return frame
+    }
+
+    /// The frame starting at `start`, and where the next one starts; nil when it is not all there.
+    static func parseFrame(_ bytes: [UInt8], at start: Int) -> (Frame, Int)? {
+        let available = bytes.count - start
+        guard available >= 2 else { return nil }
+        let opcode = bytes[start] & 0x0F
+        let masked = bytes[start + 1] & 0x80 != 0
+        var length = Int(bytes[start + 1] & 0x7F)
         var offset = 2
         if length == 126 {
-            guard bytes.count >= 4 else { return nil }
-            length = Int(bytes[2]) << 8 | Int(bytes[3])
+            guard available >= 4 else { return nil }
+            length = Int(bytes[start + 2]) << 8 | Int(bytes[start + 3])
             offset = 4
         } else if length == 127 {
-            guard bytes.count >= 10 else { return nil }
-            length = (2..<10).reduce(0) { $0 << 8 | Int(bytes[$1]) }
+            guard available >= 10 else { return nil }
+            length = (2..<10).reduce(0) { $0 << 8 | Int(bytes[start + $1]) }
             offset = 10
         }
         var mask: [UInt8] = []
         if masked {
-            guard bytes.count >= offset + 4 else { return nil }
-            mask = Array(bytes[offset..<(offset + 4)])
+            guard available >= offset + 4 else { return nil }
+            mask = Array(bytes[(start + offset)..<(start + offset + 4)])
             offset += 4
         }
-        guard bytes.count >= offset + length else { return nil }
-        var payload = Array(bytes[offset..<(offset + length)])
+        guard available >= offset + length else { return nil }
+        var payload = Array(bytes[(start + offset)..<(start + offset + length)])
         if masked { payload = payload.enumerated().map { $0.element ^ mask[$0.offset % 4] } }
-        bytes.removeFirst(offset + length)
-        return Frame(opcode: opcode, payload: payload)
+        return (Frame(opcode: opcode, payload: payload), start + offset + length)
     }
 
     private static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {

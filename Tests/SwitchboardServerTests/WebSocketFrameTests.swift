@@ -109,6 +109,67 @@ struct WebSocketFrameTests {
         }
     }
 
+    @Test("a close the server starts ends the session at once: the others see the user leave before the client answers")
+    func serverCloseEndsTheSessionAtOnce() async throws {
+        // The close waits up to the ping timeout for the client's answer; the session must not.
+        try await withServer({ $0.pingTimeout = .seconds(50) }) { server in
+            let alice = try await server.register("alice")
+            let bob = try await server.register("bob")
+            _ = try await server.createRoom("team", token: alice.token, members: [bob.user.id])
+            let bobSocket = try await server.connect(token: bob.token)
+            let (client, response) = try await RawClient.upgrade(port: server.port, token: alice.token, staysOpenAfterServerEnds: true)
+            #expect(response.status == 101)
+            _ = try await bobSocket.next(where: PresenceTypingTests.isPresence(of: alice.user.id, "online"))
+            try await client.write(RawClient.clientFrame(opcode: 0x1, payload: Array(#"{"type":"ping"}"#.utf8), fin: true, masked: false))
+            #expect(try await client.nextFrame()?.closeCode == 1002)
+            // Alice neither answers the close nor closes her side: still, she is gone at once.
+            _ = try await bobSocket.next(timeout: .seconds(10), where: PresenceTypingTests.isPresence(of: alice.user.id, "offline"))
+            #expect(!client.isClosed)
+            await client.close()
+            await bobSocket.close()
+        }
+    }
+
+    @Test("requests read before a bad frame are answered before the close")
+    func requestsBeforeABadFrameAreAnswered() async throws {
+        try await withServer { server in
+            let client = try await rawSocket(server)
+            // The session is open (requests that wait for it are dropped by a close).
+            try await client.sendText(#"{"type":"ping","ref":"open"}"#)
+            _ = try await client.frame(withRef: "open")
+            let ping = RawClient.clientFrame(opcode: 0x1, payload: Array(#"{"type":"ping","ref":"before"}"#.utf8))
+            let bad = RawClient.clientFrame(opcode: 0x1, payload: Array(#"{"type":"ping"}"#.utf8), fin: true, rsv1: true)
+            try await client.write(ping + bad)
+            let frames = try await client.waitUntilClosed(timeout: .seconds(15), keepPayloads: true)
+            #expect(frames.count == 2)
+            #expect(frames.first?.text.contains(#""ref":"before""#) == true)
+            #expect(frames.last?.closeCode == 1002)
+        }
+    }
+
+    @Test("pings from a client that does not read are answered only while its socket takes them: no pongs pile up in the server")
+    func pingsWithoutReadingQueueNoPongs() async throws {
+        try await withServer { server in
+            let user = try await server.register("alice")
+            let (client, response) = try await RawClient.upgrade(port: server.port, token: user.token, receiveBufferSize: 4096)
+            #expect(response.status == 101)
+            try await client.setReading(false)
+            // Twice as many pongs as the kernel's buffers and the channel's high water mark hold.
+            let pongBytes = 2 + 125
+            let pings = 2 * (SlowConsumerTests.kernelSendBufferMax() + 64 * 1024 + 16 * 1024) / pongBytes
+            let batch = (0..<1_000).flatMap { _ in RawClient.clientFrame(opcode: 0x9, payload: Array(repeating: 0x70, count: 125)) }
+            for _ in 0..<(pings / 1_000 + 1) { try await client.write(batch) }
+            try await client.sendText(#"{"type":"ping","ref":"after"}"#)
+            try await client.setReading(true)
+            let counts = try await client.countFramesThrough(ref: "after", timeout: .seconds(40))
+            // Each read answered at most its newest ping while the socket could not take more.
+            #expect((counts[0xA] ?? 0) > 0)
+            #expect((counts[0xA] ?? 0) < pings)
+            #expect(!client.isClosed)
+            await client.close()
+        }
+    }
+
     @Test("a message whose fragments add up to more than the limit closes with 1009, and is not stored")
     func fragmentsTooLarge() async throws {
         try await withServer({ $0.limits.maxFrameBytes = 1024 }) { server in

@@ -54,6 +54,8 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var rawContext: ChannelHandlerContext?
     private var pingTimer: NIOScheduledCallback?
     private var flushPending = false
+    /// The pong for the newest ping read while the socket took no more writes, sent once it does.
+    private var pendingPong: ByteBuffer?
     private var closing = false
     /// Cuts the TCP connection when the close handshake does not finish in time (the client
     /// stopped reading, so the close frame waits behind its queue).
@@ -174,7 +176,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         case .binary:
             received(.binary)
         case .pong(let payload):
-            rawContext?.writeAndFlush(wrapOutboundOut(Self.frame(.pong, payload, allocator: context.channel.allocator)), promise: nil)
+            answerPing(Self.frame(.pong, payload, allocator: context.channel.allocator))
         case .pongReceived:
             heartbeat.receivedPong()
         case .close(let code, let reason):
@@ -292,8 +294,26 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     // MARK: Writing
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { writePaced() }
+        if context.channel.isWritable {
+            if let pong = pendingPong {
+                pendingPong = nil
+                answerPing(pong)
+            }
+            writePaced()
+        }
         context.fireChannelWritabilityChanged()
+    }
+
+    /// Sends a pong while the socket takes writes; otherwise keeps only the newest, for when it
+    /// does again (RFC 6455 5.5.3 lets a pong answer only the most recent ping): a client that
+    /// sends pings and reads nothing cannot make pongs pile up in the server's memory.
+    private func answerPing(_ pong: ByteBuffer) {
+        guard let context, let rawContext, !closing else { return }
+        guard context.channel.isWritable else {
+            pendingPong = pong
+            return
+        }
+        rawContext.writeAndFlush(wrapOutboundOut(pong), promise: nil)
     }
 
     /// Queues a frame; the flush happens once for everything queued in this event-loop tick.
@@ -437,13 +457,24 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         close(code: WebSocketErrorCode(codeNumber: Int(end.closeCode.rawValue)), reason: end.reason)
     }
 
-    /// Writes a close frame. Answering the client's, it then closes the connection. Otherwise it
-    /// only closes its sending side, and reads (and drops) what the client still sends until its
-    /// close frame or the end of its connection: closing a socket with unread bytes makes the
-    /// kernel send a reset, which may destroy the close frame before the client has read it.
+    /// Writes a close frame, behind the frames queued so far on the connection's loop (answers to
+    /// requests read before the close go out through the loop's queue, see `SocketWriter.send`).
+    /// The session ends at once: the close may wait for the client's answer.
+    ///
+    /// Answering the client's close, it then closes the connection. Otherwise it only closes its
+    /// sending side, and reads (and drops) what the client still sends until its close frame or the
+    /// end of its connection: closing a socket with unread bytes makes the kernel send a reset,
+    /// which may destroy the close frame before the client has read it.
     private func sendClose(code: WebSocketErrorCode, reason: String, awaitingAnswer: Bool = true) {
+        guard let context else { return }
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute { handler.value.writeClose(code: code, reason: reason, awaitingAnswer: awaitingAnswer) }
+    }
+
+    private func writeClose(code: WebSocketErrorCode, reason: String, awaitingAnswer: Bool) {
         guard let context, let rawContext, !closing else { return }
         closing = true
+        endSessionWhenIdle()
         failPaced()
         waiting.removeAll()
         if readHeld {
