@@ -5,7 +5,9 @@ import SwitchboardStore
 
 extension PostgresStore: TransferableStore {
     /// A page of one table, after `last` in the table's key order. Pages are separate reads: copy
-    /// a database whose servers are stopped.
+    /// a database whose servers are stopped. Keys are compared and sorted byte by byte (`COLLATE
+    /// "C"`) in both the condition and the order: ids mix cases, which a database's own collation
+    /// (say `en_US`) sorts otherwise, and a page must start where the last one ended.
     public func exportPage(_ table: TransferTable, after last: TransferRecord?, limit: Int) async throws -> [TransferRecord] {
         let limit = max(limit, 0)
         return try await read { connection in
@@ -15,7 +17,7 @@ extension PostgresStore: TransferableStore {
                 return try await connection.rows(
                     """
                     SELECT id, username, display_name, is_bot, password_hash, created_at FROM users
-                    WHERE id > \(after) ORDER BY id COLLATE "C" LIMIT \(limit)
+                    WHERE id COLLATE "C" > \(after) ORDER BY id COLLATE "C" LIMIT \(limit)
                     """, logger: logger
                 ).map { row in
                     .user(
@@ -29,7 +31,7 @@ extension PostgresStore: TransferableStore {
                 return try await connection.rows(
                     """
                     SELECT \(unescaped: Columns.token("t")), t.hash AS hash FROM tokens t
-                    WHERE t.id > \(after) ORDER BY t.id COLLATE "C" LIMIT \(limit)
+                    WHERE t.id COLLATE "C" > \(after) ORDER BY t.id COLLATE "C" LIMIT \(limit)
                     """, logger: logger
                 ).map { row in .token(.init(record: try Decode.token(row), hash: Array(buffer: try row["hash"].decode(ByteBuffer.self)))) }
             case .rooms:
@@ -37,7 +39,7 @@ extension PostgresStore: TransferableStore {
                 return try await connection.rows(
                     """
                     SELECT id, name, kind, is_public, creator_id, direct_key, created_at, last_seq FROM rooms
-                    WHERE id > \(after) ORDER BY id COLLATE "C" LIMIT \(limit)
+                    WHERE id COLLATE "C" > \(after) ORDER BY id COLLATE "C" LIMIT \(limit)
                     """, logger: logger
                 ).map { row in
                     let kindName = try row["kind"].decode(String.self)

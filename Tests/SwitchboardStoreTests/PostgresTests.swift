@@ -259,4 +259,47 @@ struct PostgresTests {
             try await second.close()
         }
     }
+
+    @Test func anExportFromADatabaseThatDoesNotSortLikeCListsEveryRowOnce() async throws {
+        // Ids mix cases; a database whose collation is not C sorts them otherwise than by byte.
+        let server = try TestDatabase.postgresServer()
+        var configuration = server
+        configuration.database = "sb_test_icu_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        try await PostgresStore.withConnection(configuration: server, logger: testLogger) { connection in
+            try await connection.query(
+                PostgresQuery(unsafeSQL: "CREATE DATABASE \(configuration.database) TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"),
+                logger: testLogger)
+        }
+        do {
+            let store = try await PostgresStore.open(configuration: configuration, logger: testLogger)
+            var userIds: Set<String> = []
+            for index in 0..<60 {
+                let user = try await store.makeUser("user\(index)")
+                userIds.insert(user.id)
+                _ = try await store.createToken(NewToken(userId: user.id, hash: Array(repeating: UInt8(index), count: 32), name: "t", kind: .api, now: 1, expiresAt: nil))
+                _ = try await store.makeRoom("room\(index)", creator: user)
+            }
+            var exported: [TransferTable: [String]] = [:]
+            try await StoreCopy.export(from: store, pageSize: 7) { line in
+                guard let record = try? Wire.decode(TransferRecord.self, from: line) else { return }
+                switch record {
+                case .user(let user): exported[.users, default: []].append(user.id)
+                case .token(let token): exported[.tokens, default: []].append(token.record.id)
+                case .room(let room): exported[.rooms, default: []].append(room.id)
+                default: break
+                }
+            }
+            try await store.close()
+            #expect(Set(exported[.users] ?? []).symmetricDifference(userIds).isEmpty)
+            for table in [TransferTable.users, .tokens, .rooms] {
+                let ids = exported[table] ?? []
+                #expect(ids.count == 60, "\(table)")
+                #expect(Set(ids).count == ids.count, "\(table) repeated")
+            }
+        } catch {
+            try? await PostgresStore.dropDatabase(configuration.database, server: server, logger: testLogger)
+            throw error
+        }
+        try await PostgresStore.dropDatabase(configuration.database, server: server, logger: testLogger)
+    }
 }
