@@ -84,10 +84,14 @@ public enum Validation {
         }
     }
 
-    /// A `clientId`: 1 to `maxClientIdLength` characters.
+    /// A `clientId`: 1 to `maxClientIdLength` characters, without U+0000 (which PostgreSQL cannot
+    /// store: in a group commit, one such key would fail the other senders' messages too).
     public static func clientId(_ clientId: String, limits: Limits = Limits()) throws(ProtocolError) {
         guard (1...limits.maxClientIdLength).contains(clientId.count) else {
             throw ProtocolError(.invalid, "clientId must be 1 to \(limits.maxClientIdLength) characters")
+        }
+        guard !clientId.unicodeScalars.contains("\u{0}") else {
+            throw ProtocolError(.invalid, "clientId must not contain U+0000")
         }
     }
 

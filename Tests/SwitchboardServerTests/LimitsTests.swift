@@ -20,6 +20,8 @@ struct LimitsTests {
         BadMessage(name: "content white space only", data: ["content": " \n\t \u{3000} "]),
         BadMessage(name: "content with U+0000", data: ["content": "a\u{0}b"]),
         BadMessage(name: "clientId of 65 characters", data: ["content": "hi", "clientId": .string(String(repeating: "c", count: 65))]),
+        // PostgreSQL cannot store U+0000: in a group commit it would fail the other senders' messages too.
+        BadMessage(name: "clientId with U+0000", data: ["content": "hi", "clientId": "a\u{0}b"]),
         BadMessage(name: "meta over 1 KiB", data: ["content": "hi", "meta": ["blob": .string(String(repeating: "x", count: 1100))]]),
         BadMessage(name: "meta not an object", data: ["content": "hi", "meta": "text"]),
     ]
