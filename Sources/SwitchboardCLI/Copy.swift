@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import SwitchboardStore
 
 /// `switchboard export`: the whole database as JSON lines, to move it to another backend.
@@ -17,14 +20,32 @@ struct Export: AsyncParsableCommand {
 
     func run() async throws {
         let handle: FileHandle
-        if let output {
-            guard FileManager.default.createFile(atPath: output, contents: nil) else {
-                throw Failure(description: "cannot create \(output); check the folder exists and is writable")
+        // Written beside the output and renamed once complete: a failed export leaves no file
+        // that could be taken for a whole copy (nor replaces an earlier one).
+        let partial = output.map { $0 + ".partial" }
+        if let partial {
+            guard FileManager.default.createFile(atPath: partial, contents: nil) else {
+                throw Failure(description: "cannot create \(partial); check the folder exists and is writable")
             }
-            handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+            handle = try FileHandle(forWritingTo: URL(fileURLWithPath: partial))
         } else {
             handle = FileHandle.standardOutput
         }
+        do {
+            try await export(to: handle)
+        } catch {
+            if let partial { try? FileManager.default.removeItem(atPath: partial) }
+            throw error
+        }
+        if let output, let partial {
+            try handle.close()
+            guard rename(partial, output) == 0 else {
+                throw Failure(description: "cannot rename \(partial) to \(output): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    private func export(to handle: FileHandle) async throws {
         let progress = ProgressLine(verb: "exported")
         try await database.withStore(logger: makeLogger()) { store in
             guard let store = store as? any TransferableStore else { throw Failure(description: "this backend cannot be exported") }
@@ -40,7 +61,6 @@ struct Export: AsyncParsableCommand {
             try handle.write(contentsOf: buffer)
             progress.finish(counts)
         }
-        if output != nil { try handle.close() }
     }
 }
 

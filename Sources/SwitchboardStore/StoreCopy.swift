@@ -62,8 +62,9 @@ public enum StoreCopy {
     /// Reads a copy line by line from `nextLine` (nil at the end) and stores it in `store`, which
     /// must be empty, `batchSize` records per transaction. Returns the rows per table stored.
     ///
-    /// Throws ``StoreError`` `.conflict` for a store that already holds users, and `.unavailable`
-    /// naming the line for a line that is not part of a copy.
+    /// Throws ``StoreError`` `.conflict` for a store that already holds users, `.unavailable`
+    /// naming the line for a line that is not part of a copy, and `.unavailable` for a copy with
+    /// fewer rows of a table than its header counts (cut short).
     @discardableResult
     public static func `import`(
         into store: any TransferableStore, batchSize: Int = 1_000, progress: (Progress) -> Void = { _ in },
@@ -114,6 +115,20 @@ public enum StoreCopy {
             if batch.count >= max(batchSize, 1) { try await flush() }
         }
         try await flush()
+        // Rows are only ever added to a database, so a copy holds at least what its header counted
+        // when it began: fewer means a file cut short (an export that failed, a partial transfer).
+        for table in TransferTable.allCases {
+            let expected = header.counts[table.rawValue] ?? 0
+            let found = stored[table] ?? 0
+            if found < expected {
+                throw StoreError(
+                    .unavailable,
+                    """
+                    the copy ends early: it holds \(found) of the \(expected) \(table.rawValue) its header counts (an export cut \
+                    short?); what it held is stored: drop this database, export again and import the whole copy
+                    """)
+            }
+        }
         return stored
     }
 }

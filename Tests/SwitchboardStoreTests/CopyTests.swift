@@ -87,6 +87,18 @@ struct CopyTests {
         }
     }
 
+    @Test func aCopyCutShortIsNotTakenForAWholeOne() async throws {
+        try await TestDatabase.sqlite.withStore(logger: testLogger) { source in
+            try await populate(source)
+            // Cut inside the messages: the messages and reactions the header counts are not all there.
+            let lines = Array(try await export(source).dropLast(5))
+            try await TestDatabase.sqlite.withStore(logger: testLogger) { destination in
+                let error = await #expect(throws: StoreError.self) { try await importLines(lines, into: destination) }
+                #expect(error?.message.contains("the copy ends early: it holds 25 of the 27 messages") == true, "\(String(describing: error))")
+            }
+        }
+    }
+
     @Test func aLineThatIsNotARecordIsNamed() async throws {
         try await TestDatabase.sqlite.withStore(logger: testLogger) { source in
             try await populate(source)
