@@ -274,3 +274,33 @@ struct RoomSubscribersTests {
         #expect(subscribers.rooms(of: 1).isEmpty)
     }
 }
+
+@Suite("Rate limiter: per-key buckets, bounded, never switched off by many keys", .timeLimit(.minutes(1)))
+struct RateLimiterTests {
+    @Test func aNewKeyIsLimitedEvenAfterTenThousandOthers() {
+        let limiter = RateLimiter(perSecond: 10.0 / 60, burst: 10)
+        for index in 0...10_000 { _ = limiter.take("user\(index)", now: .zero) }
+        let decisions = (0..<11).map { _ in limiter.take("guesser", now: .seconds(1)) }
+        #expect(decisions.prefix(10).allSatisfy { $0 == .allowed })
+        #expect(decisions.last != .allowed)
+    }
+
+    @Test func bucketsFullAgainAreForgottenOnceThereAreMany() {
+        let limiter = RateLimiter(perSecond: 1, burst: 5)
+        for index in 0...10_000 { _ = limiter.take("user\(index)", now: .zero) }
+        #expect(limiter.count == 10_001)
+        // A second later every bucket is full again; the next request sweeps them out.
+        _ = limiter.take("late", now: .seconds(2))
+        #expect(limiter.count == 1)
+    }
+
+    @Test func bucketsStillRefillingAreKept() {
+        let limiter = RateLimiter(perSecond: 1, burst: 5)
+        for index in 0...10_000 {
+            for _ in 0..<3 { _ = limiter.take("user\(index)", now: .zero) }
+        }
+        _ = limiter.take("late", now: .seconds(2))
+        #expect(limiter.count == 10_002)
+        #expect(limiter.take("user0", now: .seconds(2)) == .allowed)
+    }
+}

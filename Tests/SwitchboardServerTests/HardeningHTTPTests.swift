@@ -197,6 +197,19 @@ struct PasswordTests {
         }
     }
 
+    @Test("names that cannot be usernames share one attempts budget: the limiter keeps no key per such name, however long")
+    func impossibleUsernamesShareABudget() async throws {
+        try await withServer({ $0.authAttemptsPerMinutePerUsername = 2 }) { server in
+            let long = String(repeating: "x", count: 100_000)
+            for (index, expected) in [401, 401, 429].enumerated() {
+                let answer = try await server.request(.POST, "/api/login", json: LoginRequest(username: long + "\(index)", password: "wrong-password"))
+                #expect(answer.status == expected, "attempt \(index + 1)")
+            }
+            _ = try await server.register("alice")
+            #expect(try await server.request(.POST, "/api/login", json: LoginRequest(username: "alice", password: "password123")).status == 200)
+        }
+    }
+
     @Test("when the hashing queue is full, logins answer rate_limited instead of queueing")
     func boundedHashingQueue() async throws {
         try await withServer({

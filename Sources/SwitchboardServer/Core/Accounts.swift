@@ -110,9 +110,12 @@ struct Accounts: Sendable {
         return (record, token)
     }
 
-    /// Takes one attempt from the client address's budget and the username's.
+    /// Takes one attempt from the client address's budget and the username's. Names that cannot
+    /// be usernames (up to a request body long) share one budget: kept one by one, they would
+    /// fill the limiter's table.
     private func takeAttempt(address: String, username: String) throws {
-        for (limiter, key, what) in [(addressLimiter, address, "attempts from your address"), (usernameLimiter, username.lowercased(), "attempts for this username")] {
+        let usernameKey = (try? Validation.username(username)) != nil ? username.lowercased() : ""
+        for (limiter, key, what) in [(addressLimiter, address, "attempts from your address"), (usernameLimiter, usernameKey, "attempts for this username")] {
             if case .limited(let wait) = limiter.take(key) {
                 throw ProtocolError(.rateLimited, "too many \(what); try again in \(wait.milliseconds) ms", retryAfterMs: wait.milliseconds)
             }

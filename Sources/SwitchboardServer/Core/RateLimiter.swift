@@ -22,6 +22,11 @@ struct TokenBucket: Sendable {
         case limited(retryAfter: Duration)
     }
 
+    /// Whether the bucket has refilled to `burst` by `now`: it then carries no information.
+    func isFull(at now: Duration) -> Bool {
+        tokens + max(0, (now - updatedAt).seconds) * rate >= burst
+    }
+
     /// Takes a token if there is one.
     mutating func take(now: Duration) -> Decision {
         let elapsed = max(0, (now - updatedAt).seconds)
@@ -37,11 +42,23 @@ struct TokenBucket: Sendable {
     }
 }
 
-/// Per-user token buckets for one kind of request, shared by every connection of the user.
+/// Per-key token buckets for one kind of request (keys: users, addresses, usernames), shared by
+/// every connection of the key.
+///
+/// The table stays small without ever forgetting a key that is still limited: once it holds more
+/// than `sweepAbove` buckets, those that have refilled (a new bucket would be the same) are
+/// dropped, at most once a second.
 final class RateLimiter: Sendable {
+    private struct Table {
+        var buckets: [String: TokenBucket] = [:]
+        var sweptAt: Duration = .zero
+    }
+
+    static let sweepAbove = 10_000
+
     private let rate: Double
     private let burst: Double
-    private let buckets = Mutex<[String: TokenBucket]>([:])
+    private let table = Mutex(Table())
     private let clock = ContinuousClock()
     private let origin = ContinuousClock.now
 
@@ -50,18 +67,24 @@ final class RateLimiter: Sendable {
         self.burst = burst
     }
 
-    /// Takes a token for `userId`, or says how long until there is one.
-    func take(_ userId: String) -> TokenBucket.Decision {
-        let now = clock.now - origin
-        return buckets.withLock { buckets in
-            var bucket = buckets[userId] ?? TokenBucket(rate: rate, burst: burst, now: now)
-            let decision = bucket.take(now: now)
-            // A full bucket carries no information: forget it so the table holds only active users.
-            if bucket.tokens >= burst - 1, case .allowed = decision, buckets.count > 10_000 {
-                buckets[userId] = nil
-            } else {
-                buckets[userId] = bucket
+    /// Takes a token for `key`, or says how long until there is one.
+    func take(_ key: String) -> TokenBucket.Decision {
+        take(key, now: clock.now - origin)
+    }
+
+    /// Buckets held (for tests).
+    var count: Int { table.withLock { $0.buckets.count } }
+
+    /// ``take(_:)`` at a time since the limiter was made (for tests).
+    func take(_ key: String, now: Duration) -> TokenBucket.Decision {
+        table.withLock { table in
+            if table.buckets.count > Self.sweepAbove, now - table.sweptAt >= .seconds(1) {
+                table.sweptAt = now
+                table.buckets = table.buckets.filter { !$0.value.isFull(at: now) }
             }
+            var bucket = table.buckets[key] ?? TokenBucket(rate: rate, burst: burst, now: now)
+            let decision = bucket.take(now: now)
+            table.buckets[key] = bucket
             return decision
         }
     }
