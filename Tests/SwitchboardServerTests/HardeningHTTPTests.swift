@@ -537,7 +537,7 @@ struct RequestTimeoutsTests {
         #expect(timeouts.isExpired(now: Self.start + .seconds(10)))
         timeouts.receivedHead(now: Self.start + .seconds(1))
         #expect(timeouts.deadline == Self.start + .seconds(31))
-        timeouts.receivedEnd()
+        _ = timeouts.receivedEnd(now: Self.start)
         #expect(timeouts.deadline == nil)
         #expect(!timeouts.isExpired(now: Self.start + .seconds(3600)))
         #expect(timeouts.sentEnd(now: Self.start + .seconds(100)) == .none)
@@ -548,13 +548,30 @@ struct RequestTimeoutsTests {
     func pipelined() {
         var timeouts = Self.timeouts()
         timeouts.receivedHead(now: Self.start)
-        timeouts.receivedEnd()
+        _ = timeouts.receivedEnd(now: Self.start)
         timeouts.receivedHead(now: Self.start + .seconds(1))
         #expect(timeouts.sentEnd(now: Self.start + .seconds(2)) == .none)
         #expect(timeouts.deadline == Self.start + .seconds(31))
-        timeouts.receivedEnd()
+        _ = timeouts.receivedEnd(now: Self.start)
         #expect(timeouts.sentEnd(now: Self.start + .seconds(3)) == .none)
         #expect(timeouts.deadline == Self.start + .seconds(63))
+    }
+
+    @Test("an answer sent before its request's body ended: the idle deadline starts when the body ends")
+    func answeredBeforeTheBodyEnded() {
+        var timeouts = Self.timeouts()
+        timeouts.receivedHead(now: Self.start)
+        #expect(timeouts.sentEnd(now: Self.start + .seconds(1)) == .none)
+        #expect(timeouts.deadline == Self.start + .seconds(30))
+        #expect(timeouts.receivedEnd(now: Self.start + .seconds(2)) == .none)
+        #expect(timeouts.deadline == Self.start + .seconds(62))
+        #expect(timeouts.isExpired(now: Self.start + .seconds(62)))
+
+        var shuttingDown = Self.timeouts()
+        shuttingDown.receivedHead(now: Self.start)
+        #expect(shuttingDown.sentEnd(now: Self.start + .seconds(1)) == .none)
+        #expect(shuttingDown.quiesce() == .none)
+        #expect(shuttingDown.receivedEnd(now: Self.start + .seconds(2)) == .close)
     }
 
     @Test("a shutdown closes an idle connection at once, a busy one after its answer")
@@ -563,7 +580,7 @@ struct RequestTimeoutsTests {
         #expect(idle.quiesce() == .close)
         var busy = Self.timeouts()
         busy.receivedHead(now: Self.start)
-        busy.receivedEnd()
+        _ = busy.receivedEnd(now: Self.start)
         #expect(busy.quiesce() == .none)
         #expect(busy.sentEnd(now: Self.start + .seconds(1)) == .close)
     }

@@ -47,10 +47,17 @@ struct RequestTimeouts: Sendable {
         deadline = now + body
     }
 
-    /// A request's end arrived: it is being answered.
-    mutating func receivedEnd() {
+    /// A request's end arrived: it is being answered, or was already (an early answer, such as a
+    /// refusal, goes out before the body is read), and then the connection is idle from now.
+    mutating func receivedEnd(now: NIODeadline) -> Action {
         readingBody = false
-        deadline = nil
+        guard open == 0 else {
+            deadline = nil
+            return .none
+        }
+        if closesWhenIdle { return .close }
+        deadline = now + idle
+        return .none
     }
 
     /// A response ended.
@@ -107,7 +114,11 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         switch unwrapInboundIn(data) {
         case .head: timeouts.receivedHead(now: .now())
         case .body: break
-        case .end: timeouts.receivedEnd()
+        case .end:
+            if timeouts.receivedEnd(now: .now()) == .close {
+                context.close(promise: nil)
+                return
+            }
         }
         schedule(context: context)
         context.fireChannelRead(data)
