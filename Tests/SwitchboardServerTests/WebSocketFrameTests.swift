@@ -245,12 +245,16 @@ struct WebSocketFrameTests {
         }
     }
 
-    @Test("an upgrade of another path than /ws is refused with 400; /ws/ is /ws")
+    @Test("an upgrade of another path than /ws is refused with 400 and an error body; /ws/ is /ws")
     func otherPath() async throws {
         try await withServer { server in
             let alice = try await server.register("alice")
             let (_, refused) = try await RawClient.upgrade(port: server.port, path: "/api/me", token: alice.token)
             #expect(refused.status == 400, "\(refused.head)")
+            // With the body every HTTP error has.
+            let error = try Wire.decode(ErrorResponse.self, from: refused.text).error
+            #expect(error.code == .invalid)
+            #expect(error.message.contains("/ws"), "\(error.message)")
             let (client, accepted) = try await RawClient.upgrade(port: server.port, path: "/ws/", token: alice.token)
             #expect(accepted.status == 101, "\(accepted.head)")
             await client.close()

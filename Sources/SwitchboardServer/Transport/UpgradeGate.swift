@@ -7,6 +7,7 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOWebSocket
+import SwitchboardProtocol
 
 /// Authenticates a WebSocket upgrade before the upgrade handler sees it, and answers a bad token
 /// by HTTP 401, as the contract says.
@@ -214,9 +215,13 @@ struct SwitchboardChannel: ServerChildChannel, HTTPChannelHandler {
             case .notUpgraded(let http):
                 await handleHTTP(asyncChannel: http, logger: logger)
             case .refused(let http):
+                let body = ByteBuffer(bytes: Self.refusedUpgradeBody)
                 try await http.executeThenClose { _, outbound in
                     try await outbound.write(contentsOf: [
-                        .head(HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])), .end(nil),
+                        .head(HTTPResponse(status: .badRequest, headerFields: [
+                            .connection: "close", .contentType: "application/json", .contentLength: "\(body.readableBytes)",
+                        ])),
+                        .body(body), .end(nil),
                     ])
                 }
             }
@@ -224,6 +229,11 @@ struct SwitchboardChannel: ServerChildChannel, HTTPChannelHandler {
             logger.debug("connection ended before its first request was served", metadata: ["switchboard.error": "\(error)"])
         }
     }
+
+    /// The answer to a refused upgrade, with the body every HTTP error has.
+    private static let refusedUpgradeBody: [UInt8] = Array(
+        (try? Wire.encodeString(ErrorResponse(error: ProtocolError(
+            .invalid, "a WebSocket upgrade is served at /ws only, with Sec-WebSocket-Version 13 and a Sec-WebSocket-Key"))))?.utf8 ?? "".utf8)
 
     /// NIO upgrades only a connection's first request. A later one that asks for an upgrade is
     /// redirected to the same address with the connection closed, so that the client upgrades
