@@ -8,10 +8,7 @@ extension PostgresStore {
     /// them is not a user.
     public func createRoom(_ new: NewRoom) async throws -> Room {
         let roomId = Ids.make("r_")
-        var memberIds: [String] = []
-        for userId in [new.creatorId].compactMap({ $0 }) + new.memberIds where !memberIds.contains(userId) {
-            memberIds.append(userId)
-        }
+        let memberIds = new.allMemberIds
         return try await write { [memberIds, logger] connection in
             try await Self.requireUsers(memberIds, on: connection, logger: logger)
             try await connection.query(

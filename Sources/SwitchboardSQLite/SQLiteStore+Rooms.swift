@@ -7,10 +7,7 @@ extension SQLiteStore {
     /// them is not a user.
     public func createRoom(_ new: NewRoom) async throws -> Room {
         let roomId = Ids.make("r_")
-        var memberIds: [String] = []
-        for userId in [new.creatorId].compactMap({ $0 }) + new.memberIds where !memberIds.contains(userId) {
-            memberIds.append(userId)
-        }
+        let memberIds = new.allMemberIds
         return try await write { [memberIds] connection in
             try await Self.requireUsers(memberIds, on: connection)
             _ = try await connection.query(
