@@ -341,7 +341,7 @@ extension ChatClient {
     }
 
     /// A message left the outbox: takes its senders, and the flush waiters if the outbox is now empty.
-    private func settle(_ clientId: String, in state: inout State) -> Settled {
+    func settle(_ clientId: String, in state: inout State) -> Settled {
         var settled = Settled(clientId: clientId, bell: state.connection.link?.outboxBell)
         settled.senders = state.waiters.take(.send(clientId: clientId))
         if state.outbox.isEmpty { settled.flushes = state.waiters.take(.flush) }
@@ -349,7 +349,7 @@ extension ChatClient {
     }
 
     /// Rings the outbox, writes its file, and tells the senders and flush waiters.
-    private func finish(_ settled: Settled, with result: Result<Message, ClientError>) {
+    func finish(_ settled: Settled, with result: Result<Message, ClientError>) {
         settled.bell?.ring()
         if let outboxFile, settled.removed {
             do {
