@@ -597,7 +597,8 @@ extension ChatClient {
                 if case .status(let status) = item.event, isNewer(item.statusVersion) { await queue.push(status, lossy: true) }
             },
             isGone: { queue.isClosed },
-            finish: { queue.finish() }
+            finish: { queue.finish() },
+            stopWaiting: { queue.stopWaiting() }
         )
         let added = hub.add(subscriber) != nil
         let (current, version) = state.withLock { ($0.connection.machine.status, $0.connection.statusVersion) }

@@ -42,6 +42,59 @@ struct ReviewDefectTests {
             }
         }
     }
+
+    @Test("disconnect from inside a loop over a subscription far behind returns, and the stream ends after what it held")
+    func disconnectWhileStreamFull() async throws {
+        try await TestServer.withServer { server in
+            let alice = try await server.register("alice")
+            let bob = try await server.register("bob")
+            let room = try await server.createRoom("general", token: alice.token, members: [bob.user.id])
+            let configuration = testConfiguration(server.baseURL, token: bob.token) { $0.eventBuffers.messages = 4 }
+            let socket = try await server.connect(token: alice.token)
+            // Run by hand rather than in withClient, so that a disconnect that never returns fails the test instead of hanging it.
+            let client = try ChatClient(configuration: configuration, logger: testLogger("bob"))
+            let running = Task { await client.run() }
+            do {
+                let subscription = try await client.subscribe(to: room.id)
+                for index in 1...30 { try await socket.sendMessage("m\(index)", roomId: room.id) }
+                // The stream holds 4, the dispatcher waits to hand over a fifth, and the client's own queue is full:
+                // the socket's reader waits for room.
+                try await waitUntil(.seconds(20)) { client.bus.isFull }
+                let first = try await collect(subscription.messages, count: 1)
+                #expect(first.map(\.seq) == [1])
+                // As an application does in its loop: stop, with the stream far behind.
+                let report = try await withTimeout(.seconds(10)) { await client.disconnect() }
+                #expect(report.isClean)
+                #expect(client.status == .disconnected)
+                // The stream hands over what it held, in order, then ends.
+                let rest = try await collectAll(subscription.messages, timeout: .seconds(10))
+                try expectContiguous(rest, from: 2)
+                #expect(rest.count < 30)
+                _ = try await outcome(of: running)
+            } catch {
+                running.cancel()
+                throw error
+            }
+            await socket.close()
+        }
+    }
+
+    @Test("a task waiting for room in a full queue ends when cancelled; a push waiting ends when the producer stops waiting")
+    func queueWaitsEnd() async throws {
+        let queue = EventQueue<Int>(capacity: 1, lossyCapacity: 1)
+        queue.pushNow(1)
+        let waiting = Task { await queue.waitForSpace() }
+        waiting.cancel()
+        _ = try await outcome(of: waiting)
+        let pushing = Task { await queue.push(2, lossy: false) }
+        queue.stopWaiting()
+        _ = try await outcome(of: pushing)
+        // Nothing was dropped: the consumer gets both, past the capacity, then the end.
+        queue.finish()
+        #expect(await queue.next() == 1)
+        #expect(await queue.next() == 2)
+        #expect(await queue.next() == nil)
+    }
 }
 
 /// Waits until `condition` holds, looking again at each turn of the scheduler; fails after `timeout`.
