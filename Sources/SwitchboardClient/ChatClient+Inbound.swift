@@ -158,19 +158,14 @@ extension ChatClient {
                 outboxFailed(clientId, error: error)
             }
         case .join(let roomId, let generation):
-            switch result {
-            case .success(let reply):
-                do {
-                    let ack = try reply.decode(JoinAnswer.self)
-                    joined(ack.room, lastSeq: ack.lastSeq, online: ack.online, link: link, generation: generation)
-                    if ack.truncated {
-                        logger.info(
-                            "the replay was truncated; reading the rest over HTTP",
-                            metadata: ["switchboard.room": "\(roomId)", "switchboard.lastSeq": "\(ack.lastSeq)"]
-                        )
-                    }
-                } catch {
-                    logger.error("the ack of a join cannot be read", metadata: ["switchboard.error": "\(error)"])
+            switch result.flatMap({ joinAnswer($0, to: roomId) }) {
+            case .success(let ack):
+                joined(ack.room, lastSeq: ack.lastSeq, online: ack.online, link: link, generation: generation)
+                if ack.truncated {
+                    logger.info(
+                        "the replay was truncated; reading the rest over HTTP",
+                        metadata: ["switchboard.room": "\(roomId)", "switchboard.lastSeq": "\(ack.lastSeq)"]
+                    )
                 }
             case .failure(let error):
                 // The answer to the join of an earlier subscription to the room (unsubscribed since) is stale.
@@ -182,6 +177,22 @@ extension ChatClient {
                 }
             }
         }
+    }
+
+    /// The answer to the join of `roomId`, read. One that cannot be read, or that names another room, is a
+    /// `badResponse`: the join is refused (asking the same server again would get the same answer), rather than
+    /// leave the subscribe waiting for an answer that came.
+    private func joinAnswer(_ reply: ServerEvent.Reply, to roomId: String) -> Result<JoinAnswer, ClientError> {
+        let ack: JoinAnswer
+        do {
+            ack = try reply.decode(JoinAnswer.self)
+        } catch {
+            return .failure(ClientError(.badResponse, "the server's answer to the join of room \(roomId) cannot be read", cause: error))
+        }
+        guard ack.room.id == roomId else {
+            return .failure(ClientError(.badResponse, "the server answered the join of room \(roomId) with room \(ack.room.id)"))
+        }
+        return .success(ack)
     }
 
     /// A room was joined (or read, when polling): recovery starts from its newest `seq`.

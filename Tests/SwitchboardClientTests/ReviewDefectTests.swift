@@ -95,6 +95,43 @@ struct ReviewDefectTests {
         #expect(await queue.next() == 2)
         #expect(await queue.next() == nil)
     }
+
+    @Test("a join ack that cannot be read refuses the subscription with badResponse, rather than leave subscribe waiting")
+    func unreadableJoinAck() async throws {
+        let client = try ChatClient(configuration: testConfiguration("http://127.0.0.1:9", token: "sb_x"), logger: testLogger("join-ack"))
+        let subscribing = Task { try await client.subscribe(to: "r1", after: 0) }
+        try await waitUntil { client.state.withLock { $0.waiters.isWaiting(for: .join(roomId: "r1")) } }
+        let generation = try #require(client.state.withLock { $0.subscriptions.rooms["r1"]?.generation })
+        client.withState { $0.requests.pending["j1"] = ChatClient.PendingRequest(link: 1, kind: .join(roomId: "r1", generation: generation)) }
+        // An ack without `room`: the join cannot be made sense of.
+        client.handleFrame(Array(#"{"type":"ack","ref":"j1","roomId":"r1","data":{"lastSeq":3},"timestamp":1}"#.utf8), link: 1)
+        let subscribed = try await outcome(of: subscribing)
+        #expect(throws: ClientError.self) { try subscribed.get() }
+        if case .failure(let error as ClientError) = subscribed { #expect(error.code == .badResponse) }
+        #expect(client.subscribedRooms.isEmpty)
+        // The client does not run: its events wait in its own queue, undispatched.
+        let seen = try await collect(client.bus.stream(), timeout: .seconds(10)) { $0.contains { if case .subscriptionEnded = $0.event { true } else { false } } }
+        #expect(seen.contains { if case .subscriptionEnded("r1", let error) = $0.event { error.code == .badResponse } else { false } })
+    }
+
+    @Test("a join ack for another room than the one asked for refuses the subscription it answers")
+    func joinAckForAnotherRoom() async throws {
+        let client = try ChatClient(configuration: testConfiguration("http://127.0.0.1:9", token: "sb_x"), logger: testLogger("join-ack"))
+        let subscribing = Task { try await client.subscribe(to: "r1", after: 0) }
+        try await waitUntil { client.state.withLock { $0.waiters.isWaiting(for: .join(roomId: "r1")) } }
+        let generation = try #require(client.state.withLock { $0.subscriptions.rooms["r1"]?.generation })
+        client.withState { $0.requests.pending["j1"] = ChatClient.PendingRequest(link: 1, kind: .join(roomId: "r1", generation: generation)) }
+        let other = Room(id: "r2", name: "other", kind: .group, isPublic: false, createdAt: 0, lastSeq: 7, members: [])
+        let ack = Envelope(type: .ack, roomId: "r1", data: JoinAnswer(room: other, lastSeq: 7, replayed: 0, truncated: false), ref: "j1")
+        client.handleFrame(try Wire.encode(ack), link: 1)
+        let subscribed = try await outcome(of: subscribing)
+        if case .failure(let error as ClientError) = subscribed {
+            #expect(error.code == .badResponse)
+        } else {
+            Issue.record("subscribe did not fail: \(subscribed)")
+        }
+        #expect(client.subscribedRooms.isEmpty)
+    }
 }
 
 /// Waits until `condition` holds, looking again at each turn of the scheduler; fails after `timeout`.
