@@ -133,7 +133,8 @@ extension ChatClient {
     ///
     /// The stream is made before any room is joined, so it holds what the joins replay. Each room
     /// starts after its position in ``ClientConfiguration/positions`` when there is one, else from
-    /// now; a room that appears while the client runs is followed from the moment it appears. After
+    /// now; a room that appears while the client runs is followed from the moment it appears (one that
+    /// appears while the rooms are being listed, from its position, as a listed room). After
     /// each (re)connection the rooms are listed again, and ``ClientEvent/ready`` comes when every
     /// room has caught up. ``unsubscribe(from:)`` stops following a room until ``subscribe(to:after:)``.
     ///

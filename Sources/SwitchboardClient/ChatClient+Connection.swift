@@ -394,6 +394,8 @@ extension ChatClient {
                 state.subscriptions.rooms[key]?.retryJoinAt = nil
             }
             state.subscriptions.follow.listedOn = nil
+            // The next connection's listing finds the rooms the user is still in.
+            state.subscriptions.follow.appeared = [:]
             return (calls, inFlight)
         }
         Waiters.fail(calls, with: ClientError(.connectionLost, "the connection ended before the answer came"))

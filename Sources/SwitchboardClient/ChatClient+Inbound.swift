@@ -104,12 +104,20 @@ extension ChatClient {
         withState { state in
             state.directory.learn(data.room)
             emit(.room(data))
-            guard state.subscriptions.follow.all, state.subscriptions.rooms[data.room.id] == nil, !state.subscriptions.follow.excluded.contains(data.room.id) else { return }
+            let id = data.room.id
+            guard state.subscriptions.follow.all, state.subscriptions.rooms[id] == nil, !state.subscriptions.follow.excluded.contains(id) else { return }
+            guard let link = state.connection.link?.id, state.subscriptions.follow.listedOn == link else {
+                // The listing of this connection is not done: it follows the room from the position store (a
+                // `room` event also comes for a message to a room not followed yet, and the messages before it
+                // may be unhandled). The first `lastSeq` is kept for a room the listing does not list.
+                state.subscriptions.follow.appeared[id] = state.subscriptions.follow.appeared[id] ?? data.room.lastSeq
+                return
+            }
             // The server sends `room` when a room is made with the user in it or the user is added, before any
             // message of it reaches the user: so it is followed from the `lastSeq` of that moment, with no guess
             // at which messages are new. (A room that appears while the client is offline is found by the listing
             // at the next connection, and followed from then.)
-            follow(data.room.id, after: data.room.lastSeq, state: &state)
+            follow(id, after: data.room.lastSeq, state: &state)
         }
     }
 
@@ -316,6 +324,12 @@ extension ChatClient {
                         guard state.subscriptions.rooms[id] == nil, !state.subscriptions.follow.excluded.contains(id) else { continue }
                         follow(id, after: starts[id], state: &state)
                     }
+                    // Rooms that appeared after the listing was read: followed from the moment they appeared.
+                    for (id, lastSeq) in state.subscriptions.follow.appeared.sorted(by: { $0.key < $1.key })
+                    where state.subscriptions.rooms[id] == nil && !state.subscriptions.follow.excluded.contains(id) {
+                        follow(id, after: lastSeq, state: &state)
+                    }
+                    state.subscriptions.follow.appeared = [:]
                     state.subscriptions.follow.listedOn = link
                     emitReadyIfDue(state: &state)
                 }

@@ -394,6 +394,9 @@ public final class ChatClient: Sendable {
         var excluded: Set<String> = []
         /// The link on which `ready` was sent.
         var readyOn: Int?
+        /// Rooms that appeared (a `room` event) before the current link's listing was done, with the event's
+        /// `lastSeq`: the listing follows them (see ``ChatClient/listRoomsToFollow(on:)``).
+        var appeared: [String: Int] = [:]
     }
 
     /// A room the application subscribed to.

@@ -132,6 +132,34 @@ struct ReviewDefectTests {
         }
         #expect(client.subscribedRooms.isEmpty)
     }
+
+    @Test("following every room: a room event during the listing does not skip what the position store says is unhandled")
+    func roomEventDuringListing() async throws {
+        try await TestServer.withServer { server in
+            let alice = try await server.register("alice")
+            let bot = try await server.register("bot")
+            let room = try await server.createRoom("general", token: alice.token, members: [bot.user.id])
+            let socket = try await server.connect(token: alice.token)
+            for index in 1...3 { try await socket.sendMessage("m\(index)", roomId: room.id) }
+            // The bot handled m1 before it restarted; the store answers only when the test lets it.
+            let store = GatedPositionStore([room.id: 1])
+            let configuration = testConfiguration(server.baseURL, token: bot.token) { $0.positions = store }
+            try await ChatClient.withClient(configuration: configuration, logger: testLogger("bot")) { client in
+                let events = client.followAllRooms()
+                // The listing has the rooms and asks the store where to start.
+                try await withTimeout(.seconds(20)) { await store.asked.wait() }
+                // A message meanwhile: the server tells the connection, not subscribed yet, with a `room` event.
+                try await socket.sendMessage("m4", roomId: room.id)
+                _ = try await collect(events) { $0.contains { if case .room(let data) = $0 { data.room.lastSeq == 4 } else { false } } }
+                store.answer.fire()
+                let seen = try await collect(events) { $0.contains { if case .ready = $0 { true } else { false } } }
+                let messages = seen.compactMap { if case .message(let message) = $0 { message } else { nil } }
+                #expect(messages.map(\.seq) == [2, 3, 4])
+                #expect(!seen.contains { if case .gap = $0 { true } else { false } })
+            }
+            await socket.close()
+        }
+    }
 }
 
 /// Waits until `condition` holds, looking again at each turn of the scheduler; fails after `timeout`.
@@ -152,5 +180,26 @@ func outcome<Value: Sendable>(of task: Task<Value, some Error>, within timeout: 
         } onCancel: {
             task.cancel()
         }
+    }
+}
+
+/// A position store that says it was asked, and answers only once told to.
+final class GatedPositionStore: PositionStore {
+    let asked = OneShot()
+    let answer = OneShot()
+    private let positions: MemoryPositionStore
+
+    init(_ positions: [String: Int]) {
+        self.positions = MemoryPositionStore(positions)
+    }
+
+    func position(in roomId: String) async throws -> Int? {
+        asked.fire()
+        await answer.wait()
+        return try await positions.position(in: roomId)
+    }
+
+    func setPosition(_ seq: Int, in roomId: String) async throws {
+        try await positions.setPosition(seq, in: roomId)
     }
 }
