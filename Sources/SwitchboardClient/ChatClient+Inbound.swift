@@ -304,42 +304,44 @@ extension ChatClient {
     }
 
     /// When following every room: lists the user's rooms once per connection and follows those not followed
-    /// yet, from the position store's `seq` or else from their newest. Retried until it works or the link ends.
-    func listRoomsToFollow(on link: Int) async {
-        while !Task.isCancelled {
-            let due = state.withLock { $0.subscriptions.follow.all && $0.subscriptions.follow.listedOn != link && $0.connection.link?.id == link }
-            guard due else { return }
-            do {
-                let token = try await token()
-                let summaries = try await api.rooms(token: token)
-                var starts: [String: Int] = [:]
-                for summary in summaries {
-                    starts[summary.room.id] = try await startPosition(of: summary.room.id) ?? summary.room.lastSeq
-                }
-                withState { state in
-                    guard state.connection.link?.id == link else { return }
-                    for summary in summaries {
-                        state.directory.learn(summary.room)
-                        let id = summary.room.id
-                        guard state.subscriptions.rooms[id] == nil, !state.subscriptions.follow.excluded.contains(id) else { continue }
-                        follow(id, after: starts[id], state: &state)
-                    }
-                    // Rooms that appeared after the listing was read: followed from the moment they appeared.
-                    for (id, lastSeq) in state.subscriptions.follow.appeared.sorted(by: { $0.key < $1.key })
-                    where state.subscriptions.rooms[id] == nil && !state.subscriptions.follow.excluded.contains(id) {
-                        follow(id, after: lastSeq, state: &state)
-                    }
-                    state.subscriptions.follow.appeared = [:]
-                    state.subscriptions.follow.listedOn = link
-                    emitReadyIfDue(state: &state)
-                }
-                logger.debug("following every room", metadata: ["switchboard.rooms": "\(summaries.count)"])
-                return
-            } catch {
-                if Task.isCancelled { return }
-                logger.warning("cannot list the rooms to follow; trying again", metadata: ["switchboard.error": "\(error)"])
-                try? await Task.sleep(for: .seconds(1))
+    /// yet, from the position store's `seq` or else from their newest.
+    ///
+    /// - Returns: When to try again, after a failure; `nil` when done or not due. One attempt only, so that the
+    ///   caller sends the joins and leaves asked for meanwhile: a listing that keeps failing (the position store
+    ///   down) must not hold up the rooms subscribed to by hand.
+    func listRoomsToFollow(on link: Int) async -> ContinuousClock.Instant? {
+        let due = state.withLock { $0.subscriptions.follow.all && $0.subscriptions.follow.listedOn != link && $0.connection.link?.id == link }
+        guard due else { return nil }
+        do {
+            let token = try await token()
+            let summaries = try await api.rooms(token: token)
+            var starts: [String: Int] = [:]
+            for summary in summaries {
+                starts[summary.room.id] = try await startPosition(of: summary.room.id) ?? summary.room.lastSeq
             }
+            withState { state in
+                guard state.connection.link?.id == link else { return }
+                for summary in summaries {
+                    state.directory.learn(summary.room)
+                    let id = summary.room.id
+                    guard state.subscriptions.rooms[id] == nil, !state.subscriptions.follow.excluded.contains(id) else { continue }
+                    follow(id, after: starts[id], state: &state)
+                }
+                // Rooms that appeared after the listing was read: followed from the moment they appeared.
+                for (id, lastSeq) in state.subscriptions.follow.appeared.sorted(by: { $0.key < $1.key })
+                where state.subscriptions.rooms[id] == nil && !state.subscriptions.follow.excluded.contains(id) {
+                    follow(id, after: lastSeq, state: &state)
+                }
+                state.subscriptions.follow.appeared = [:]
+                state.subscriptions.follow.listedOn = link
+                emitReadyIfDue(state: &state)
+            }
+            logger.debug("following every room", metadata: ["switchboard.rooms": "\(summaries.count)"])
+            return nil
+        } catch {
+            if Task.isCancelled { return nil }
+            logger.warning("cannot list the rooms to follow; trying again", metadata: ["switchboard.error": "\(error)"])
+            return .now + .seconds(1)
         }
     }
 

@@ -160,6 +160,43 @@ struct ReviewDefectTests {
             await socket.close()
         }
     }
+
+    @Test("following every room: a listing that keeps failing does not hold up the joins of the connection")
+    func failingListingDoesNotBlockJoins() async throws {
+        try await TestServer.withServer { server in
+            let alice = try await server.register("alice")
+            let bot = try await server.register("bot")
+            let room = try await server.createRoom("general", token: alice.token, members: [bot.user.id])
+            let store = FailingPositionStore()
+            let configuration = testConfiguration(server.baseURL, token: bot.token) { $0.positions = store }
+            try await ChatClient.withClient(configuration: configuration, logger: testLogger("bot")) { client in
+                _ = client.followAllRooms()
+                // The listing cannot read the positions, and will try again and again.
+                try await withTimeout(.seconds(20)) { await store.asked.wait() }
+                let subscribing = Task { try await client.subscribe(to: room.id, after: 0) }
+                let subscription = try await outcome(of: subscribing).get()
+                #expect(subscription.id == room.id)
+                let socket = try await server.connect(token: alice.token)
+                let sent = try await socket.sendMessage("still joined", roomId: room.id)
+                #expect(try await collect(subscription.messages, count: 1, timeout: .seconds(10)).map(\.id) == [sent.id])
+                await socket.close()
+            }
+        }
+    }
+}
+
+/// A position store that cannot be read, and says when it was first asked.
+final class FailingPositionStore: PositionStore {
+    let asked = OneShot()
+
+    func position(in roomId: String) async throws -> Int? {
+        asked.fire()
+        throw TestFailure("the position store is down")
+    }
+
+    func setPosition(_ seq: Int, in roomId: String) async throws {
+        throw TestFailure("the position store is down")
+    }
 }
 
 /// Waits until `condition` holds, looking again at each turn of the scheduler; fails after `timeout`.
