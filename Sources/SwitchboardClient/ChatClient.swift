@@ -192,11 +192,13 @@ public final class ChatClient: Sendable {
                 inner.addTask { await self.connectionLoop() }
                 inner.addTask { await self.fetchWorker() }
                 await self.stopRequested.wait()
-                // Before waiting for the tasks that read the server: they may wait for a reader that has stopped reading.
-                self.hub.stopWaiting()
                 await self.closeLinkGracefully()
+                // The tasks that read the server end even while they wait for room (EventQueue.waitForSpace()).
                 inner.cancelAll()
             }
+            // Nothing reads the server any more, so what the client still holds is bounded: it is handed over
+            // without waiting for readers, one of which may be the caller of disconnect(), inside its loop.
+            self.hub.stopWaiting()
             self.finishStopping()
         }
         await relayBox.withLock { $0 }?.close()
@@ -220,9 +222,6 @@ public final class ChatClient: Sendable {
     @discardableResult
     public func disconnect() async -> DisconnectReport {
         if let report = state.withLock({ $0.lifecycle.report }) { return report }
-        // The caller may be the reader of a full stream, called from inside its loop: the client must not wait
-        // for it, neither to read the acks the flush waits for nor to stop.
-        hub.stopWaiting()
         await flush(timeout: configuration.shutdownFlushTimeout)
         let running = state.withLock { state in
             state.lifecycle.stopping = true
