@@ -1,7 +1,6 @@
 import Foundation
 import SwitchboardProtocol
 import SwitchboardTesting
-import Synchronization
 import Testing
 
 @testable import SwitchboardClient
