@@ -133,7 +133,8 @@ extension ChatClient {
     ///
     /// The stream is made before any room is joined, so it holds what the joins replay. Each room
     /// starts after its position in ``ClientConfiguration/positions`` when there is one, else from
-    /// now; a room that appears while the client runs is followed from the moment it appears. After
+    /// now; a room that appears while the client runs is followed from the moment it appears (one that
+    /// appears while the rooms are being listed, from its position, as a listed room). After
     /// each (re)connection the rooms are listed again, and ``ClientEvent/ready`` comes when every
     /// room has caught up. ``unsubscribe(from:)`` stops following a room until ``subscribe(to:after:)``.
     ///
@@ -286,7 +287,7 @@ extension ChatClient {
     /// - Throws: ``ClientError``: `invalid` or `forbidden` when the server refuses it, `outboxFull`,
     ///   `timeout` when ``ClientConfiguration/deliveryTimeout`` passed first (the message stays in the
     ///   outbox: ``withdraw(_:)`` says whether it may still be stored), `shutdown` when the client stopped
-    ///   before it was sent, `unauthorized` when the client failed for good.
+    ///   before it was sent or the message was withdrawn, `unauthorized` when the client failed for good.
     @discardableResult
     public func send(_ content: String, to roomId: String, replyTo: String? = nil, meta: JSONValue? = nil, clientId: String? = nil) async throws -> Message {
         let message = try makePending(content, roomId: roomId, replyTo: replyTo, meta: meta, clientId: clientId)
@@ -320,7 +321,8 @@ extension ChatClient {
     ///
     /// - Returns: `true` when it was removed before it ever went out (it will not be stored); `false` when it
     ///   was sent at least once (the server may have stored it: it stays, and is sent again with the same
-    ///   `clientId` until acknowledged, so it is stored at most once) or is not in the outbox.
+    ///   `clientId` until acknowledged, so it is stored at most once) or is not in the outbox. A
+    ///   ``send(_:to:replyTo:meta:clientId:)`` still waiting for a withdrawn message fails at once with `shutdown`.
     ///
     /// ```swift
     /// do { try await client.send(text, to: roomId, clientId: id) }
@@ -329,19 +331,17 @@ extension ChatClient {
     /// }
     /// ```
     public func withdraw(_ clientId: String) -> Bool {
-        let withdrawn = withState { state -> Bool in
-            guard case .withdrawn(let message) = state.outbox.withdraw(clientId) else { return false }
-            emit(.messageRejected(message, ClientError(.shutdown, "withdrawn by the application")))
-            return true
+        let error = ClientError(.shutdown, "the message \(clientId) was withdrawn by the application (withdraw(_:)); it will not be stored")
+        // Settled as any message that leaves the outbox: its senders fail now (not at the next message to reuse
+        // the clientId), and a flush waiting for the outbox ends when it is empty.
+        let settled = withState { state -> Settled? in
+            guard case .withdrawn(let message) = state.outbox.withdraw(clientId) else { return nil }
+            emit(.messageRejected(message, error))
+            return settle(clientId, in: &state)
         }
-        if withdrawn, let outboxFile {
-            do {
-                try outboxFile.remove(clientId)
-            } catch {
-                logger.error("cannot write the outbox file", metadata: ["switchboard.error": "\(error)"])
-            }
-        }
-        return withdrawn
+        guard let settled else { return false }
+        finish(settled, with: .failure(error))
+        return true
     }
 
     /// Queues a message without waiting for it; its fate comes as ``ClientEvent/messageSent(_:)`` or
@@ -598,7 +598,8 @@ extension ChatClient {
                 if case .status(let status) = item.event, isNewer(item.statusVersion) { await queue.push(status, lossy: true) }
             },
             isGone: { queue.isClosed },
-            finish: { queue.finish() }
+            finish: { queue.finish() },
+            stopWaiting: { queue.stopWaiting() }
         )
         let added = hub.add(subscriber) != nil
         let (current, version) = state.withLock { ($0.connection.machine.status, $0.connection.statusVersion) }

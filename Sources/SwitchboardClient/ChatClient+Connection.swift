@@ -307,7 +307,7 @@ extension ChatClient {
     private func joinRoomsOverWebSocket(_ link: Link, outbound: WebSocketOutboundWriter) async {
         checkReady()
         while !Task.isCancelled {
-            await listRoomsToFollow(on: link.id)
+            let listingRetry = await listRoomsToFollow(on: link.id)
             let (leaves, rooms, nextRetry) = takeRoomsToJoin(on: link.id)
             for roomId in leaves {
                 let ref = withState { state in
@@ -335,11 +335,7 @@ extension ChatClient {
                     return
                 }
             }
-            if let nextRetry {
-                await link.joinBell.wait(until: nextRetry)
-            } else {
-                await link.joinBell.wait()
-            }
+            await link.joinBell.wait(untilEarliestOf: nextRetry, listingRetry)
         }
     }
 
@@ -394,6 +390,8 @@ extension ChatClient {
                 state.subscriptions.rooms[key]?.retryJoinAt = nil
             }
             state.subscriptions.follow.listedOn = nil
+            // The next connection's listing finds the rooms the user is still in.
+            state.subscriptions.follow.appeared = [:]
             return (calls, inFlight)
         }
         Waiters.fail(calls, with: ClientError(.connectionLost, "the connection ended before the answer came"))

@@ -104,12 +104,20 @@ extension ChatClient {
         withState { state in
             state.directory.learn(data.room)
             emit(.room(data))
-            guard state.subscriptions.follow.all, state.subscriptions.rooms[data.room.id] == nil, !state.subscriptions.follow.excluded.contains(data.room.id) else { return }
+            let id = data.room.id
+            guard state.subscriptions.follow.all, state.subscriptions.rooms[id] == nil, !state.subscriptions.follow.excluded.contains(id) else { return }
+            guard let link = state.connection.link?.id, state.subscriptions.follow.listedOn == link else {
+                // The listing of this connection is not done: it follows the room from the position store (a
+                // `room` event also comes for a message to a room not followed yet, and the messages before it
+                // may be unhandled). The first `lastSeq` is kept for a room the listing does not list.
+                state.subscriptions.follow.appeared[id] = state.subscriptions.follow.appeared[id] ?? data.room.lastSeq
+                return
+            }
             // The server sends `room` when a room is made with the user in it or the user is added, before any
             // message of it reaches the user: so it is followed from the `lastSeq` of that moment, with no guess
             // at which messages are new. (A room that appears while the client is offline is found by the listing
             // at the next connection, and followed from then.)
-            follow(data.room.id, after: data.room.lastSeq, state: &state)
+            follow(id, after: data.room.lastSeq, state: &state)
         }
     }
 
@@ -158,19 +166,14 @@ extension ChatClient {
                 outboxFailed(clientId, error: error)
             }
         case .join(let roomId, let generation):
-            switch result {
-            case .success(let reply):
-                do {
-                    let ack = try reply.decode(JoinAnswer.self)
-                    joined(ack.room, lastSeq: ack.lastSeq, online: ack.online, link: link, generation: generation)
-                    if ack.truncated {
-                        logger.info(
-                            "the replay was truncated; reading the rest over HTTP",
-                            metadata: ["switchboard.room": "\(roomId)", "switchboard.lastSeq": "\(ack.lastSeq)"]
-                        )
-                    }
-                } catch {
-                    logger.error("the ack of a join cannot be read", metadata: ["switchboard.error": "\(error)"])
+            switch result.flatMap({ joinAnswer($0, to: roomId) }) {
+            case .success(let ack):
+                joined(ack.room, lastSeq: ack.lastSeq, online: ack.online, link: link, generation: generation)
+                if ack.truncated {
+                    logger.info(
+                        "the replay was truncated; reading the rest over HTTP",
+                        metadata: ["switchboard.room": "\(roomId)", "switchboard.lastSeq": "\(ack.lastSeq)"]
+                    )
                 }
             case .failure(let error):
                 // The answer to the join of an earlier subscription to the room (unsubscribed since) is stale.
@@ -182,6 +185,22 @@ extension ChatClient {
                 }
             }
         }
+    }
+
+    /// The answer to the join of `roomId`, read. One that cannot be read, or that names another room, is a
+    /// `badResponse`: the join is refused (asking the same server again would get the same answer), rather than
+    /// leave the subscribe waiting for an answer that came.
+    private func joinAnswer(_ reply: ServerEvent.Reply, to roomId: String) -> Result<JoinAnswer, ClientError> {
+        let ack: JoinAnswer
+        do {
+            ack = try reply.decode(JoinAnswer.self)
+        } catch {
+            return .failure(ClientError(.badResponse, "the server's answer to the join of room \(roomId) cannot be read", cause: error))
+        }
+        guard ack.room.id == roomId else {
+            return .failure(ClientError(.badResponse, "the server answered the join of room \(roomId) with room \(ack.room.id)"))
+        }
+        return .success(ack)
     }
 
     /// A room was joined (or read, when polling): recovery starts from its newest `seq`.
@@ -285,36 +304,44 @@ extension ChatClient {
     }
 
     /// When following every room: lists the user's rooms once per connection and follows those not followed
-    /// yet, from the position store's `seq` or else from their newest. Retried until it works or the link ends.
-    func listRoomsToFollow(on link: Int) async {
-        while !Task.isCancelled {
-            let due = state.withLock { $0.subscriptions.follow.all && $0.subscriptions.follow.listedOn != link && $0.connection.link?.id == link }
-            guard due else { return }
-            do {
-                let token = try await token()
-                let summaries = try await api.rooms(token: token)
-                var starts: [String: Int] = [:]
-                for summary in summaries {
-                    starts[summary.room.id] = try await startPosition(of: summary.room.id) ?? summary.room.lastSeq
-                }
-                withState { state in
-                    guard state.connection.link?.id == link else { return }
-                    for summary in summaries {
-                        state.directory.learn(summary.room)
-                        let id = summary.room.id
-                        guard state.subscriptions.rooms[id] == nil, !state.subscriptions.follow.excluded.contains(id) else { continue }
-                        follow(id, after: starts[id], state: &state)
-                    }
-                    state.subscriptions.follow.listedOn = link
-                    emitReadyIfDue(state: &state)
-                }
-                logger.debug("following every room", metadata: ["switchboard.rooms": "\(summaries.count)"])
-                return
-            } catch {
-                if Task.isCancelled { return }
-                logger.warning("cannot list the rooms to follow; trying again", metadata: ["switchboard.error": "\(error)"])
-                try? await Task.sleep(for: .seconds(1))
+    /// yet, from the position store's `seq` or else from their newest.
+    ///
+    /// - Returns: When to try again, after a failure; `nil` when done or not due. One attempt only, so that the
+    ///   caller sends the joins and leaves asked for meanwhile: a listing that keeps failing (the position store
+    ///   down) must not hold up the rooms subscribed to by hand.
+    func listRoomsToFollow(on link: Int) async -> ContinuousClock.Instant? {
+        let due = state.withLock { $0.subscriptions.follow.all && $0.subscriptions.follow.listedOn != link && $0.connection.link?.id == link }
+        guard due else { return nil }
+        do {
+            let token = try await token()
+            let summaries = try await api.rooms(token: token)
+            var starts: [String: Int] = [:]
+            for summary in summaries {
+                starts[summary.room.id] = try await startPosition(of: summary.room.id) ?? summary.room.lastSeq
             }
+            withState { state in
+                guard state.connection.link?.id == link else { return }
+                for summary in summaries {
+                    state.directory.learn(summary.room)
+                    let id = summary.room.id
+                    guard state.subscriptions.rooms[id] == nil, !state.subscriptions.follow.excluded.contains(id) else { continue }
+                    follow(id, after: starts[id], state: &state)
+                }
+                // Rooms that appeared after the listing was read: followed from the moment they appeared.
+                for (id, lastSeq) in state.subscriptions.follow.appeared.sorted(by: { $0.key < $1.key })
+                where state.subscriptions.rooms[id] == nil && !state.subscriptions.follow.excluded.contains(id) {
+                    follow(id, after: lastSeq, state: &state)
+                }
+                state.subscriptions.follow.appeared = [:]
+                state.subscriptions.follow.listedOn = link
+                emitReadyIfDue(state: &state)
+            }
+            logger.debug("following every room", metadata: ["switchboard.rooms": "\(summaries.count)"])
+            return nil
+        } catch {
+            if Task.isCancelled { return nil }
+            logger.warning("cannot list the rooms to follow; trying again", metadata: ["switchboard.error": "\(error)"])
+            return .now + .seconds(1)
         }
     }
 
@@ -341,7 +368,7 @@ extension ChatClient {
     }
 
     /// A message left the outbox: takes its senders, and the flush waiters if the outbox is now empty.
-    private func settle(_ clientId: String, in state: inout State) -> Settled {
+    func settle(_ clientId: String, in state: inout State) -> Settled {
         var settled = Settled(clientId: clientId, bell: state.connection.link?.outboxBell)
         settled.senders = state.waiters.take(.send(clientId: clientId))
         if state.outbox.isEmpty { settled.flushes = state.waiters.take(.flush) }
@@ -349,7 +376,7 @@ extension ChatClient {
     }
 
     /// Rings the outbox, writes its file, and tells the senders and flush waiters.
-    private func finish(_ settled: Settled, with result: Result<Message, ClientError>) {
+    func finish(_ settled: Settled, with result: Result<Message, ClientError>) {
         settled.bell?.ring()
         if let outboxFile, settled.removed {
             do {

@@ -91,7 +91,7 @@ extension ChatClient {
     private func joinRoomsOverHTTP(_ link: Link, token: String) async -> ConnectionStateMachine.PollEnding? {
         checkReady()
         while !Task.isCancelled {
-            await listRoomsToFollow(on: link.id)
+            let listingRetry = await listRoomsToFollow(on: link.id)
             let (_, rooms, nextRetry) = takeRoomsToJoin(on: link.id)
             let me = state.withLock { $0.connection.user?.id }
             for (roomId, _, generation) in rooms {
@@ -113,11 +113,7 @@ extension ChatClient {
                     }
                 }
             }
-            if let nextRetry {
-                await link.joinBell.wait(until: nextRetry)
-            } else {
-                await link.joinBell.wait()
-            }
+            await link.joinBell.wait(untilEarliestOf: nextRetry, listingRetry)
         }
         return nil
     }

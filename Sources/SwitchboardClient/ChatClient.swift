@@ -193,8 +193,12 @@ public final class ChatClient: Sendable {
                 inner.addTask { await self.fetchWorker() }
                 await self.stopRequested.wait()
                 await self.closeLinkGracefully()
+                // The tasks that read the server end even while they wait for room (EventQueue.waitForSpace()).
                 inner.cancelAll()
             }
+            // Nothing reads the server any more, so what the client still holds is bounded: it is handed over
+            // without waiting for readers, one of which may be the caller of disconnect(), inside its loop.
+            self.hub.stopWaiting()
             self.finishStopping()
         }
         await relayBox.withLock { $0 }?.close()
@@ -389,6 +393,9 @@ public final class ChatClient: Sendable {
         var excluded: Set<String> = []
         /// The link on which `ready` was sent.
         var readyOn: Int?
+        /// Rooms that appeared (a `room` event) before the current link's listing was done, with the event's
+        /// `lastSeq`: the listing follows them (see ``ChatClient/listRoomsToFollow(on:)``).
+        var appeared: [String: Int] = [:]
     }
 
     /// A room the application subscribed to.

@@ -12,7 +12,8 @@ import Synchronization
 ///   oldest waiting lossy element is dropped, so the newest is kept.
 ///
 /// When the consumer goes away (its stream is dropped or its task cancelled) the queue closes: what
-/// waits is dropped and every later push returns at once.
+/// waits is dropped and every later push returns at once. When the producer is stopping
+/// (``stopWaiting()``), pushes no longer wait, so that a consumer that stopped reading cannot hold it up.
 final class EventQueue<Element: Sendable>: Sendable {
     private struct Entry {
         var element: Element
@@ -24,11 +25,26 @@ final class EventQueue<Element: Sendable>: Sendable {
         var lossless = 0
         var lossy = 0
         var consumer: CheckedContinuation<Element?, Never>?
-        var producers: [CheckedContinuation<Void, Never>] = []
+        /// Producers waiting for room, by an id to find one whose task is cancelled.
+        var producers: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextProducer = 0
         /// The producer ended: the consumer gets what waits, then the end.
         var finished = false
         /// The consumer went away: nothing is kept.
         var closed = false
+        /// The producer is stopping: lossless elements are kept past the capacity rather than waited for.
+        var unbounded = false
+
+        /// Whether a lossless element may be added (or dropped, once the queue ended) without waiting.
+        func hasRoom(capacity: Int) -> Bool {
+            closed || finished || unbounded || lossless < capacity
+        }
+
+        /// Takes every waiting producer, to resume outside the lock.
+        mutating func takeProducers() -> [CheckedContinuation<Void, Never>] {
+            defer { producers = [:] }
+            return Array(producers.values)
+        }
     }
 
     let capacity: Int
@@ -45,15 +61,18 @@ final class EventQueue<Element: Sendable>: Sendable {
         while true {
             let full = state.withLock { state -> Bool in
                 guard !state.closed, !state.finished else { return false }
-                if !lossy && state.lossless >= capacity { return true }
+                if !lossy && !state.hasRoom(capacity: capacity) { return true }
                 append(Entry(element: element, lossy: lossy), to: &state)
                 return false
             }
             guard full else { return }
+            // Not cancellable: the element must not be lost. The wait ends when the consumer takes one, goes
+            // away, or the producer stops waiting.
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let now = state.withLock { state -> Bool in
-                    if state.closed || state.finished || state.lossless < capacity { return true }
-                    state.producers.append(continuation)
+                    if state.hasRoom(capacity: capacity) { return true }
+                    state.nextProducer += 1
+                    state.producers[state.nextProducer] = continuation
                     return false
                 }
                 if now { continuation.resume() }
@@ -70,16 +89,35 @@ final class EventQueue<Element: Sendable>: Sendable {
         }
     }
 
-    /// Returns when fewer than `capacity` lossless elements wait (or the queue ended).
+    /// Returns when fewer than `capacity` lossless elements wait (or the queue ended), or the task is cancelled:
+    /// a task of the client that waits here must end when the client stops, whether or not anyone reads.
     func waitForSpace() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { state -> Bool in
-                if state.closed || state.finished || state.lossless < capacity { return true }
-                state.producers.append(continuation)
-                return false
-            }
-            if now { continuation.resume() }
+        let id = state.withLock { state in
+            state.nextProducer += 1
+            return state.nextProducer
         }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    if state.hasRoom(capacity: capacity) || Task.isCancelled { return true }
+                    state.producers[id] = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.producers.removeValue(forKey: id) }?.resume()
+        }
+    }
+
+    /// The producer is stopping: from now on a push never waits (lossless elements are kept past the capacity,
+    /// bounded by what the producer still has), and a push waiting now goes on. The consumer still gets everything.
+    func stopWaiting() {
+        let producers = state.withLock { state in
+            state.unbounded = true
+            return state.takeProducers()
+        }
+        for producer in producers { producer.resume() }
     }
 
     /// Whether `capacity` lossless elements or more wait.
@@ -112,12 +150,7 @@ final class EventQueue<Element: Sendable>: Sendable {
                     if state.closed { return (.some(nil), []) }
                     if let entry = state.entries.popFirst() {
                         if entry.lossy { state.lossy -= 1 } else { state.lossless -= 1 }
-                        var producers: [CheckedContinuation<Void, Never>] = []
-                        if state.lossless < capacity {
-                            producers = state.producers
-                            state.producers = []
-                        }
-                        return (.some(entry.element), producers)
+                        return (.some(entry.element), state.lossless < capacity ? state.takeProducers() : [])
                     }
                     if state.finished || Task.isCancelled { return (.some(nil), []) }
                     state.consumer = continuation
@@ -135,11 +168,8 @@ final class EventQueue<Element: Sendable>: Sendable {
     func finish() {
         let (consumer, producers) = state.withLock { state in
             state.finished = true
-            defer {
-                state.consumer = nil
-                state.producers = []
-            }
-            return (state.consumer, state.producers)
+            defer { state.consumer = nil }
+            return (state.consumer, state.takeProducers())
         }
         consumer?.resume(returning: nil)
         for producer in producers { producer.resume() }
@@ -152,11 +182,8 @@ final class EventQueue<Element: Sendable>: Sendable {
             state.entries.removeAll()
             state.lossless = 0
             state.lossy = 0
-            defer {
-                state.consumer = nil
-                state.producers = []
-            }
-            return (state.consumer, state.producers)
+            defer { state.consumer = nil }
+            return (state.consumer, state.takeProducers())
         }
         consumer?.resume(returning: nil)
         for producer in producers { producer.resume() }

@@ -56,12 +56,15 @@ final class EventHub: Sendable {
         var deliver: @Sendable (Item) async -> Void
         var isGone: @Sendable () -> Bool
         var finish: @Sendable () -> Void
+        /// Lets ``deliver`` go on without waiting for the reader (see ``EventQueue/stopWaiting()``).
+        var stopWaiting: @Sendable () -> Void
     }
 
     private struct State {
         var subscribers: [Int: Subscriber] = [:]
         var nextID = 0
         var finished = false
+        var stopping = false
     }
 
     private let state = Mutex(State())
@@ -73,12 +76,14 @@ final class EventHub: Sendable {
 
     /// Adds a subscriber; `nil` when the hub is finished, and the caller should finish the subscriber.
     func add(_ subscriber: Subscriber) -> Int? {
-        state.withLock { state in
-            guard !state.finished else { return nil }
+        let (id, stopping) = state.withLock { state -> (Int?, Bool) in
+            guard !state.finished else { return (nil, false) }
             state.nextID += 1
             state.subscribers[state.nextID] = subscriber
-            return state.nextID
+            return (state.nextID, state.stopping)
         }
+        if stopping { subscriber.stopWaiting() }
+        return id
     }
 
     func remove(_ id: Int) {
@@ -91,6 +96,18 @@ final class EventHub: Sendable {
             return state.subscribers.keys.sorted().compactMap { state.subscribers[$0] }
         }
         for subscriber in subscribers { await subscriber.deliver(item) }
+    }
+
+    /// The client is stopping: the dispatcher no longer waits for any reader, so that one that stopped reading
+    /// (an application calling ``ChatClient/disconnect()`` from inside its loop over a stream) cannot keep the
+    /// client from stopping. What the client still has to hand over (bounded by its own queue) is kept for each
+    /// reader past its buffer, and the streams end after it.
+    func stopWaiting() {
+        let subscribers = state.withLock { state in
+            state.stopping = true
+            return Array(state.subscribers.values)
+        }
+        for subscriber in subscribers { subscriber.stopWaiting() }
     }
 
     /// Finishes every stream and listener; later subscribers are finished at once.
@@ -111,7 +128,8 @@ final class EventHub: Sendable {
                 if let element = transform(item) { await queue.push(element, lossy: item.isLossy) }
             },
             isGone: { queue.isClosed },
-            finish: { queue.finish() }
+            finish: { queue.finish() },
+            stopWaiting: { queue.stopWaiting() }
         )
         if add(subscriber) == nil { queue.finish() }
         return queue

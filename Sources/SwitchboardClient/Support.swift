@@ -47,6 +47,15 @@ final class Doorbell: Sendable {
         }
     }
 
+    /// Returns when rung, at the earliest of `deadlines` (none: only when rung), or when the task is cancelled.
+    func wait(untilEarliestOf deadlines: ContinuousClock.Instant?...) async {
+        if let deadline = deadlines.compactMap({ $0 }).min() {
+            await wait(until: deadline)
+        } else {
+            await wait()
+        }
+    }
+
     /// Returns when rung, at `deadline`, or when the task is cancelled.
     func wait(until deadline: ContinuousClock.Instant) async {
         await withTaskGroup(of: Void.self) { group in

@@ -53,6 +53,9 @@ struct Waiters: Sendable {
         return continuation
     }
 
+    /// Whether a caller waits for `topic`.
+    func isWaiting(for topic: Topic) -> Bool { table[topic] != nil }
+
     /// Takes every waiter of a topic, in the order they came.
     mutating func take(_ topic: Topic) -> [Continuation] {
         guard let waiting = table.removeValue(forKey: topic) else { return [] }
