@@ -1,4 +1,5 @@
 import Foundation
+import SwitchboardProtocol
 import NIOSSL
 import PostgresNIO
 
@@ -80,9 +81,7 @@ public struct DatabaseAddress: Sendable, Hashable {
 
     /// The URL without its password, for messages and logs.
     public static func redacted(_ url: String) -> String {
-        guard var components = URLComponents(string: url), components.password != nil else { return url }
-        components.password = "***"
-        return components.string ?? url
+        RedactedURL.string(url)
     }
 
     /// `host:port/database`, for messages.

@@ -1,4 +1,5 @@
 import Foundation
+import SwitchboardProtocol
 
 /// The forms `switchboard archive export` writes a room in, each written piece by piece (a header,
 /// one piece per message, a footer), so that a room of any size is exported in bounded memory.
@@ -50,10 +51,12 @@ public enum ExportFormat: String, Sendable, CaseIterable {
         case .jsonl:
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            return String(decoding: (try? encoder.encode(message)) ?? Data("{}".utf8), as: UTF8.self) + "\n"
+            // `meta` may hold DEL, C1 and bidirectional controls, which JSON leaves raw: escaped, so
+            // that an export shown in a terminal cannot act on it.
+            return TerminalText.printableJSON(String(decoding: (try? encoder.encode(message)) ?? Data("{}".utf8), as: UTF8.self)) + "\n"
         case .txt:
             let author = bridge.map { "\($0) (via \(message.username))" } ?? message.username
-            let content = message.deleted ? "(deleted)" : message.content.replacingOccurrences(of: "\n", with: "\n    ")
+            let content = message.deleted ? "(deleted)" : TerminalText.printable(message.content)
             return "[\(time)] #\(message.seq) <\(author)> \(content)\(message.editedAt == nil ? "" : " (edited)")\n"
         case .html:
             let author = Self.escapeHTML(bridge ?? message.displayName) + (bridge == nil ? "" : " <span class=\"via\">via \(Self.escapeHTML(message.username))</span>")
@@ -113,7 +116,10 @@ public enum ExportFormat: String, Sendable, CaseIterable {
         guard let meta, let object = try? JSONSerialization.jsonObject(with: Data(meta.utf8)) as? [String: Any],
             let bridge = object["bridge"] as? [String: Any], let nick = bridge["nick"] as? String
         else { return nil }
-        if let network = bridge["network"] as? String { return "\(nick)@\(network)" }
-        return nick
+        // Any member may set `meta`: its text goes to terminals (txt) and pages (html) without
+        // control or bidirectional formatting characters.
+        let clean = { (text: String) in String(String.UnicodeScalarView(text.unicodeScalars.filter { !TerminalText.isControl($0) })) }
+        if let network = bridge["network"] as? String { return "\(clean(nick))@\(clean(network))" }
+        return clean(nick)
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PostgresArchive
+import SwitchboardProtocol
 
 /// `switchboard archive …`: reads the archive the `postgres-archive` plugin writes.
 struct ArchiveCommand: AsyncParsableCommand {
@@ -97,7 +98,7 @@ struct ArchiveSearch: AsyncParsableCommand {
                     "roomId": hit.roomId, "room": hit.roomName, "seq": hit.seq, "messageId": hit.messageId, "userId": hit.userId,
                     "username": hit.username, "createdAt": hit.createdAt, "rank": hit.rank, "snippet": hit.snippet,
                 ]
-                print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+                print(TerminalText.printableJSON(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)))
             }
             return
         }
@@ -105,7 +106,7 @@ struct ArchiveSearch: AsyncParsableCommand {
         for hit in hits {
             let time = Date(timeIntervalSince1970: Double(hit.createdAt) / 1000).formatted(date: .numeric, time: .shortened)
             let snippet = hit.snippet.split(whereSeparator: \.isNewline).joined(separator: " ")
-            print("#\(hit.roomName) #\(hit.seq) · \(hit.username) · \(time)\n    \(snippet)")
+            print(TerminalText.printable("#\(hit.roomName) #\(hit.seq) · \(hit.username) · \(time)\n\(snippet)"))
         }
     }
 }

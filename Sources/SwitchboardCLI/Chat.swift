@@ -61,7 +61,7 @@ struct ServerOptions: ParsableArguments {
             switch error.code {
             case .unauthorized: throw Failure(description: "wrong username or password (new here? add --register)")
             case .unreachable: throw Failure(description: "cannot reach \(server): is `switchboard serve` running?")
-            default: throw Failure(description: error.message)
+            default: throw Failure(description: TerminalText.printable(error.message))
             }
         }
     }
@@ -71,7 +71,7 @@ struct ServerOptions: ParsableArguments {
         guard confirmation == password else { throw Failure(description: "the passwords differ") }
         do {
             let answer = try await ChatClient.register(server: server, username: user, password: password)
-            FileHandle.standardError.write(Data("created the account \(answer.user.username)\n".utf8))
+            FileHandle.standardError.write(Data("created the account \(TerminalText.printable(answer.user.username))\n".utf8))
             return answer.token
         } catch let error as ClientError where error.protocolError?.code == .conflict {
             throw Failure(description: "the name \(user) is taken (and that is not its password)")
@@ -88,7 +88,7 @@ struct ServerOptions: ParsableArguments {
             switch error.code {
             case .unauthorized: throw Failure(description: "the server refused the token: it is unknown, revoked or expired")
             case .unreachable: throw Failure(description: "cannot reach \(server): is `switchboard serve` running?")
-            default: throw Failure(description: printable(error.message))
+            default: throw Failure(description: TerminalText.printable(error.message))
             }
         }
     }
@@ -216,13 +216,13 @@ struct Send: AsyncParsableCommand {
                         """
                 )
             } catch let error as ClientError {
-                throw Failure(description: "cannot send to \(room): \(printable(error.message))")
+                throw Failure(description: "cannot send to \(room): \(TerminalText.printable(error.message))")
             }
         }
         if json {
-            output(printableJSON(try Wire.encodeString(message)))
+            output(TerminalText.printableJSON(try Wire.encodeString(message)))
         } else {
-            output("sent #\(message.seq) to \(printable(room)) (id \(printable(message.id)))")
+            output("sent #\(message.seq) to \(TerminalText.printable(room)) (id \(TerminalText.printable(message.id)))")
         }
     }
 }
@@ -254,20 +254,20 @@ struct Tail: AsyncParsableCommand {
             do {
                 messages = try await client.subscribe(to: roomId, after: since).messages
             } catch let error as ClientError {
-                throw Failure(description: "cannot follow \(room): \(printable(error.message))")
+                throw Failure(description: "cannot follow \(room): \(TerminalText.printable(error.message))")
             }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await status in statuses {
-                        if case .failed(let reason) = status { throw Failure(description: "stopped: \(printable(reason.message))") }
+                        if case .failed(let reason) = status { throw Failure(description: "stopped: \(TerminalText.printable(reason.message))") }
                         if !json { FileHandle.standardError.write(Data("* \(status)\n".utf8)) }
                     }
                 }
                 for await message in messages {
                     if json {
-                        output(printableJSON(try Wire.encodeString(message)))
+                        output(TerminalText.printableJSON(try Wire.encodeString(message)))
                     } else {
-                        output(printable("#\(message.seq) [\(clock(message.createdAt))] \(await names.name(of: message.userId)): \(message.content)"))
+                        output(TerminalText.printable("#\(message.seq) [\(clock(message.createdAt))] \(await names.name(of: message.userId)): \(message.content)"))
                     }
                 }
                 group.cancelAll()
@@ -687,51 +687,13 @@ actor ChatSession {
 
     /// Prints a line; any control character in it (from the server: names, messages, errors) shows escaped.
     private func say(_ text: String) {
-        output(printable(text))
+        output(TerminalText.printable(text))
     }
 }
 
 /// Writes a line to standard output at once (not buffered: another process may be reading it live).
 func output(_ line: String, newline: Bool = true) {
     FileHandle.standardOutput.write(Data((newline ? line + "\n" : line).utf8))
-}
-
-/// `text` safe for a terminal: every control character shows as `\u{…}` rather than acting (a colour, a
-/// cursor move, a bell, text reversed by a bidirectional override). Line feeds and tabs are kept.
-func printable(_ text: String) -> String {
-    var result = ""
-    result.unicodeScalars.reserveCapacity(text.unicodeScalars.count)
-    for scalar in text.unicodeScalars {
-        if scalar == "\n" || scalar == "\t" || !isTerminalControl(scalar) {
-            result.unicodeScalars.append(scalar)
-        } else {
-            result += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
-        }
-    }
-    return result
-}
-
-/// JSON text safe for a terminal: the control characters that JSON leaves as they are (DEL, C1 controls,
-/// bidirectional formatting) written as `\uXXXX` escapes, which a JSON reader reads back as the same text.
-func printableJSON(_ json: String) -> String {
-    var result = ""
-    for scalar in json.unicodeScalars {
-        if isTerminalControl(scalar) {
-            let hex = String(scalar.value, radix: 16, uppercase: true)
-            result += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
-        } else {
-            result.unicodeScalars.append(scalar)
-        }
-    }
-    return result
-}
-
-/// C0 and C1 controls, DEL, and the bidirectional formatting characters (embeddings, overrides, isolates, marks).
-func isTerminalControl(_ scalar: Unicode.Scalar) -> Bool {
-    switch scalar.value {
-    case 0x00...0x1F, 0x7F...0x9F, 0x200E, 0x200F, 0x061C, 0x202A...0x202E, 0x2066...0x2069: true
-    default: false
-    }
 }
 
 /// Lines typed on standard input, read on a thread of their own (reading blocks).

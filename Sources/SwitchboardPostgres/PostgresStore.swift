@@ -138,9 +138,7 @@ public final class PostgresStore: ChatStore {
 
         /// The URL without its password, for messages and logs.
         public static func redacted(_ url: String) -> String {
-            guard var components = URLComponents(string: url), components.password != nil else { return url }
-            components.password = "***"
-            return components.string ?? url
+            RedactedURL.string(url)
         }
 
         /// `host:port/database`, for messages.

@@ -25,7 +25,7 @@ import Testing
     }
 
     @Test func aFailedListingAnswersNothing() {
-        var requests = ListingRequests()
+        let requests = ListingRequests()
         _ = requests.begin()
         #expect(requests.isPending)
     }

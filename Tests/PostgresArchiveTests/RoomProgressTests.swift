@@ -1,3 +1,4 @@
+import SwitchboardProtocol
 import Testing
 
 @testable import PostgresArchive
@@ -71,5 +72,26 @@ import Testing
         progress.loaded(position: 7)
         progress.loaded(position: 2)
         #expect(progress.position == 7)
+    }
+}
+
+@Suite("Export formats: what a member put in meta cannot act on a terminal", .timeLimit(.minutes(1)))
+struct ExportFormatTests {
+    static let message = ArchivedMessage(
+        roomId: "r_1", seq: 1, id: "m_1", userId: "u_1", username: "bob", displayName: "Bob", content: "hi\nthere",
+        createdAt: 0, replyTo: nil, meta: #"{"bridge":{"nick":"\u001b]0;pwned\u0007\u001b[2J\u009b","network":"irc\u202e"}}"#,
+        editedAt: nil, deleted: false, reactions: [:])
+
+    @Test(arguments: [ExportFormat.txt, .jsonl, .html])
+    func noControlCharacterIsWrittenRaw(_ format: ExportFormat) {
+        let entry = format.entry(Self.message)
+        #expect(!entry.unicodeScalars.contains { $0 != "\n" && TerminalText.isControl($0) }, "\(format): \(entry.debugDescription)")
+    }
+
+    @Test func txtIndentsTheLinesOfAMessageAndShowsItsBidirectionalControls() {
+        var message = Self.message
+        message.content = "hi\nthere \u{202E}txt"
+        let entry = ExportFormat.txt.entry(message)
+        #expect(entry.contains("hi\n    there \\u{202E}txt"), "\(entry.debugDescription)")
     }
 }
