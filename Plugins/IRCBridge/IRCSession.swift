@@ -265,8 +265,8 @@ public struct IRCSession: Sendable {
             return registered(as: parameter(0), at: now)
         case "005":
             for token in parameters.dropFirst().dropLast() {
-                let parts = token.split(separator: "=", maxSplits: 1)
-                serverSupport[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+                guard let (name, value) = Self.nameAndValue(token) else { continue }
+                serverSupport[name] = value
             }
             return []
         case "432", "433", "436", "437":
@@ -398,8 +398,8 @@ public struct IRCSession: Sendable {
             guard negotiating else { return [] }
             let more = parameters.count > 1 && parameters[0] == "*"
             for item in (parameters.last ?? "").split(separator: " ") {
-                let parts = item.split(separator: "=", maxSplits: 1)
-                offeredCapabilities[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+                guard let (name, value) = Self.nameAndValue(item) else { continue }
+                offeredCapabilities[name] = value
             }
             if more { return [] }
             var wanted = configuration.capabilities.filter { offeredCapabilities[$0] != nil }
@@ -504,6 +504,14 @@ public struct IRCSession: Sendable {
             time: message.tags["time"]
         )
         return [.event(.message(chat))]
+    }
+
+    /// `NAME=value` or `NAME` (value ""), as in `005` and `CAP LS`; nil without a name (a server
+    /// may send a bare `=`, which must not bring the bridge down).
+    private static func nameAndValue(_ token: some StringProtocol) -> (String, String)? {
+        let parts = token.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let name = parts.first, !name.isEmpty else { return nil }
+        return (String(name), parts.count > 1 ? String(parts[1]) : "")
     }
 
     private mutating func forget(_ channel: String) {

@@ -112,6 +112,17 @@ struct IRCSessionTests {
         #expect(script.sent(after: ":s 432 * switchboardbridge :Erroneous nickname") == ["NICK switchbo1"])
     }
 
+    @Test func aBareEqualsSignInTheServerListsIsSkipped() {
+        // A token that is only "=" once trapped on `parts[0]` and brought the whole agent down.
+        var script = Script(IRCSessionConfiguration(nick: "relay"))
+        _ = script.start()
+        #expect(script.sent(after: ":s CAP * LS := multi-prefix =x") == ["CAP REQ multi-prefix"])
+        _ = script.receive(":s CAP relay ACK :multi-prefix")
+        _ = script.receive(":s 001 relay :Welcome")
+        #expect(script.receive(":s 005 relay = NICKLEN=12 =x :are supported by this server") == [])
+        #expect(script.session.serverSupport == ["NICKLEN": "12"])
+    }
+
     @Test func answersPingsAndTimesOutASilentServer() {
         var script = Script(IRCSessionConfiguration(nick: "relay", pingInterval: .seconds(60), pingTimeout: .seconds(20)))
         _ = script.start()
