@@ -12,6 +12,21 @@ public struct ChatPost: Sendable, Hashable {
     public var content: String
     /// `{"bridge": {"network", "channel", "nick"}}`, so that clients can show the IRC nick.
     public var meta: JSONValue
+
+    /// Puts the post in `client`'s outbox. True when done with it: queued, or refused as invalid
+    /// (logged: trying again cannot help, and would hold up everything behind it). False when it
+    /// is worth trying again: the outbox is full, or the client is shutting down.
+    func enqueue(in client: ChatClient, logger: Logger) -> Bool {
+        do {
+            try client.enqueue(content, to: roomId, meta: meta)
+            return true
+        } catch let error as ClientError where error.code == .invalid {
+            logger.info("chat refused a message from IRC; it is dropped", metadata: ["irc.error": "\(error)"])
+            return true
+        } catch {
+            return false
+        }
+    }
 }
 
 /// A chat message for IRC.
@@ -244,24 +259,35 @@ public final class NetworkRelay: Sendable {
             guard let channel = message.channel, let roomId = room(for: channel) else { return }
             guard !message.isEcho else { return }
             guard !message.isNotice || network.relay.notices else { return }
-            let text = IRCFormatting.convert(message.text, mode: network.relay.formatting).trimmingSpaces()
+            let text = chatText(message.text)
             guard !text.isEmpty else { return }
             await post(ChatPost(roomId: roomId, content: message.isAction ? "/me " + text : text, meta: meta(channel: channel, nick: message.nick)))
         case .join(let channel, let nick) where network.relay.membership:
             await notice("\(nick) joined \(channel)", channel: channel, nick: nick)
         case .part(let channel, let nick, let reason) where network.relay.membership:
-            await notice("\(nick) left \(channel)" + (reason.isEmpty ? "" : " (\(reason))"), channel: channel, nick: nick)
+            await notice("\(nick) left \(channel)" + because(reason), channel: channel, nick: nick)
         case .kick(let channel, let nick, let by, let reason) where network.relay.membership:
-            await notice("\(nick) was kicked from \(channel) by \(by)" + (reason.isEmpty ? "" : " (\(reason))"), channel: channel, nick: nick)
+            await notice("\(nick) was kicked from \(channel) by \(by)" + because(reason), channel: channel, nick: nick)
         case .quit(let nick, let reason, let channels) where network.relay.membership:
-            for channel in channels { await notice("\(nick) quit" + (reason.isEmpty ? "" : " (\(reason))"), channel: channel, nick: nick) }
+            for channel in channels { await notice("\(nick) quit" + because(reason), channel: channel, nick: nick) }
         case .nickChange(let old, let new, let channels) where network.relay.membership:
             for channel in channels { await notice("\(old) is now known as \(new)", channel: channel, nick: new) }
         case .topic(let channel, let nick?, let topic) where network.relay.topics:
-            await notice("\(nick) set the topic of \(channel): \(IRCFormatting.convert(topic))", channel: channel, nick: nick)
+            await notice("\(nick) set the topic of \(channel): \(chatText(topic))", channel: channel, nick: nick)
         default:
             break
         }
+    }
+
+    /// IRC text as chat takes it: formatting converted, refused control characters removed, trimmed.
+    private func chatText(_ text: String) -> String {
+        IRCFormatting.convert(text, mode: network.relay.formatting).trimmingSpaces()
+    }
+
+    /// " (reason)" for a part, kick or quit, or nothing when there is no reason.
+    private func because(_ reason: String) -> String {
+        let reason = chatText(reason)
+        return reason.isEmpty ? "" : " (\(reason))"
     }
 
     private func notice(_ text: String, channel: String, nick: String) async {

@@ -77,14 +77,10 @@ func withRelay<Result: Sendable>(
 
 /// What the plugin does with an IRC message: into the outbox, waiting while it is full.
 func postToChat(_ chat: ChatClient, _ post: ChatPost) async {
-    while true {
-        do {
-            try chat.enqueue(post.content, to: post.roomId, meta: post.meta)
-            return
-        } catch {
-            guard !Task.isCancelled else { return }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
+    var logger = Logger(label: "switchboard.test.relay")
+    logger.logLevel = .critical
+    while !Task.isCancelled, !post.enqueue(in: chat, logger: logger) {
+        try? await Task.sleep(for: .milliseconds(50))
     }
 }
 
