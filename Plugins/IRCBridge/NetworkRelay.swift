@@ -92,7 +92,8 @@ public final class NetworkRelay: Sendable {
     private let pool: Mutex<PuppetPool>
     private let puppets = Mutex<[String: IRCClient]>([:])  // chat user id → the puppet's connection
     private let leavingPuppets = Mutex<[ObjectIdentifier: IRCClient]>([:])  // quit, their QUIT perhaps still on its way
-    private let puppetStarts: (stream: AsyncStream<IRCClient>, continuation: AsyncStream<IRCClient>.Continuation)
+    /// Where puppets to run go, while `run()` runs (a stream of each run's own: one ends with its run).
+    private let puppetStarts = Mutex<AsyncStream<IRCClient>.Continuation?>(nil)
     private let clock = ContinuousClock()
     private let origin: ContinuousClock.Instant
 
@@ -106,7 +107,6 @@ public final class NetworkRelay: Sendable {
         self.metrics = RelayMetrics(network: network.name)
         self.backoff = backoff
         self.pool = Mutex(PuppetPool(network.puppets))
-        self.puppetStarts = AsyncStream.makeStream(of: IRCClient.self)
         self.origin = clock.now
         let box = RelayBox()
         self.irc = IRCClient(configuration: network.clientConfiguration(backoff: backoff), logger: logger) { event in
@@ -116,8 +116,19 @@ public final class NetworkRelay: Sendable {
     }
 
     /// Connects and relays until cancelled, publishing the connection's health as metrics; runs
-    /// puppets as they are needed and makes idle ones quit.
+    /// puppets as they are needed and makes idle ones quit. May run again after it returns.
     public func run() async throws {
+        let (starts, continuation) = AsyncStream.makeStream(of: IRCClient.self)
+        puppetStarts.withLock { $0 = continuation }
+        defer {
+            // The puppets' connections ended with the run: the next run starts afresh.
+            pool.withLock { pool in
+                puppetStarts.withLock { $0 = nil }
+                pool = PuppetPool(network.puppets)
+                puppets.withLock { $0.removeAll() }
+            }
+            continuation.finish()
+        }
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await self.irc.run() }
             group.addTask {
@@ -127,7 +138,7 @@ public final class NetworkRelay: Sendable {
                     try await Task.sleep(for: .seconds(1))
                 }
             }
-            for await puppet in puppetStarts.stream {
+            for await puppet in starts {
                 group.addTask {
                     // One puppet's failure is its own: the others and the relay carry on.
                     do {
@@ -185,6 +196,11 @@ public final class NetworkRelay: Sendable {
                 pool.remove(userId: userId)
                 return (irc, false)
             case .start(let nick):
+                // Not running: nothing would connect the puppet.
+                guard let starts = puppetStarts.withLock({ $0 }) else {
+                    pool.remove(userId: userId)
+                    return (irc, false)
+                }
                 var configuration = network.clientConfiguration(backoff: backoff)
                 configuration.session.nick = nick
                 configuration.session.alternateNicks = []
@@ -195,7 +211,7 @@ public final class NetworkRelay: Sendable {
                     // The relay nick hears the channels; a puppet only speaks.
                 }
                 puppets.withLock { $0[userId] = puppet }
-                puppetStarts.continuation.yield(puppet)
+                starts.yield(puppet)
                 return (puppet, true)
             }
         }
