@@ -44,7 +44,8 @@ public struct IRCClientConfiguration: Sendable {
     public var floodControl: FloodControl
     /// Waits between reconnects. Default 1 s doubling up to 60 s, ±25 %.
     public var backoff: ReconnectBackoff
-    /// The most lines waiting per channel; senders wait when it is reached (nothing is dropped). Default 10 000.
+    /// The most lines waiting per channel; senders wait when it is reached (nothing is dropped,
+    /// but the lines of a channel that refuses us). Default 10 000.
     public var queueLimit: Int
     /// How long to wait for the TCP connection. Default 10 s.
     public var connectTimeout: Duration
@@ -167,16 +168,25 @@ public final class IRCClient: Service, Sendable {
     }
 
     /// Queues lines for `channel`, sent in this order after the ones queued before, now or after
-    /// the next (re)connect and join. Waits while the channel's queue is full; never drops.
+    /// the next (re)connect and join. Waits while the channel's queue is full; drops the lines
+    /// (and logs it) while the server refuses to let us join the channel, and nothing else.
     public func send(_ lines: [String], to channel: String, action: Bool = false) async throws {
         let key = IRCCase.fold(channel)
-        for line in lines {
+        defer { state.withLock { $0.ring() } }
+        lines: for (index, line) in lines.enumerated() {
             let message = IRCMessage(command: "PRIVMSG", parameters: [channel, action ? CTCP(command: "ACTION", argument: line).text : line])
-            while !state.withLock({ $0.append(message, to: key, limit: configuration.queueLimit) }) {
-                try await Task.sleep(for: .milliseconds(20))  // back-pressure while the queue is full
+            while true {
+                switch state.withLock({ $0.append(message, to: key, limit: configuration.queueLimit) }) {
+                case .queued:
+                    continue lines
+                case .full:
+                    try await Task.sleep(for: .milliseconds(20))  // back-pressure while the queue is full
+                case .cannotJoin:
+                    logger.info("dropping lines for an IRC channel we cannot join", metadata: ["irc.channel": "\(channel)", "irc.lines": "\(lines.count - index)"])
+                    return
+                }
             }
         }
-        state.withLock { $0.ring() }
     }
 
     /// Says QUIT with `reason` and stops: `run()` returns once the server has closed the
@@ -317,6 +327,11 @@ public final class IRCClient: Service, Sendable {
                 await onEvent(.joined(channel))
             case .left(let channel):
                 logger.info("out of an IRC channel", metadata: ["irc.channel": "\(channel)"])
+            case .cannotJoin(let channel):
+                let dropped = state.withLock { $0.queues.removeValue(forKey: IRCCase.fold(channel))?.count ?? 0 }
+                if dropped > 0 {
+                    logger.info("dropping lines for an IRC channel we cannot join", metadata: ["irc.channel": "\(channel)", "irc.lines": "\(dropped)"])
+                }
             case .event(.message(let message)) where message.isEcho:
                 if let channel = message.channel { state.withLock { $0.confirm(IRCCase.fold(channel)) } }
             case .event(.refused(let channel, let reason)):
@@ -382,11 +397,14 @@ private struct Shared: Sendable {
     /// `quit` was called: no reconnecting.
     var quitting = false
 
-    mutating func append(_ message: IRCMessage, to key: String, limit: Int) -> Bool {
-        if queues[key, default: LineQueue()].count >= limit { return false }
+    enum Appended { case queued, full, cannotJoin }
+
+    mutating func append(_ message: IRCMessage, to key: String, limit: Int) -> Appended {
+        if session.cannotJoin(key) { return .cannotJoin }
+        if queues[key, default: LineQueue()].count >= limit { return .full }
         if !channelOrder.contains(key) { channelOrder.append(key) }
         queues[key, default: LineQueue()].append(message)
-        return true
+        return .queued
     }
 
     func ring() { doorbell?.yield() }

@@ -135,6 +135,36 @@ struct IRCClientTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
+    func aChannelThatRefusesUsDropsItsLinesAndIsTriedAgain() async throws {
+        // Lines for a channel we cannot join once waited forever, and a full queue blocked the
+        // sender: the agent, handling one event at a time, stalled with it.
+        let port = try IRCServers.inspircd()
+        let channel = IRCServers.uniqueChannel()
+        let nick = IRCServers.uniqueNick("br")
+        let op = try await IRCTestPeer.connect(port: port, nick: IRCServers.uniqueNick("op"))
+        try await op.join(channel)  // the first in, so a channel operator
+        var configuration = clientConfiguration(port: port, nick: nick, channels: [IRCChannel(channel)])
+        configuration.queueLimit = 5
+        configuration.session.rejoinDelay = .milliseconds(500)
+        try await withIRCClient(configuration) { client, events in
+            try await events.joined(channel)
+            _ = try await op.next(timeout: .seconds(20)) { $0.command == "JOIN" && $0.sourceNick == nick }
+            // Invite only, then kicked: the bridge cannot rejoin.
+            try await op.send("MODE \(channel) +i")
+            try await op.send("KICK \(channel) \(nick) :out")
+            try await withTimeout(.seconds(10)) {
+                try await client.send((1...20).map { "dropped \($0)" }, to: channel)
+            }
+            // Open again: the bridge joins on its next try, and speaks there.
+            try await op.send("MODE \(channel) -i")
+            _ = try await op.next(timeout: .seconds(20)) { $0.command == "JOIN" && $0.sourceNick == nick }
+            try await client.send(["after the rejoin"], to: channel)
+            #expect(try await op.privmsg(to: channel).parameters[1] == "after the rejoin")
+        }
+        await op.close()
+    }
+
+    @Test(.timeLimit(.minutes(1)))
     func takenNickFallsBackToAnAlternate() async throws {
         let port = try IRCServers.ngircd()
         let nick = IRCServers.uniqueNick("tk")

@@ -157,6 +157,28 @@ struct IRCSessionTests {
         #expect(!script.session.isJoined("#k"))
     }
 
+    @Test func aChannelThatRefusesUsIsTriedAgainWithGrowingWaits() {
+        var script = Script(IRCSessionConfiguration(nick: "relay", channels: [IRCChannel("#k", key: "sesame")], rejoinDelay: .seconds(10), maxRejoinDelay: .seconds(25)))
+        _ = script.start()
+        _ = script.receive(":s 001 relay :Welcome")
+        let actions = script.receive(":s 474 relay #K :Cannot join channel (+b)")
+        #expect(actions.contains(.cannotJoin("#K")))
+        #expect(script.session.cannotJoin("#k"))
+        #expect(Script.sent(script.tick(after: .seconds(9))) == [])
+        #expect(Script.sent(script.tick(after: .seconds(1))) == ["JOIN #K sesame"])
+        // Refused again: twice the wait, then no more than the longest.
+        _ = script.receive(":s 474 relay #K :Cannot join channel (+b)")
+        #expect(Script.sent(script.tick(after: .seconds(19))) == [])
+        #expect(Script.sent(script.tick(after: .seconds(1))) == ["JOIN #K sesame"])
+        _ = script.receive(":s 473 relay #K :Cannot join channel (+i)")
+        #expect(Script.sent(script.tick(after: .seconds(24))) == [])
+        #expect(Script.sent(script.tick(after: .seconds(1))) == ["JOIN #K sesame"])
+        // In at last: no more tries.
+        #expect(script.receive(":relay!u@h JOIN #k") == [.joined("#k")])
+        #expect(!script.session.cannotJoin("#k"))
+        #expect(!Script.sent(script.tick(after: .seconds(100))).contains { $0.hasPrefix("JOIN") })
+    }
+
     @Test func reportsMessagesActionsEchoesAndMembers() {
         var script = Script(IRCSessionConfiguration(nick: "relay", channels: [IRCChannel("#c")]))
         _ = script.start()
