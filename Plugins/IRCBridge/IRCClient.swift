@@ -269,12 +269,15 @@ public final class IRCClient: Service, Sendable {
             let origin = clock.now
             let now: @Sendable () -> Duration = { clock.now - origin }
             let (doorbell, ring) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-            let start = state.withLock { shared in
+            let start = state.withLock { shared -> [IRCSession.Action]? in
+                // `quit` while the connection was being made had nothing to say QUIT on.
+                guard !shared.quitting else { return nil }
                 shared.status.connections += 1
                 shared.doorbell = ring
                 shared.outbound = outbound
                 return shared.session.start(at: now())
             }
+            guard let start else { return "quit while connecting" }
             if let reason = try await perform(start, outbound) { return reason }
             return try await withThrowingTaskGroup(of: String.self) { group in
                 group.addTask {

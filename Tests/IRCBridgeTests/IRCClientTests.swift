@@ -165,6 +165,24 @@ struct IRCClientTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
+    func quitWhileConnectingEndsTheConnectionUnregistered() async throws {
+        // A quit while the TCP connection was being made found no connection to say QUIT on,
+        // and the connection, once made, registered and stayed: a ghost puppet.
+        let listener = try StalledListener()
+        var configuration = clientConfiguration(port: listener.port, nick: IRCServers.uniqueNick("gh"), channels: [])
+        configuration.connectTimeout = .seconds(20)
+        let client = IRCClient(configuration: configuration, logger: Logger(label: "switchboard.test.irc")) { _ in }
+        let running = Task { try await client.run() }
+        try await waitUntil { client.status.state == .connecting }
+        await client.quit("idle")
+        let connection = try await listener.makeRoom()
+        let sent = try await StalledListener.readUntilClosed(connection)
+        #expect(!sent.contains("NICK"))
+        try await withTimeout(.seconds(10)) { try await running.value }
+        #expect(client.status.connections == 0)
+    }
+
+    @Test(.timeLimit(.minutes(1)))
     func takenNickFallsBackToAnAlternate() async throws {
         let port = try IRCServers.ngircd()
         let nick = IRCServers.uniqueNick("tk")
