@@ -321,6 +321,11 @@ public final class IRCClient: Service, Sendable {
             switch action {
             case .send(let message):
                 try await outbound.write(ByteBuffer(string: message.line + "\r\n"))
+            case .reply(let message):
+                state.withLock { shared in
+                    shared.queueReply(message)
+                    shared.ring()
+                }
             case .registered(let nick):
                 state.withLock { $0.status.state = .registered }
                 logger.info("registered on IRC", metadata: ["irc.server": "\(configuration.server.host)", "irc.nick": "\(nick)"])
@@ -361,8 +366,9 @@ public final class IRCClient: Service, Sendable {
                 if delay > .zero { try await Task.sleep(for: delay) }
                 // Unconfirmed before it is written: its echo may be read before the write returns.
                 // Without echo-message, a PING after lines confirms them (the server answers in
-                // order): after a burst, and every few lines of a long one.
-                let marker = state.withLock { $0.commitSent(key) }
+                // order): after a burst, and every few lines of a long one. (A CTCP answer,
+                // without a channel, needs no confirming.)
+                let marker = key.flatMap { key in state.withLock { $0.commitSent(key) } }
                 try await outbound.write(ByteBuffer(string: message.line + "\r\n"))
                 if let marker { try await outbound.write(ByteBuffer(string: marker.line + "\r\n")) }
             }
@@ -399,6 +405,9 @@ private struct Shared: Sendable {
     var outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>?
     /// `quit` was called: no reconnecting.
     var quitting = false
+    /// CTCP answers waiting for flood control, at most `replyLimit`.
+    var replies = LineQueue()
+    static let replyLimit = 8
 
     enum Appended { case queued, full, cannotJoin }
 
@@ -412,9 +421,17 @@ private struct Shared: Sendable {
 
     func ring() { doorbell?.yield() }
 
-    /// The next line to write: channels in turn, only channels we are in, without removing it.
-    mutating func nextToSend() -> (String, IRCMessage)? {
-        guard session.phase == .registered, !channelOrder.isEmpty else { return nil }
+    /// Queues a CTCP answer, or drops it when `replyLimit` wait already (someone asks too much).
+    mutating func queueReply(_ message: IRCMessage) {
+        if replies.count < Self.replyLimit { replies.append(message) }
+    }
+
+    /// The next line to write: a CTCP answer first (taken off its queue, with no channel), else
+    /// the next line of the channels in turn, only channels we are in, without removing it.
+    mutating func nextToSend() -> (String?, IRCMessage)? {
+        guard session.phase == .registered else { return nil }
+        if let reply = replies.removeFirst() { return (nil, reply) }
+        guard !channelOrder.isEmpty else { return nil }
         for offset in 0..<channelOrder.count {
             let index = (nextChannel + offset) % channelOrder.count
             let key = channelOrder[index]
@@ -474,6 +491,7 @@ private struct Shared: Sendable {
             queues[key] = queue
         }
         unconfirmed = [:]
+        replies = LineQueue()
         sentSinceMarker = [:]
         markers = []
         doorbell?.finish()

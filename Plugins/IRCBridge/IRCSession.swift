@@ -163,6 +163,9 @@ public struct IRCSession: Sendable {
     public enum Action: Sendable, Hashable {
         /// Send this line now (control lines; not paced by flood control).
         case send(IRCMessage)
+        /// Send this answer to someone (CTCP VERSION, PING) when flood control lets it: anyone can
+        /// ask, so answers are paced, and dropped when many wait.
+        case reply(IRCMessage)
         /// Registration is done; the server knows us as `nick`.
         case registered(nick: String)
         /// We are in this channel now.
@@ -517,9 +520,9 @@ public struct IRCSession: Sendable {
                 guard message.command == "PRIVMSG", !isChannel, let sender = message.sourceNick else { return [] }
                 switch ctcp.command {
                 case "VERSION":
-                    return [.send(IRCMessage(command: "NOTICE", parameters: [sender, CTCP(command: "VERSION", argument: "Switchboard IRC bridge").text]))]
+                    return [.reply(IRCMessage(command: "NOTICE", parameters: [sender, CTCP(command: "VERSION", argument: "Switchboard IRC bridge").text]))]
                 case "PING":
-                    return [.send(IRCMessage(command: "NOTICE", parameters: [sender, ctcp.text]))]
+                    return [.reply(IRCMessage(command: "NOTICE", parameters: [sender, ctcp.text]))]
                 default:
                     return []
                 }

@@ -183,6 +183,25 @@ struct IRCClientTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
+    func ctcpAnswersAreChargedToFloodControl() async throws {
+        // CTCP VERSION and PING answers were written at once, past flood control: anyone could
+        // make the bridge flood itself off the server.
+        let port = try IRCServers.inspircd()
+        let nick = IRCServers.uniqueNick("br")
+        let user = try await IRCTestPeer.connect(port: port, nick: IRCServers.uniqueNick("usr"))
+        let configuration = clientConfiguration(port: port, nick: nick, channels: [], flood: FloodControl(burst: 1, interval: .seconds(30)))
+        try await withIRCClient(configuration) { client, events in
+            _ = try await events.registered()
+            for number in 1...20 { try await user.send("PRIVMSG \(nick) :\u{01}PING \(number)\u{01}") }
+            let first = try await user.next(timeout: .seconds(10)) { $0.command == "NOTICE" && $0.sourceNick == nick }
+            #expect(first.parameters[1] == "\u{01}PING 1\u{01}")
+            // The burst of one is spent: the next answer waits 30 s.
+            #expect(await user.nothing(for: .seconds(1)) { $0.command == "NOTICE" && $0.sourceNick == nick } == nil)
+        }
+        await user.close()
+    }
+
+    @Test(.timeLimit(.minutes(1)))
     func takenNickFallsBackToAnAlternate() async throws {
         let port = try IRCServers.ngircd()
         let nick = IRCServers.uniqueNick("tk")

@@ -193,7 +193,8 @@ struct IRCSessionTests {
         ])
         #expect(script.receive(":ann!a@h QUIT :gone") == [.event(.quit(nick: "ann", reason: "gone", channels: ["#c"]))])
         #expect(script.receive(":bob!b@h NICK bobby") == [.event(.nickChange(from: "bob", to: "bobby", channels: ["#c"]))])
-        #expect(script.sent(after: ":bob!b@h PRIVMSG relay :\u{01}VERSION\u{01}") == ["NOTICE bob :\u{01}VERSION Switchboard IRC bridge\u{01}"])
+        // Answers wait for flood control, like the lines relayed.
+        #expect(script.receive(":bob!b@h PRIVMSG relay :\u{01}VERSION\u{01}") == [.reply(IRCMessage(command: "NOTICE", parameters: ["bob", "\u{01}VERSION Switchboard IRC bridge\u{01}"]))])
         #expect(script.receive(":s 404 relay #c :Cannot send to channel") == [.event(.refused(channel: "#c", reason: "Cannot send to channel"))])
     }
 
