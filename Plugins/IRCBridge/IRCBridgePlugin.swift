@@ -24,7 +24,7 @@ public struct IRCBridgePlugin: Plugin {
 
     /// A bridge; it connects when the agent runs it.
     public init(configuration: IRCBridgeConfiguration, logger: Logger = Logger(label: "switchboard.irc")) {
-        let chat = ChatHolder()
+        let chat = ChatHolder(logger: logger)
         self.chat = chat
         self.relays = configuration.networks.map { network in
             var logger = logger
@@ -77,21 +77,18 @@ public struct IRCBridgePlugin: Plugin {
 /// The chat client of the bot's current connection, for posting what IRC says.
 final class ChatHolder: Sendable {
     private let client = Mutex<ChatClient?>(nil)
+    private let logger: Logger
+
+    init(logger: Logger) { self.logger = logger }
 
     func set(_ client: ChatClient) { self.client.withLock { $0 = client } }
 
     /// Queues a post in the client's outbox; waits while there is no client or the outbox is full,
-    /// so that nothing is dropped.
+    /// so that nothing is dropped (but what chat refuses as invalid: see `ChatPost.enqueue`).
     func post(_ post: ChatPost) async {
         while !Task.isCancelled {
-            if let client = client.withLock({ $0 }) {
-                do {
-                    try client.enqueue(post.content, to: post.roomId, meta: post.meta)
-                    return
-                } catch {
-                    // Full, or the client is shutting down: a new one comes with the next session.
-                }
-            }
+            // Without a client, or shutting down: a new one comes with the next session.
+            if let client = client.withLock({ $0 }), post.enqueue(in: client, logger: logger) { return }
             try? await Task.sleep(for: .milliseconds(50))
         }
     }

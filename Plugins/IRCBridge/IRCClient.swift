@@ -44,7 +44,8 @@ public struct IRCClientConfiguration: Sendable {
     public var floodControl: FloodControl
     /// Waits between reconnects. Default 1 s doubling up to 60 s, ±25 %.
     public var backoff: ReconnectBackoff
-    /// The most lines waiting per channel; senders wait when it is reached (nothing is dropped). Default 10 000.
+    /// The most lines waiting per channel; senders wait when it is reached (nothing is dropped,
+    /// but the lines of a channel that refuses us). Default 10 000.
     public var queueLimit: Int
     /// How long to wait for the TCP connection. Default 10 s.
     public var connectTimeout: Duration
@@ -167,16 +168,25 @@ public final class IRCClient: Service, Sendable {
     }
 
     /// Queues lines for `channel`, sent in this order after the ones queued before, now or after
-    /// the next (re)connect and join. Waits while the channel's queue is full; never drops.
+    /// the next (re)connect and join. Waits while the channel's queue is full; drops the lines
+    /// (and logs it) while the server refuses to let us join the channel, and nothing else.
     public func send(_ lines: [String], to channel: String, action: Bool = false) async throws {
         let key = IRCCase.fold(channel)
-        for line in lines {
+        defer { state.withLock { $0.ring() } }
+        lines: for (index, line) in lines.enumerated() {
             let message = IRCMessage(command: "PRIVMSG", parameters: [channel, action ? CTCP(command: "ACTION", argument: line).text : line])
-            while !state.withLock({ $0.append(message, to: key, limit: configuration.queueLimit) }) {
-                try await Task.sleep(for: .milliseconds(20))  // back-pressure while the queue is full
+            while true {
+                switch state.withLock({ $0.append(message, to: key, limit: configuration.queueLimit) }) {
+                case .queued:
+                    continue lines
+                case .full:
+                    try await Task.sleep(for: .milliseconds(20))  // back-pressure while the queue is full
+                case .cannotJoin:
+                    logger.info("dropping lines for an IRC channel we cannot join", metadata: ["irc.channel": "\(channel)", "irc.lines": "\(lines.count - index)"])
+                    return
+                }
             }
         }
-        state.withLock { $0.ring() }
     }
 
     /// Says QUIT with `reason` and stops: `run()` returns once the server has closed the
@@ -259,12 +269,15 @@ public final class IRCClient: Service, Sendable {
             let origin = clock.now
             let now: @Sendable () -> Duration = { clock.now - origin }
             let (doorbell, ring) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-            let start = state.withLock { shared in
+            let start = state.withLock { shared -> [IRCSession.Action]? in
+                // `quit` while the connection was being made had nothing to say QUIT on.
+                guard !shared.quitting else { return nil }
                 shared.status.connections += 1
                 shared.doorbell = ring
                 shared.outbound = outbound
                 return shared.session.start(at: now())
             }
+            guard let start else { return "quit while connecting" }
             if let reason = try await perform(start, outbound) { return reason }
             return try await withThrowingTaskGroup(of: String.self) { group in
                 group.addTask {
@@ -308,6 +321,11 @@ public final class IRCClient: Service, Sendable {
             switch action {
             case .send(let message):
                 try await outbound.write(ByteBuffer(string: message.line + "\r\n"))
+            case .reply(let message):
+                state.withLock { shared in
+                    shared.queueReply(message)
+                    shared.ring()
+                }
             case .registered(let nick):
                 state.withLock { $0.status.state = .registered }
                 logger.info("registered on IRC", metadata: ["irc.server": "\(configuration.server.host)", "irc.nick": "\(nick)"])
@@ -317,6 +335,11 @@ public final class IRCClient: Service, Sendable {
                 await onEvent(.joined(channel))
             case .left(let channel):
                 logger.info("out of an IRC channel", metadata: ["irc.channel": "\(channel)"])
+            case .cannotJoin(let channel):
+                let dropped = state.withLock { $0.queues.removeValue(forKey: IRCCase.fold(channel))?.count ?? 0 }
+                if dropped > 0 {
+                    logger.info("dropping lines for an IRC channel we cannot join", metadata: ["irc.channel": "\(channel)", "irc.lines": "\(dropped)"])
+                }
             case .event(.message(let message)) where message.isEcho:
                 if let channel = message.channel { state.withLock { $0.confirm(IRCCase.fold(channel)) } }
             case .event(.refused(let channel, let reason)):
@@ -343,8 +366,9 @@ public final class IRCClient: Service, Sendable {
                 if delay > .zero { try await Task.sleep(for: delay) }
                 // Unconfirmed before it is written: its echo may be read before the write returns.
                 // Without echo-message, a PING after lines confirms them (the server answers in
-                // order): after a burst, and every few lines of a long one.
-                let marker = state.withLock { $0.commitSent(key) }
+                // order): after a burst, and every few lines of a long one. (A CTCP answer,
+                // without a channel, needs no confirming.)
+                let marker = key.flatMap { key in state.withLock { $0.commitSent(key) } }
                 try await outbound.write(ByteBuffer(string: message.line + "\r\n"))
                 if let marker { try await outbound.write(ByteBuffer(string: marker.line + "\r\n")) }
             }
@@ -381,19 +405,33 @@ private struct Shared: Sendable {
     var outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>?
     /// `quit` was called: no reconnecting.
     var quitting = false
+    /// CTCP answers waiting for flood control, at most `replyLimit`.
+    var replies = LineQueue()
+    static let replyLimit = 8
 
-    mutating func append(_ message: IRCMessage, to key: String, limit: Int) -> Bool {
-        if queues[key, default: LineQueue()].count >= limit { return false }
+    enum Appended { case queued, full, cannotJoin }
+
+    mutating func append(_ message: IRCMessage, to key: String, limit: Int) -> Appended {
+        if session.cannotJoin(key) { return .cannotJoin }
+        if queues[key, default: LineQueue()].count >= limit { return .full }
         if !channelOrder.contains(key) { channelOrder.append(key) }
         queues[key, default: LineQueue()].append(message)
-        return true
+        return .queued
     }
 
     func ring() { doorbell?.yield() }
 
-    /// The next line to write: channels in turn, only channels we are in, without removing it.
-    mutating func nextToSend() -> (String, IRCMessage)? {
-        guard session.phase == .registered, !channelOrder.isEmpty else { return nil }
+    /// Queues a CTCP answer, or drops it when `replyLimit` wait already (someone asks too much).
+    mutating func queueReply(_ message: IRCMessage) {
+        if replies.count < Self.replyLimit { replies.append(message) }
+    }
+
+    /// The next line to write: a CTCP answer first (taken off its queue, with no channel), else
+    /// the next line of the channels in turn, only channels we are in, without removing it.
+    mutating func nextToSend() -> (String?, IRCMessage)? {
+        guard session.phase == .registered else { return nil }
+        if let reply = replies.removeFirst() { return (nil, reply) }
+        guard !channelOrder.isEmpty else { return nil }
         for offset in 0..<channelOrder.count {
             let index = (nextChannel + offset) % channelOrder.count
             let key = channelOrder[index]
@@ -453,6 +491,7 @@ private struct Shared: Sendable {
             queues[key] = queue
         }
         unconfirmed = [:]
+        replies = LineQueue()
         sentSinceMarker = [:]
         markers = []
         doorbell?.finish()

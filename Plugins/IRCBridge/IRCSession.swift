@@ -41,6 +41,11 @@ public struct IRCSessionConfiguration: Sendable, Hashable {
     public var pingTimeout: Duration
     /// How often to try to get `nick` back while on another one. Default 30 s.
     public var nickRecoveryInterval: Duration
+    /// The wait before joining again a channel that refused us (banned, invite only, …); it
+    /// doubles with each refusal, up to `maxRejoinDelay`. Default 30 s.
+    public var rejoinDelay: Duration
+    /// The longest wait between tries to join a channel that refuses us. Default 10 minutes.
+    public var maxRejoinDelay: Duration
 
     /// A configuration; every field has a default.
     public init(
@@ -55,7 +60,9 @@ public struct IRCSessionConfiguration: Sendable, Hashable {
         capabilities: [String] = ["message-tags", "server-time", "echo-message", "multi-prefix", "batch"],
         pingInterval: Duration = .seconds(60),
         pingTimeout: Duration = .seconds(30),
-        nickRecoveryInterval: Duration = .seconds(30)
+        nickRecoveryInterval: Duration = .seconds(30),
+        rejoinDelay: Duration = .seconds(30),
+        maxRejoinDelay: Duration = .seconds(600)
     ) {
         self.nick = nick
         self.alternateNicks = alternateNicks
@@ -69,6 +76,8 @@ public struct IRCSessionConfiguration: Sendable, Hashable {
         self.pingInterval = pingInterval
         self.pingTimeout = pingTimeout
         self.nickRecoveryInterval = nickRecoveryInterval
+        self.rejoinDelay = rejoinDelay
+        self.maxRejoinDelay = max(rejoinDelay, maxRejoinDelay)
     }
 }
 
@@ -154,12 +163,18 @@ public struct IRCSession: Sendable {
     public enum Action: Sendable, Hashable {
         /// Send this line now (control lines; not paced by flood control).
         case send(IRCMessage)
+        /// Send this answer to someone (CTCP VERSION, PING) when flood control lets it: anyone can
+        /// ask, so answers are paced, and dropped when many wait.
+        case reply(IRCMessage)
         /// Registration is done; the server knows us as `nick`.
         case registered(nick: String)
         /// We are in this channel now.
         case joined(String)
         /// We are out of this channel (parted, kicked).
         case left(String)
+        /// The server refused to let us join this channel: its lines cannot be sent until we are
+        /// in; another JOIN follows after a wait.
+        case cannotJoin(String)
         /// Something to relay.
         case event(IRCEvent)
         /// Worth logging: refused SASL, a channel that cannot be joined, a standard FAIL reply.
@@ -200,6 +215,8 @@ public struct IRCSession: Sendable {
     private var lastReceived: Duration = .zero
     private var pingSentAt: Duration?
     private var lastRecoveryAttempt: Duration = .zero
+    /// Channels that refused us, by folded name: refusals in a row, and when to try again.
+    private var refusedJoins: [String: (channel: String, refusals: Int, retryAt: Duration)] = [:]
 
     /// A session before its connection starts.
     public init(_ configuration: IRCSessionConfiguration) {
@@ -212,6 +229,9 @@ public struct IRCSession: Sendable {
 
     /// Whether we are in `channel` now.
     public func isJoined(_ channel: String) -> Bool { members[IRCCase.fold(channel)] != nil }
+
+    /// Whether the server refused to let us join `channel`, and we are not in it yet.
+    public func cannotJoin(_ channel: String) -> Bool { refusedJoins[IRCCase.fold(channel)] != nil }
 
     /// The connection is up: register. Everything from a previous connection is forgotten.
     public mutating func start(at now: Duration) -> [Action] {
@@ -265,8 +285,8 @@ public struct IRCSession: Sendable {
             return registered(as: parameter(0), at: now)
         case "005":
             for token in parameters.dropFirst().dropLast() {
-                let parts = token.split(separator: "=", maxSplits: 1)
-                serverSupport[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+                guard let (name, value) = Self.nameAndValue(token) else { continue }
+                serverSupport[name] = value
             }
             return []
         case "432", "433", "436", "437":
@@ -305,6 +325,7 @@ public struct IRCSession: Sendable {
                 }
                 members[key] = [IRCCase.fold(nick)]
                 channelNames[key] = channel
+                refusedJoins[key] = nil
                 return [.joined(channel)]
             }
             members[key]?.insert(IRCCase.fold(message.sourceNick ?? ""))
@@ -323,8 +344,7 @@ public struct IRCSession: Sendable {
             let event = Action.event(.kick(channel: channel, nick: target, by: message.sourceNick ?? "", reason: parameter(2)))
             if IRCCase.equal(target, nick) {
                 forget(channel)
-                let key = configuration.channels.first { IRCCase.equal($0.name, channel) }?.key
-                return [event, .left(channel), .send(IRCMessage(command: "JOIN", parameters: [channel] + (key.map { [$0] } ?? [])))]
+                return [event, .left(channel), .send(join(channel))]
             }
             members[IRCCase.fold(channel)]?.remove(IRCCase.fold(target))
             return [event]
@@ -346,7 +366,17 @@ public struct IRCSession: Sendable {
             // Cannot send to channel / not on channel / no such channel or nick.
             return [.event(.refused(channel: parameter(1), reason: parameter(2)))]
         case "471", "473", "474", "475", "477":
-            return [.warning("cannot join \(parameter(1)): \(parameter(2)) (\(message.command))")]
+            // Full, invite only, banned, wrong key, registered nicks only: lines for it would wait
+            // forever, and their queue would hold up the sender.
+            let channel = parameter(1)
+            let key = IRCCase.fold(channel)
+            let refusals = (refusedJoins[key]?.refusals ?? 0) + 1
+            let delay = rejoinDelay(after: refusals)
+            refusedJoins[key] = (channel, refusals, now + delay)
+            return [
+                .warning("cannot join \(channel): \(parameter(2)) (\(message.command)); its lines are dropped, and joining is tried again in \(delay)"),
+                .cannotJoin(channel),
+            ]
         case "FAIL":
             return [.warning("server refused \(parameter(0)): \(parameters.last ?? "")")]
         case "ERROR":
@@ -376,6 +406,12 @@ public struct IRCSession: Sendable {
                 pingSentAt = now
                 actions.append(.send(IRCMessage(command: "PING", parameters: ["switchboard"])))
             }
+            for (key, refused) in refusedJoins where refused.retryAt <= now {
+                // Again later too, should the server not answer this one.
+                let retryAt = now + rejoinDelay(after: refused.refusals)
+                refusedJoins[key]?.retryAt = retryAt
+                actions.append(.send(join(refused.channel)))
+            }
             if !IRCCase.equal(nick, configuration.nick), now - lastRecoveryAttempt >= configuration.nickRecoveryInterval {
                 actions.append(recoverNick(at: now))
             }
@@ -398,8 +434,8 @@ public struct IRCSession: Sendable {
             guard negotiating else { return [] }
             let more = parameters.count > 1 && parameters[0] == "*"
             for item in (parameters.last ?? "").split(separator: " ") {
-                let parts = item.split(separator: "=", maxSplits: 1)
-                offeredCapabilities[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+                guard let (name, value) = Self.nameAndValue(item) else { continue }
+                offeredCapabilities[name] = value
             }
             if more { return [] }
             var wanted = configuration.capabilities.filter { offeredCapabilities[$0] != nil }
@@ -484,9 +520,9 @@ public struct IRCSession: Sendable {
                 guard message.command == "PRIVMSG", !isChannel, let sender = message.sourceNick else { return [] }
                 switch ctcp.command {
                 case "VERSION":
-                    return [.send(IRCMessage(command: "NOTICE", parameters: [sender, CTCP(command: "VERSION", argument: "Switchboard IRC bridge").text]))]
+                    return [.reply(IRCMessage(command: "NOTICE", parameters: [sender, CTCP(command: "VERSION", argument: "Switchboard IRC bridge").text]))]
                 case "PING":
-                    return [.send(IRCMessage(command: "NOTICE", parameters: [sender, ctcp.text]))]
+                    return [.reply(IRCMessage(command: "NOTICE", parameters: [sender, ctcp.text]))]
                 default:
                     return []
                 }
@@ -504,6 +540,25 @@ public struct IRCSession: Sendable {
             time: message.tags["time"]
         )
         return [.event(.message(chat))]
+    }
+
+    /// `NAME=value` or `NAME` (value ""), as in `005` and `CAP LS`; nil without a name (a server
+    /// may send a bare `=`, which must not bring the bridge down).
+    private static func nameAndValue(_ token: some StringProtocol) -> (String, String)? {
+        let parts = token.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let name = parts.first, !name.isEmpty else { return nil }
+        return (String(name), parts.count > 1 ? String(parts[1]) : "")
+    }
+
+    /// A JOIN for `channel`, with its key when it has one.
+    private func join(_ channel: String) -> IRCMessage {
+        let key = configuration.channels.first { IRCCase.equal($0.name, channel) }?.key
+        return IRCMessage(command: "JOIN", parameters: [channel] + (key.map { [$0] } ?? []))
+    }
+
+    /// The wait before the next JOIN after `refusals` refusals in a row.
+    private func rejoinDelay(after refusals: Int) -> Duration {
+        min(configuration.rejoinDelay * (1 << min(refusals - 1, 20)), configuration.maxRejoinDelay)
     }
 
     private mutating func forget(_ channel: String) {

@@ -1,3 +1,5 @@
+import SwitchboardProtocol
+
 // Text between chat and IRC: formatting codes, splitting to the 512-byte line limit, nick templates.
 
 /// What to do with IRC formatting codes (bold, colours, …) in text relayed to chat.
@@ -10,7 +12,9 @@ public enum IRCFormattingMode: String, Sendable, Codable {
 
 /// IRC formatting codes (mIRC style: \u{02} bold, \u{03} colours, \u{0F} reset, …).
 public enum IRCFormatting {
-    /// `text` without formatting codes, or with the ones Markdown can show mapped.
+    /// `text` without formatting codes, or with the ones Markdown can show mapped; and without the
+    /// control characters chat refuses in content (a bell, a lone CTCP marker, a bare CR, C1
+    /// controls from a Latin-1 line), so that chat takes what IRC says.
     ///
     /// ```swift
     /// IRCFormatting.convert("\u{02}bold\u{02} \u{03}4,1red", mode: .strip)     // "bold red"
@@ -68,6 +72,7 @@ public enum IRCFormatting {
                     index += 1
                     _ = skip(while: digit, atMost: width)
                 }
+            case _ where Validation.isForbiddenInContent(scalar): break
             default: result.append(scalar)
             }
         }

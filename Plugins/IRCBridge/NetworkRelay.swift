@@ -12,6 +12,21 @@ public struct ChatPost: Sendable, Hashable {
     public var content: String
     /// `{"bridge": {"network", "channel", "nick"}}`, so that clients can show the IRC nick.
     public var meta: JSONValue
+
+    /// Puts the post in `client`'s outbox. True when done with it: queued, or refused as invalid
+    /// (logged: trying again cannot help, and would hold up everything behind it). False when it
+    /// is worth trying again: the outbox is full, or the client is shutting down.
+    func enqueue(in client: ChatClient, logger: Logger) -> Bool {
+        do {
+            try client.enqueue(content, to: roomId, meta: meta)
+            return true
+        } catch let error as ClientError where error.code == .invalid {
+            logger.info("chat refused a message from IRC; it is dropped", metadata: ["irc.error": "\(error)"])
+            return true
+        } catch {
+            return false
+        }
+    }
 }
 
 /// A chat message for IRC.
@@ -77,7 +92,8 @@ public final class NetworkRelay: Sendable {
     private let pool: Mutex<PuppetPool>
     private let puppets = Mutex<[String: IRCClient]>([:])  // chat user id → the puppet's connection
     private let leavingPuppets = Mutex<[ObjectIdentifier: IRCClient]>([:])  // quit, their QUIT perhaps still on its way
-    private let puppetStarts: (stream: AsyncStream<IRCClient>, continuation: AsyncStream<IRCClient>.Continuation)
+    /// Where puppets to run go, while `run()` runs (a stream of each run's own: one ends with its run).
+    private let puppetStarts = Mutex<AsyncStream<IRCClient>.Continuation?>(nil)
     private let clock = ContinuousClock()
     private let origin: ContinuousClock.Instant
 
@@ -91,7 +107,6 @@ public final class NetworkRelay: Sendable {
         self.metrics = RelayMetrics(network: network.name)
         self.backoff = backoff
         self.pool = Mutex(PuppetPool(network.puppets))
-        self.puppetStarts = AsyncStream.makeStream(of: IRCClient.self)
         self.origin = clock.now
         let box = RelayBox()
         self.irc = IRCClient(configuration: network.clientConfiguration(backoff: backoff), logger: logger) { event in
@@ -101,8 +116,19 @@ public final class NetworkRelay: Sendable {
     }
 
     /// Connects and relays until cancelled, publishing the connection's health as metrics; runs
-    /// puppets as they are needed and makes idle ones quit.
+    /// puppets as they are needed and makes idle ones quit. May run again after it returns.
     public func run() async throws {
+        let (starts, continuation) = AsyncStream.makeStream(of: IRCClient.self)
+        puppetStarts.withLock { $0 = continuation }
+        defer {
+            // The puppets' connections ended with the run: the next run starts afresh.
+            pool.withLock { pool in
+                puppetStarts.withLock { $0 = nil }
+                pool = PuppetPool(network.puppets)
+                puppets.withLock { $0.removeAll() }
+            }
+            continuation.finish()
+        }
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await self.irc.run() }
             group.addTask {
@@ -112,7 +138,7 @@ public final class NetworkRelay: Sendable {
                     try await Task.sleep(for: .seconds(1))
                 }
             }
-            for await puppet in puppetStarts.stream {
+            for await puppet in starts {
                 group.addTask {
                     // One puppet's failure is its own: the others and the relay carry on.
                     do {
@@ -170,6 +196,11 @@ public final class NetworkRelay: Sendable {
                 pool.remove(userId: userId)
                 return (irc, false)
             case .start(let nick):
+                // Not running: nothing would connect the puppet.
+                guard let starts = puppetStarts.withLock({ $0 }) else {
+                    pool.remove(userId: userId)
+                    return (irc, false)
+                }
                 var configuration = network.clientConfiguration(backoff: backoff)
                 configuration.session.nick = nick
                 configuration.session.alternateNicks = []
@@ -180,7 +211,7 @@ public final class NetworkRelay: Sendable {
                     // The relay nick hears the channels; a puppet only speaks.
                 }
                 puppets.withLock { $0[userId] = puppet }
-                puppetStarts.continuation.yield(puppet)
+                starts.yield(puppet)
                 return (puppet, true)
             }
         }
@@ -244,24 +275,35 @@ public final class NetworkRelay: Sendable {
             guard let channel = message.channel, let roomId = room(for: channel) else { return }
             guard !message.isEcho else { return }
             guard !message.isNotice || network.relay.notices else { return }
-            let text = IRCFormatting.convert(message.text, mode: network.relay.formatting).trimmingSpaces()
+            let text = chatText(message.text)
             guard !text.isEmpty else { return }
             await post(ChatPost(roomId: roomId, content: message.isAction ? "/me " + text : text, meta: meta(channel: channel, nick: message.nick)))
         case .join(let channel, let nick) where network.relay.membership:
             await notice("\(nick) joined \(channel)", channel: channel, nick: nick)
         case .part(let channel, let nick, let reason) where network.relay.membership:
-            await notice("\(nick) left \(channel)" + (reason.isEmpty ? "" : " (\(reason))"), channel: channel, nick: nick)
+            await notice("\(nick) left \(channel)" + because(reason), channel: channel, nick: nick)
         case .kick(let channel, let nick, let by, let reason) where network.relay.membership:
-            await notice("\(nick) was kicked from \(channel) by \(by)" + (reason.isEmpty ? "" : " (\(reason))"), channel: channel, nick: nick)
+            await notice("\(nick) was kicked from \(channel) by \(by)" + because(reason), channel: channel, nick: nick)
         case .quit(let nick, let reason, let channels) where network.relay.membership:
-            for channel in channels { await notice("\(nick) quit" + (reason.isEmpty ? "" : " (\(reason))"), channel: channel, nick: nick) }
+            for channel in channels { await notice("\(nick) quit" + because(reason), channel: channel, nick: nick) }
         case .nickChange(let old, let new, let channels) where network.relay.membership:
             for channel in channels { await notice("\(old) is now known as \(new)", channel: channel, nick: new) }
         case .topic(let channel, let nick?, let topic) where network.relay.topics:
-            await notice("\(nick) set the topic of \(channel): \(IRCFormatting.convert(topic))", channel: channel, nick: nick)
+            await notice("\(nick) set the topic of \(channel): \(chatText(topic))", channel: channel, nick: nick)
         default:
             break
         }
+    }
+
+    /// IRC text as chat takes it: formatting converted, refused control characters removed, trimmed.
+    private func chatText(_ text: String) -> String {
+        IRCFormatting.convert(text, mode: network.relay.formatting).trimmingSpaces()
+    }
+
+    /// " (reason)" for a part, kick or quit, or nothing when there is no reason.
+    private func because(_ reason: String) -> String {
+        let reason = chatText(reason)
+        return reason.isEmpty ? "" : " (\(reason))"
     }
 
     private func notice(_ text: String, channel: String, nick: String) async {

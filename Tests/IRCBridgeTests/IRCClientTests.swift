@@ -135,6 +135,73 @@ struct IRCClientTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
+    func aChannelThatRefusesUsDropsItsLinesAndIsTriedAgain() async throws {
+        // Lines for a channel we cannot join once waited forever, and a full queue blocked the
+        // sender: the agent, handling one event at a time, stalled with it.
+        let port = try IRCServers.inspircd()
+        let channel = IRCServers.uniqueChannel()
+        let nick = IRCServers.uniqueNick("br")
+        let op = try await IRCTestPeer.connect(port: port, nick: IRCServers.uniqueNick("op"))
+        try await op.join(channel)  // the first in, so a channel operator
+        var configuration = clientConfiguration(port: port, nick: nick, channels: [IRCChannel(channel)])
+        configuration.queueLimit = 5
+        configuration.session.rejoinDelay = .milliseconds(500)
+        try await withIRCClient(configuration) { client, events in
+            try await events.joined(channel)
+            _ = try await op.next(timeout: .seconds(20)) { $0.command == "JOIN" && $0.sourceNick == nick }
+            // Invite only, then kicked: the bridge cannot rejoin.
+            try await op.send("MODE \(channel) +i")
+            try await op.send("KICK \(channel) \(nick) :out")
+            try await withTimeout(.seconds(10)) {
+                try await client.send((1...20).map { "dropped \($0)" }, to: channel)
+            }
+            // Open again: the bridge joins on its next try, and speaks there.
+            try await op.send("MODE \(channel) -i")
+            _ = try await op.next(timeout: .seconds(20)) { $0.command == "JOIN" && $0.sourceNick == nick }
+            try await client.send(["after the rejoin"], to: channel)
+            #expect(try await op.privmsg(to: channel).parameters[1] == "after the rejoin")
+        }
+        await op.close()
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func quitWhileConnectingEndsTheConnectionUnregistered() async throws {
+        // A quit while the TCP connection was being made found no connection to say QUIT on,
+        // and the connection, once made, registered and stayed: a ghost puppet.
+        let listener = try StalledListener()
+        var configuration = clientConfiguration(port: listener.port, nick: IRCServers.uniqueNick("gh"), channels: [])
+        configuration.connectTimeout = .seconds(20)
+        let client = IRCClient(configuration: configuration, logger: Logger(label: "switchboard.test.irc")) { _ in }
+        let running = Task { try await client.run() }
+        try await waitUntil { client.status.state == .connecting }
+        await client.quit("idle")
+        let connection = try await listener.makeRoom()
+        let sent = try await StalledListener.readUntilClosed(connection)
+        #expect(!sent.contains("NICK"))
+        try await withTimeout(.seconds(10)) { try await running.value }
+        #expect(client.status.connections == 0)
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func ctcpAnswersAreChargedToFloodControl() async throws {
+        // CTCP VERSION and PING answers were written at once, past flood control: anyone could
+        // make the bridge flood itself off the server.
+        let port = try IRCServers.inspircd()
+        let nick = IRCServers.uniqueNick("br")
+        let user = try await IRCTestPeer.connect(port: port, nick: IRCServers.uniqueNick("usr"))
+        let configuration = clientConfiguration(port: port, nick: nick, channels: [], flood: FloodControl(burst: 1, interval: .seconds(30)))
+        try await withIRCClient(configuration) { client, events in
+            _ = try await events.registered()
+            for number in 1...20 { try await user.send("PRIVMSG \(nick) :\u{01}PING \(number)\u{01}") }
+            let first = try await user.next(timeout: .seconds(10)) { $0.command == "NOTICE" && $0.sourceNick == nick }
+            #expect(first.parameters[1] == "\u{01}PING 1\u{01}")
+            // The burst of one is spent: the next answer waits 30 s.
+            #expect(await user.nothing(for: .seconds(1)) { $0.command == "NOTICE" && $0.sourceNick == nick } == nil)
+        }
+        await user.close()
+    }
+
+    @Test(.timeLimit(.minutes(1)))
     func takenNickFallsBackToAnAlternate() async throws {
         let port = try IRCServers.ngircd()
         let nick = IRCServers.uniqueNick("tk")

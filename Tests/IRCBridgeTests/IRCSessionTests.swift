@@ -112,6 +112,17 @@ struct IRCSessionTests {
         #expect(script.sent(after: ":s 432 * switchboardbridge :Erroneous nickname") == ["NICK switchbo1"])
     }
 
+    @Test func aBareEqualsSignInTheServerListsIsSkipped() {
+        // A token that is only "=" once trapped on `parts[0]` and brought the whole agent down.
+        var script = Script(IRCSessionConfiguration(nick: "relay"))
+        _ = script.start()
+        #expect(script.sent(after: ":s CAP * LS := multi-prefix =x") == ["CAP REQ multi-prefix"])
+        _ = script.receive(":s CAP relay ACK :multi-prefix")
+        _ = script.receive(":s 001 relay :Welcome")
+        #expect(script.receive(":s 005 relay = NICKLEN=12 =x :are supported by this server") == [])
+        #expect(script.session.serverSupport == ["NICKLEN": "12"])
+    }
+
     @Test func answersPingsAndTimesOutASilentServer() {
         var script = Script(IRCSessionConfiguration(nick: "relay", pingInterval: .seconds(60), pingTimeout: .seconds(20)))
         _ = script.start()
@@ -146,6 +157,28 @@ struct IRCSessionTests {
         #expect(!script.session.isJoined("#k"))
     }
 
+    @Test func aChannelThatRefusesUsIsTriedAgainWithGrowingWaits() {
+        var script = Script(IRCSessionConfiguration(nick: "relay", channels: [IRCChannel("#k", key: "sesame")], rejoinDelay: .seconds(10), maxRejoinDelay: .seconds(25)))
+        _ = script.start()
+        _ = script.receive(":s 001 relay :Welcome")
+        let actions = script.receive(":s 474 relay #K :Cannot join channel (+b)")
+        #expect(actions.contains(.cannotJoin("#K")))
+        #expect(script.session.cannotJoin("#k"))
+        #expect(Script.sent(script.tick(after: .seconds(9))) == [])
+        #expect(Script.sent(script.tick(after: .seconds(1))) == ["JOIN #K sesame"])
+        // Refused again: twice the wait, then no more than the longest.
+        _ = script.receive(":s 474 relay #K :Cannot join channel (+b)")
+        #expect(Script.sent(script.tick(after: .seconds(19))) == [])
+        #expect(Script.sent(script.tick(after: .seconds(1))) == ["JOIN #K sesame"])
+        _ = script.receive(":s 473 relay #K :Cannot join channel (+i)")
+        #expect(Script.sent(script.tick(after: .seconds(24))) == [])
+        #expect(Script.sent(script.tick(after: .seconds(1))) == ["JOIN #K sesame"])
+        // In at last: no more tries.
+        #expect(script.receive(":relay!u@h JOIN #k") == [.joined("#k")])
+        #expect(!script.session.cannotJoin("#k"))
+        #expect(!Script.sent(script.tick(after: .seconds(100))).contains { $0.hasPrefix("JOIN") })
+    }
+
     @Test func reportsMessagesActionsEchoesAndMembers() {
         var script = Script(IRCSessionConfiguration(nick: "relay", channels: [IRCChannel("#c")]))
         _ = script.start()
@@ -160,7 +193,8 @@ struct IRCSessionTests {
         ])
         #expect(script.receive(":ann!a@h QUIT :gone") == [.event(.quit(nick: "ann", reason: "gone", channels: ["#c"]))])
         #expect(script.receive(":bob!b@h NICK bobby") == [.event(.nickChange(from: "bob", to: "bobby", channels: ["#c"]))])
-        #expect(script.sent(after: ":bob!b@h PRIVMSG relay :\u{01}VERSION\u{01}") == ["NOTICE bob :\u{01}VERSION Switchboard IRC bridge\u{01}"])
+        // Answers wait for flood control, like the lines relayed.
+        #expect(script.receive(":bob!b@h PRIVMSG relay :\u{01}VERSION\u{01}") == [.reply(IRCMessage(command: "NOTICE", parameters: ["bob", "\u{01}VERSION Switchboard IRC bridge\u{01}"]))])
         #expect(script.receive(":s 404 relay #c :Cannot send to channel") == [.event(.refused(channel: "#c", reason: "Cannot send to channel"))])
     }
 

@@ -11,6 +11,14 @@ struct IRCTextTests {
         #expect(IRCFormatting.convert("\u{03}3,text") == ",text")
     }
 
+    @Test func removesTheControlCharactersChatRefuses() {
+        // Bell, a lone CTCP marker, escape, a bare CR, DEL, and C1 controls (what cp1252 bytes
+        // decoded as Latin-1 become); tab and line feed are content.
+        let text = "a\u{07}b\u{01}c\u{1B}[0md\re\u{7F}f\u{85}g\u{9F}h\ti\nj"
+        #expect(IRCFormatting.convert(text) == "abc[0mdefgh\ti\nj")
+        #expect(IRCFormatting.convert(text, mode: .markdown) == "abc[0mdefgh\ti\nj")
+    }
+
     @Test func mapsFormattingToMarkdown() {
         #expect(IRCFormatting.convert("\u{02}bold\u{02} and \u{1D}it\u{1D}", mode: .markdown) == "**bold** and _it_")
         #expect(IRCFormatting.convert("\u{02}open to the end", mode: .markdown) == "**open to the end**")

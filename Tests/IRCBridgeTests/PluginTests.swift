@@ -46,6 +46,41 @@ struct PluginTests {
         await user.close()
     }
 
+    @Test(.timeLimit(.minutes(1)))
+    func controlCharactersFromIRCAreRemovedAndTheBridgeKeepsRelaying() async throws {
+        // Chat refuses content with control characters; such a line once made the bridge retry
+        // it forever inside the IRC read loop: nothing more was relayed, and PINGs went unanswered.
+        let port = try IRCServers.inspircd()
+        let channel = IRCServers.uniqueChannel()
+        let nick = IRCServers.uniqueNick("agt")
+        let user = try await IRCTestPeer.connect(port: port, nick: IRCServers.uniqueNick("irc"))
+        let leaver = try await IRCTestPeer.connect(port: port, nick: IRCServers.uniqueNick("lvr"))
+        try await user.join(channel)
+        try await leaver.join(channel)
+        var network = IRCNetworkConfiguration(name: "local", server: "127.0.0.1", port: port, nick: nick, mappings: [IRCMapping(room: "test-room", channel: channel)])
+        network.tls = false
+        network.relay.membership = true
+        network.relay.topics = true
+        let plugin = IRCBridgePlugin(configuration: IRCBridgeConfiguration(networks: [network]))
+        try await BotTest.run(plugins: [plugin]) { test in
+            _ = try await user.next(timeout: .seconds(20)) { $0.command == "JOIN" && $0.sourceNick == nick }
+            func relayed() async throws -> String {
+                try await test.tester.nextMessage(from: test.bot.id, timeout: .seconds(10)).content
+            }
+            try await user.send("PRIVMSG \(channel) :a bell\u{07}, a lone \u{01}, an escape \u{1B}[0m, a \rreturn")
+            #expect(try await relayed() == "a bell, a lone , an escape [0m, a return")
+            try await user.send("PRIVMSG \(channel) :\u{07}")
+            try await user.send("TOPIC \(channel) :\u{02}new\u{02} topic\u{07}")
+            #expect(try await relayed() == "\(user.nick ?? "") set the topic of \(channel): new topic")
+            try await leaver.send("QUIT :\u{03}4Leaving\u{07}")
+            #expect(try await relayed() == "\(leaver.nick ?? "") quit (Leaving)")
+            try await user.send("PRIVMSG \(channel) :still here")
+            #expect(try await relayed() == "still here")
+        }
+        await leaver.close()
+        await user.close()
+    }
+
     @Test func refusesABadConfigurationWithTheReason() throws {
         let yaml = """
             networks:

@@ -77,14 +77,10 @@ func withRelay<Result: Sendable>(
 
 /// What the plugin does with an IRC message: into the outbox, waiting while it is full.
 func postToChat(_ chat: ChatClient, _ post: ChatPost) async {
-    while true {
-        do {
-            try chat.enqueue(post.content, to: post.roomId, meta: post.meta)
-            return
-        } catch {
-            guard !Task.isCancelled else { return }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
+    var logger = Logger(label: "switchboard.test.relay")
+    logger.logLevel = .critical
+    while !Task.isCancelled, !post.enqueue(in: chat, logger: logger) {
+        try? await Task.sleep(for: .milliseconds(50))
     }
 }
 
@@ -221,6 +217,38 @@ struct RelayTests {
             let relayed = try? await ann.message(from: fixture.bot.user.id, timeout: .milliseconds(500))
             #expect(relayed == nil)
         }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func puppetsSpeakAgainWhenTheRelayRunsASecondTime() async throws {
+        // The puppets' start requests once came through one stream made with the relay, which
+        // ended with the first run; and the first run's puppets stayed, their connections gone.
+        let port = try IRCServers.inspircd()
+        let channel = IRCServers.uniqueChannel()
+        let user = try await IRCTestPeer.connect(port: port, nick: IRCServers.uniqueNick("irc"))
+        try await user.join(channel)
+        let suffix = "[" + IRCServers.uniqueNick("").suffix(4) + "]"
+        var configuration = network(port: port, nick: IRCServers.uniqueNick("rel"), channel: channel)
+        configuration.puppets = PuppetOptions(enabled: true, limit: 1, suffix: suffix)
+        var logger = Logger(label: "switchboard.test.relay")
+        logger.logLevel = .critical
+        let relay = NetworkRelay(network: configuration, logger: logger, backoff: ReconnectBackoff(initial: .milliseconds(200), maximum: .seconds(1))) { _ in }
+        relay.resolve(roomId: "room-1", name: "general")
+        let puppet = "ann" + suffix
+        let nick = configuration.nick
+        for run in 1...2 {
+            let running = Task { try await relay.run() }
+            _ = try await user.next(timeout: .seconds(20)) { $0.command == "JOIN" && $0.sourceNick == nick }
+            try await relay.relayToIRC(ChatMessageToRelay(roomId: "room-1", roomName: "general", senderName: "ann", senderId: "user-ann", content: "run \(run)"))
+            _ = try await user.next(timeout: .seconds(20)) { $0.command == "JOIN" && $0.sourceNick == puppet }
+            let line = try await user.privmsg(to: channel)
+            #expect(line.sourceNick == puppet && line.parameters[1] == "run \(run)")
+            running.cancel()
+            _ = try? await running.value
+            _ = try await user.next(timeout: .seconds(20)) { $0.command == "QUIT" && $0.sourceNick == puppet }
+            _ = try await user.next(timeout: .seconds(20)) { $0.command == "QUIT" && $0.sourceNick == nick }
+        }
+        await user.close()
     }
 
     @Test(.timeLimit(.minutes(1)))
