@@ -43,7 +43,7 @@ def test_bots_are_marked_and_bridged_messages_show_the_nick(server, new_page, sc
     expect(bridged.locator(".badge.bridge")).to_have_attribute("title", re.compile("#rust"))
     expect(bridged.locator(".badge.bot")).to_have_count(0)
     expect(page.locator("#members li .badge.bot")).to_have_count(2)
-    expect(page.locator("#room-list a").first.locator(".last")).to_have_text("ferris: Yes, upgraded this morning: builds are faster")
+    expect(page.locator("#room-list a").first.locator(".last")).to_have_text("ferris (via IRC bridge): Yes, upgraded this morning: builds are faster")
     bridged.hover()
     bridged.get_by_role("button", name="React with 🎉").click()
     expect(bridged.locator(".reaction")).to_have_text("🎉 1")

@@ -4,7 +4,7 @@ import urllib.request
 
 from playwright.sync_api import expect
 
-from conftest import log, register, send, session_of, unique
+from conftest import create_room, log, register, send, session_of, unique
 
 SCRIPT = "<script>window.pwned = 'script'</script>"
 IMAGE = "<img src=x onerror=\"window.pwned='img'\">"
@@ -71,3 +71,19 @@ def test_page_headers_are_strict_and_every_request_stays_on_the_origin(server, n
                            ".reduce((sum, entry) => sum + entry.decodedBodySize, 0)")
     print(f"\nthe page weighs {weight} bytes uncompressed")
     assert weight < 80_000
+
+
+def test_signing_out_leaves_nothing_of_the_user_in_the_browser(server, new_page):
+    page = new_page(server)
+    register(page, unique("shared"))
+    create_room(page, "kiosk")
+    send(page, "on a shared computer")
+    message = log(page).first
+    message.hover()
+    message.get_by_role("button", name="React with 🎉").click()
+    expect(message.locator(".reaction")).to_have_text("🎉 1")
+    assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('switchboard.')).length") > 0
+    page.locator("#sign-out").click()
+    expect(page.locator("#sign-in-view")).to_be_visible()
+    assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('switchboard.'))") == []
+    assert page.errors == []

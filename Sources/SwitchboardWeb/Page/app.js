@@ -139,6 +139,10 @@ function setupSignIn() {
   });
   byId('sign-out').addEventListener('click', async () => {
     await state.api.post('/api/logout').catch(() => {});
+    // Signing out on purpose leaves nothing of the user in this browser (a shared computer):
+    // not the text of unsent messages, nor the reactions. An expired session keeps them.
+    localStorage.removeItem(`switchboard.outbox.${state.me.id}`);
+    localStorage.removeItem(reactionsKey());
     signOut();
   });
 }
@@ -427,9 +431,11 @@ function botBadge() {
 }
 
 /** The name a message shows: the author's, or for a message relayed by a bridge the sender's on the other network. */
+// A bridge's nick is whatever its sender put in meta: the user who sent it is named too, so that
+// no member can pass for another in a preview, a reply or a label.
 function authorName(message) {
   const nick = message.meta?.bridge?.nick;
-  return typeof nick === 'string' && nick ? clean(nick) : userName(message.userId);
+  return typeof nick === 'string' && nick ? `${clean(nick)} (via ${userName(message.userId)})` : userName(message.userId);
 }
 
 function messageElement(message, timeline) {
