@@ -84,15 +84,15 @@ public final class Agent: Service, Sendable {
         var names: Set<String> = []
         for entry in bot.plugins {
             if !names.insert(entry.name).inserted {
-                errors.append(ConfigurationError(code: .invalid, "bot \(bot.name): the plugin \(entry.name) is listed twice"))
+                errors.append(ConfigurationError(code: .invalid, "bot \(bot.name): the plugin \(entry.name) is listed twice; give each a different `name:`"))
             }
             switch entry.source {
             case .instance(let plugin):
                 plugins.append(NamedPlugin(name: entry.name, plugin: plugin))
             case .configured(let yaml):
-                guard let factory = factories.first(where: { $0.name == entry.name }) else {
+                guard let factory = factories.first(where: { $0.name == entry.factory }) else {
                     let known = factories.map(\.name).sorted().joined(separator: ", ")
-                    errors.append(ConfigurationError(code: .unknownPlugin, "bot \(bot.name): unknown plugin \(entry.name); the plugins are \(known)"))
+                    errors.append(ConfigurationError(code: .unknownPlugin, "bot \(bot.name): unknown plugin \(entry.factory); the plugins are \(known)"))
                     continue
                 }
                 if yaml != nil, !factory.takesConfiguration {
