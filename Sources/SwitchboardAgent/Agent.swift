@@ -71,6 +71,7 @@ public final class Agent: Service, Sendable {
         }
         for bot in configuration.bots {
             do { _ = try prepare(bot, factories: plugins) } catch { errors += error.errors }
+            if let problem = bot.talkRate.problem { errors.append(ConfigurationError(code: .invalid, "bot \(bot.name): \(problem)")) }
             if case .managed = bot.token, tokensAreManaged { continue }
             do { _ = try bot.token.resolve() } catch { errors.append(ConfigurationError(code: .token, "bot \(bot.name): \(error.message)")) }
         }

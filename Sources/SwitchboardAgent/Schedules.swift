@@ -17,8 +17,10 @@ public struct SystemClock: AgentClock {
     public init() {}
     public var now: Date { Date() }
     public func sleep(until deadline: Date) async throws {
-        let seconds = deadline.timeIntervalSinceNow
-        if seconds > 0 { try await Task.sleep(for: .seconds(seconds)) }
+        // A day at a time: a deadline far ahead (a schedule every 1e300 seconds) would overflow a Duration.
+        while case let seconds = deadline.timeIntervalSinceNow, seconds > 0 {
+            try await Task.sleep(for: .seconds(min(seconds, 86400)))
+        }
     }
 }
 
