@@ -1,5 +1,6 @@
 import EchoBot
 import Foundation
+import Logging
 import Synchronization
 import Testing
 @testable import SwitchboardAgent
@@ -157,6 +158,19 @@ struct AgentTests {
             let probe = try await test.say("!ping")
             #expect(try await test.reply().replyTo == probe.id, "not handled twice")
         }
+    }
+
+    @Test func storageKeysStartingWithAPrefixOfCombinedCharacters() async throws {
+        let store = try await AgentStore.open(path: ":memory:", logger: Logger(label: "test"))
+        let storage = PluginStorage(store: store, bot: "b", plugin: "p")
+        // "👍🏽" is one Character of two scalars, "e\u{301}" (é) one of two; SQLite counts scalars.
+        for key in ["👍🏽:ana", "👍🏽:bo", "👍:cy", "e\u{301}t\u{e9}", "et\u{e9}", "plain"] { try await storage.set(key, 1) }
+        #expect(try await storage.keys(prefix: "👍🏽") == ["👍🏽:ana", "👍🏽:bo"])
+        #expect(try await storage.keys(prefix: "👍🏽:a") == ["👍🏽:ana"])
+        #expect(try await storage.keys(prefix: "e\u{301}") == ["e\u{301}t\u{e9}"])
+        #expect(try await storage.keys(prefix: "pl") == ["plain"])
+        #expect(try await storage.keys().count == 6)
+        await store.close()
     }
 
     @Test func aDirectRoomMadeLaterIsFollowedFromItsFirstMessage() async throws {
