@@ -40,9 +40,10 @@ public final class AgentStore: Sendable {
         return store
     }
 
-    /// Closes the file.
+    /// Closes the file, also from a cancelled task (an agent cancelled after its graceful shutdown
+    /// took too long): a cancelled close would leave the connection open.
     public func close() async {
-        try? await connection.close()
+        await Task { try? await connection.close() }.value
     }
 
     static let schema = [
