@@ -3,7 +3,8 @@ import SwitchboardProtocol
 
 /// The configuration of an exec plugin: the program to run and how to keep it running.
 ///
-/// Only `command` is required:
+/// Only `command` is required. Every number of seconds is above 0 and at most 86400 (a day); a
+/// configuration read from YAML or JSON with a value out of range is refused, naming the field.
 ///
 /// ```yaml
 /// plugins:
@@ -32,8 +33,6 @@ public struct ExecConfiguration: Sendable, Hashable, Decodable {
     /// Seconds the program has to answer the agent's `hello`.
     public var helloTimeout: Double = 10
     /// Seconds a program has to end after `SIGTERM`, before `SIGKILL`.
-    ///
-    /// Every number of seconds here is above 0 and at most 86400 (a day).
     public var stopTimeout: Double = 5
     /// Events held for a program that is slow or restarting; more are dropped and logged.
     /// 1 to 1000000.
