@@ -60,8 +60,9 @@ public enum Dice {
                 guard let count, let sides else { throw CommandError("\"\(term)\" is not dice: write NdS, such as 3d6") }
                 guard count >= 1 else { throw CommandError("roll at least one die") }
                 guard (2...1000).contains(sides) else { throw CommandError("a die has 2 to 1000 sides, not \(sides)") }
+                // Compared before adding: a count near Int.max would overflow the sum and trap.
+                guard count <= maxDice - dice else { throw CommandError("at most \(maxDice) dice at once") }
                 dice += count
-                guard dice <= maxDice else { throw CommandError("at most \(maxDice) dice at once") }
                 let faces = (0..<count).map { _ in random(1...sides) }
                 total += sign * faces.reduce(0, +)
                 parts.append((sign < 0 ? "-" : "") + "[" + faces.map(String.init).joined(separator: ", ") + "]")

@@ -143,6 +143,14 @@ public final class ChildProcess: Sendable {
         }
     }
 
+    /// Sends `signal` to the child's process group (the child and what it started and did not move
+    /// elsewhere), while the child has not been reaped: the group's id is the child's.
+    public func sendToGroup(_ signal: Int32) {
+        ended.withLock { ended in
+            if ended == nil { _ = kill(-id, signal) }
+        }
+    }
+
     private static func check(_ result: Int32, _ message: @autoclosure () -> String) throws {
         guard result == 0 else { throw SpawnError(code: result, message: message()) }
     }

@@ -14,7 +14,9 @@ extension Agent {
     /// try await Agent.main(configurationFile: "agent.yml", plugins: [PluginFactory("hello") { Hello() }])
     /// ```
     ///
-    /// Problems in the file are printed all at once, and the process exits with status 1.
+    /// Problems in the file are printed all at once, and the process exits with status 1. A graceful
+    /// stop that takes longer than ``maximumGracefulShutdownDuration`` (a handler that never ends)
+    /// is escalated to cancellation.
     public static func main(configurationFile: String, plugins: [PluginFactory], logger: Logger? = nil) async throws {
         let configuration: AgentConfiguration
         do {
@@ -28,8 +30,8 @@ extension Agent {
         var logger = logger ?? Logger(label: "switchboard.agent")
         logger.logLevel = configuration.logLevel
         let agent = Agent(configuration: configuration, plugins: plugins, configurationFile: configurationFile, logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(services: [.init(service: agent)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        var groupConfiguration = ServiceGroupConfiguration(services: [.init(service: agent)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = maximumGracefulShutdownDuration
+        try await ServiceGroup(configuration: groupConfiguration).run()
     }
 }

@@ -37,7 +37,15 @@ public final class Agent: Service, Sendable {
     let reloadContinuation: AsyncStream<AgentConfiguration>.Continuation
     let storeBox = Mutex<AgentStore?>(nil)
     let started = Signal()
+    /// Fired when the agent's run is cancelled (graceful shutdown took too long): handlers that run
+    /// to their end through a bot's stop are cancelled then.
+    let aborted = Signal()
     let metrics = AgentMetrics()
+
+    /// How long a graceful shutdown (SIGTERM, SIGINT) may take before the agent is cancelled,
+    /// handlers in progress included: ``main(configurationFile:plugins:logger:)`` and
+    /// `switchboard agent` give it to their service group.
+    public static let maximumGracefulShutdownDuration: Duration = .seconds(30)
 
     /// An agent for `configuration`, knowing the plugins `plugins` by name.
     ///
@@ -71,6 +79,7 @@ public final class Agent: Service, Sendable {
         }
         for bot in configuration.bots {
             do { _ = try prepare(bot, factories: plugins) } catch { errors += error.errors }
+            if let problem = bot.talkRate.problem { errors.append(ConfigurationError(code: .invalid, "bot \(bot.name): \(problem)")) }
             if case .managed = bot.token, tokensAreManaged { continue }
             do { _ = try bot.token.resolve() } catch { errors.append(ConfigurationError(code: .token, "bot \(bot.name): \(error.message)")) }
         }
@@ -84,15 +93,15 @@ public final class Agent: Service, Sendable {
         var names: Set<String> = []
         for entry in bot.plugins {
             if !names.insert(entry.name).inserted {
-                errors.append(ConfigurationError(code: .invalid, "bot \(bot.name): the plugin \(entry.name) is listed twice"))
+                errors.append(ConfigurationError(code: .invalid, "bot \(bot.name): the plugin \(entry.name) is listed twice; give each a different `name:`"))
             }
             switch entry.source {
             case .instance(let plugin):
                 plugins.append(NamedPlugin(name: entry.name, plugin: plugin))
             case .configured(let yaml):
-                guard let factory = factories.first(where: { $0.name == entry.name }) else {
+                guard let factory = factories.first(where: { $0.name == entry.factory }) else {
                     let known = factories.map(\.name).sorted().joined(separator: ", ")
-                    errors.append(ConfigurationError(code: .unknownPlugin, "bot \(bot.name): unknown plugin \(entry.name); the plugins are \(known)"))
+                    errors.append(ConfigurationError(code: .unknownPlugin, "bot \(bot.name): unknown plugin \(entry.factory); the plugins are \(known)"))
                     continue
                 }
                 if yaml != nil, !factory.takesConfiguration {
@@ -125,6 +134,16 @@ public final class Agent: Service, Sendable {
         let store = try await AgentStore.open(path: configuration.storage, logger: logger)
         storeBox.withLock { $0 = store }
         logger.info("agent starting", metadata: ["switchboard.bots": "\(configuration.bots.count)", "switchboard.storage": "\(configuration.storage)"])
+        await withTaskCancellationHandler {
+            await runUntilShutdown(configuration, store: store)
+        } onCancel: {
+            self.aborted.fire()
+        }
+        await store.close()
+        logger.info("agent stopped")
+    }
+
+    private func runUntilShutdown(_ configuration: AgentConfiguration, store: AgentStore) async {
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 self.apply(configuration, store: store, group: &group)
@@ -141,15 +160,13 @@ public final class Agent: Service, Sendable {
         } onGracefulShutdown: {
             self.reloadContinuation.finish()
         }
-        await store.close()
-        logger.info("agent stopped")
     }
 
     /// Starts the bots that are new or changed, stops those that are gone or changed.
     private func apply(_ next: AgentConfiguration, store: AgentStore, group: inout DiscardingTaskGroup) {
         let environment = BotEnvironment(
             server: next.server, store: store, clock: clock, timeZone: TimeZone(identifier: next.timeZone) ?? TimeZone(identifier: "UTC")!,
-            admins: next.admins, tokenProvider: tokenProvider, metrics: metrics, logger: logger)
+            admins: next.admins, tokenProvider: tokenProvider, metrics: metrics, aborted: aborted, logger: logger)
         let (stopped, started) = runners.withLock { runners -> ([BotRunner], [BotRunner]) in
             var stopped: [BotRunner] = []
             var started: [BotRunner] = []
@@ -242,7 +259,21 @@ struct BotEnvironment: Sendable {
     var admins: [String]
     var tokenProvider: Agent.TokenProvider?
     var metrics: AgentMetrics
+    var aborted: Signal
     var logger: Logger
+
+    /// Runs `work` to its end even when the caller is cancelled (a bot stopping: the event in hand
+    /// is handled and its position recorded, so a restart neither loses nor repeats it), unless the
+    /// agent is cancelled: then a handler that never ends does not keep the process from stopping.
+    func finish(_ work: @escaping @Sendable () async -> Void) async {
+        let task = Task { await work() }
+        let abort = Task {
+            await aborted.wait()
+            if aborted.hasFired { task.cancel() }
+        }
+        await task.value
+        abort.cancel()
+    }
 }
 
 /// Keeps one bot running: connects, follows its rooms, dispatches, and starts again with backoff
@@ -329,9 +360,7 @@ final class BotRunner: Sendable {
                 }
                 group.addTask {
                     for await event in events {
-                        // Not cancelled with the session: the event in hand is handled to the end and
-                        // its position recorded, so a restart neither loses nor repeats it.
-                        await Task { await runtime.handle(event) }.value
+                        await self.environment.finish { await runtime.handle(event) }
                         if self.stop.hasFired { break }
                     }
                     ended.fire()
@@ -341,9 +370,9 @@ final class BotRunner: Sendable {
                     await runtime.scheduler.run(logger: self.logger) { plugin, job in
                         guard let entry = runtime.plugins.withLock({ $0.first { $0.name == plugin } }) else { return }
                         // As events: a schedule that fired is handled to the end even when the bot stops.
-                        await Task {
+                        await self.environment.finish {
                             await runtime.deliver(.schedule(job), roomId: nil, only: entry) { plugin, context in try await plugin.onSchedule(job, context: context) }
-                        }.value
+                        }
                     }
                 }
                 self.ready.fire()

@@ -40,9 +40,10 @@ public final class AgentStore: Sendable {
         return store
     }
 
-    /// Closes the file.
+    /// Closes the file, also from a cancelled task (an agent cancelled after its graceful shutdown
+    /// took too long): a cancelled close would leave the connection open.
     public func close() async {
-        try? await connection.close()
+        await Task { try? await connection.close() }.value
     }
 
     static let schema = [
@@ -138,11 +139,12 @@ public struct PluginStorage: Sendable {
         return !rows.isEmpty
     }
 
-    /// The keys that start with `prefix`, sorted.
+    /// The keys that start with `prefix` (compared scalar by scalar), sorted.
     public func keys(prefix: String = "") async throws -> [String] {
+        // SQLite's substr counts Unicode scalars, not Swift's Characters ("👍🏽" is one Character, two scalars).
         let rows = try await store.query(
             "SELECT key FROM plugin_values WHERE bot = ? AND plugin = ? AND substr(key, 1, ?) = ? ORDER BY key",
-            [.text(bot), .text(plugin), .integer(prefix.count), .text(prefix)])
+            [.text(bot), .text(plugin), .integer(prefix.unicodeScalars.count), .text(prefix)])
         return rows.compactMap { $0.column("key")?.string }
     }
 

@@ -170,22 +170,27 @@ public struct RoomSelection: Sendable, Hashable {
 
 /// A plugin of a bot: by name with its configuration (from YAML), or an instance (in code).
 public struct PluginEntry: Sendable {
-    /// The plugin's name: the factory to make it with, and its storage namespace.
+    /// The plugin's name in its bot: its storage namespace, and what logs and errors call it.
     public var name: String
+    /// The name of the ``PluginFactory`` that makes it (`plugin:` in YAML); `name` when not given.
+    public var factory: String
     enum Source: Sendable {
         case configured(String?)
         case instance(any Plugin)
     }
     var source: Source
 
-    /// A plugin made by the factory called `name`, with its YAML configuration (`config:`).
-    public static func named(_ name: String, configuration yaml: String? = nil) -> PluginEntry {
-        PluginEntry(name: name, source: .configured(yaml))
+    /// A plugin called `name`, made by the factory called `factory` (`name` when nil) with its YAML
+    /// configuration (`config:`). Two plugins of one factory in a bot need two names:
+    /// `.named("pybot", factory: "exec", configuration: "command: [python3, bot.py]")`.
+    public static func named(_ name: String, factory: String? = nil, configuration yaml: String? = nil) -> PluginEntry {
+        PluginEntry(name: name, factory: factory ?? name, source: .configured(yaml))
     }
 
     /// A plugin made in code; named by `name` or its own ``Plugin/name``.
     public static func instance(_ plugin: any Plugin, name: String? = nil) -> PluginEntry {
-        PluginEntry(name: name ?? plugin.name, source: .instance(plugin))
+        let name = name ?? plugin.name
+        return PluginEntry(name: name, factory: name, source: .instance(plugin))
     }
 }
 
@@ -408,13 +413,16 @@ struct ConfigurationReader {
             return bot
         }
         for (index, plugin) in plugins.enumerated() {
+            let at = "\(where_).plugins[\(index)]"
             if let name = plugin.scalar?.string {
-                bot.plugins.append(PluginEntry(name: name, source: .configured(nil)))
-            } else if let map = plugin.mapping, let name = string(map["name"], "\(where_).plugins[\(index)].name") {
-                unknownKeys(map, allowed: ["name", "config"], "\(where_).plugins[\(index)]")
-                bot.plugins.append(PluginEntry(name: name, source: .configured(try? map["config"].map { try Yams.serialize(node: $0) })))
+                bot.plugins.append(.named(name))
+            } else if let map = plugin.mapping,
+                      case let factory = string(map["plugin"], "\(at).plugin"), let name = string(map["name"], "\(at).name") ?? factory {
+                // `plugin:` names the factory, `name:` the instance (the factory's name when absent).
+                unknownKeys(map, allowed: ["plugin", "name", "config"], at)
+                bot.plugins.append(.named(name, factory: factory, configuration: try? map["config"].map { try Yams.serialize(node: $0) }))
             } else {
-                fail("\(where_).plugins[\(index)]", "expected a plugin's name, or {name: …, config: {…}}")
+                fail(at, "expected a plugin's name, or {plugin: …, name: …, config: {…}} with plugin or name")
             }
         }
         return bot

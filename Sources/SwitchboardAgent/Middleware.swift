@@ -86,6 +86,18 @@ public struct TalkRate: Codable, Sendable, Hashable {
         self.perSecond = perSecond
         self.burst = burst
     }
+
+    /// The slowest rate other than none: one message a day (a slower one would wait past what a
+    /// `Duration` holds).
+    static let slowest = 1.0 / 86400
+    /// The fastest rate.
+    static let fastest = 1_000_000.0
+
+    /// Why `perSecond` cannot be used, or nil.
+    var problem: String? {
+        if perSecond == 0 || (Self.slowest...Self.fastest).contains(perSecond) { return nil }
+        return "talkRate.perSecond must be 0 (no limit) or from 1/86400 (one message a day) to 1000000, not \(perSecond)"
+    }
 }
 
 /// A token bucket per room; `wait` takes a token, sleeping until one is there.

@@ -17,8 +17,10 @@ public struct SystemClock: AgentClock {
     public init() {}
     public var now: Date { Date() }
     public func sleep(until deadline: Date) async throws {
-        let seconds = deadline.timeIntervalSinceNow
-        if seconds > 0 { try await Task.sleep(for: .seconds(seconds)) }
+        // A day at a time: a deadline far ahead (a schedule every 1e300 seconds) would overflow a Duration.
+        while case let seconds = deadline.timeIntervalSinceNow, seconds > 0 {
+            try await Task.sleep(for: .seconds(min(seconds, 86400)))
+        }
     }
 }
 
@@ -215,22 +217,29 @@ final class Scheduler: Sendable {
                     await bell.wait(until: job.dueAt, clock: clock)
                     continue
                 }
-                // Moved or removed before it fires: a crash in the handler does not fire it again and again.
-                if let next = job.spec.next(after: max(now, job.dueAt), timeZone: timeZone), !isOnce(job.spec) {
-                    _ = try await store.query(
-                        "UPDATE schedules SET next_fire = ? WHERE bot = ? AND plugin = ? AND id = ? AND next_fire = ?",
-                        [.float(next.timeIntervalSince1970), .text(bot), .text(plugin), .text(job.id), .float(job.dueAt.timeIntervalSince1970)])
-                } else {
-                    _ = try await store.query(
-                        "DELETE FROM schedules WHERE bot = ? AND plugin = ? AND id = ? AND next_fire = ?",
-                        [.text(bot), .text(plugin), .text(job.id), .float(job.dueAt.timeIntervalSince1970)])
-                }
-                await fire(plugin, job)
+                if try await take(plugin: plugin, job: job) { await fire(plugin, job) }
             } catch {
                 logger.warning("schedules: \(error)")
                 try? await Task.sleep(for: .seconds(1))
             }
         }
+    }
+
+    /// Moves a due job to its next time (or removes a one-off) before it fires, so that a crash in
+    /// the handler does not fire it again and again. False when the job changed since it was read
+    /// (cancelled, set again, or taken by another scheduler of the bot): then it must not fire.
+    func take(plugin: String, job: ScheduledJob) async throws -> Bool {
+        let taken: [SQLiteRow]
+        if let next = job.spec.next(after: max(clock.now, job.dueAt), timeZone: timeZone), !isOnce(job.spec) {
+            taken = try await store.query(
+                "UPDATE schedules SET next_fire = ? WHERE bot = ? AND plugin = ? AND id = ? AND next_fire = ? RETURNING id",
+                [.float(next.timeIntervalSince1970), .text(bot), .text(plugin), .text(job.id), .float(job.dueAt.timeIntervalSince1970)])
+        } else {
+            taken = try await store.query(
+                "DELETE FROM schedules WHERE bot = ? AND plugin = ? AND id = ? AND next_fire = ? RETURNING id",
+                [.text(bot), .text(plugin), .text(job.id), .float(job.dueAt.timeIntervalSince1970)])
+        }
+        return !taken.isEmpty
     }
 
     private func isOnce(_ spec: ScheduleSpec) -> Bool {

@@ -51,13 +51,12 @@ struct AgentCommand: AsyncParsableCommand {
         let health = (healthPort ?? ProcessInfo.processInfo.environment["SWITCHBOARD_AGENT_HEALTH_PORT"].flatMap { Int($0) }).map { port in
             HealthListener(port: port, agent: agent, logger: logger)
         }
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: agent)] + (health.map { [.init(service: $0)] } ?? []),
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
-            )
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [.init(service: agent)] + (health.map { [.init(service: $0)] } ?? []),
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         )
-        try await group.run()
+        groupConfiguration.maximumGracefulShutdownDuration = Agent.maximumGracefulShutdownDuration
+        try await ServiceGroup(configuration: groupConfiguration).run()
     }
 }
 

@@ -24,7 +24,7 @@ struct BotsTests {
         #expect(roll.total == 20 && roll.detail == "[6, 6, 6] + 2")
         #expect(try Dice.roll("d20 - 1", random: { $0.lowerBound }).total == 0)
         #expect(try Dice.roll("2d6+1d4", random: { $0.lowerBound }).total == 3)
-        for bad in ["", "3x6", "0d6", "2d1", "101d6", "5", "d", "2d6+", "1d6++2"] {
+        for bad in ["", "3x6", "0d6", "2d1", "101d6", "5", "d", "2d6+", "1d6++2", "1d6+9223372036854775807d6", "9223372036854775807d6+1d6"] {
             #expect(throws: CommandError.self, "\(bad)") { try Dice.roll(bad) }
         }
     }
@@ -35,6 +35,8 @@ struct BotsTests {
             let total = try #require(reply.split(separator: "=").last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) })
             #expect(reply.hasPrefix("🎲 3d6+2: [") && (5...20).contains(total))
             #expect(try await test.ask("!roll 11d6") == "at most 10 dice at once")
+            #expect(try await test.ask("!roll 1d6+9223372036854775807d6") == "at most 10 dice at once", "a count that overflows the sum is refused")
+            #expect(try await test.ask("!roll 2d6").hasPrefix("🎲 2d6"), "the bot goes on")
             #expect(try await test.ask("!roll banana").contains("unexpected \"b\""))
             #expect(try await test.ask("!r d20").hasPrefix("🎲 d20"))
         }

@@ -114,6 +114,37 @@ struct ExecProcessTests {
         await run.value
     }
 
+    @Test("stopping a program stops its process group: a child it started (sh -c \"… && node bot.js\") is not left running")
+    func childrenOfTheProgramStopWithIt() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("exec-group-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let pidFile = folder.appendingPathComponent("child").path
+        // The shell answers the hello, then waits for a child of its own, as `sh -c "cd x && node bot.js"` does.
+        let script = #"""
+            read hello
+            echo '{"type":"hello","version":1}'
+            sleep 300 &
+            echo $! > "$1.tmp" && mv "$1.tmp" "$1"
+            wait
+            """#
+        let supervisor = ExecSupervisor(configuration: ExecConfiguration(command: ["sh", "-c", script, "sh", pidFile]))
+        let run = Task { await supervisor.run(hello: .hello(plugin: "group", bot: nil, config: nil), logger: LogRecorder().logger()) { _ in .success([:]) } }
+        try await eventually("the program's child") { FileManager.default.fileExists(atPath: pidFile) }
+        let child = try #require(pid_t(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        defer { kill(child, SIGKILL) }
+        #expect(Self.isRunning(child))
+        run.cancel()
+        await run.value
+        try await eventually("the program's child ended with it") { !Self.isRunning(child) }
+    }
+
+    /// Whether `process` runs: it exists and is not a zombie waiting to be reaped.
+    static func isRunning(_ process: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(process)/stat", encoding: .utf8), let end = stat.lastIndex(of: ")") else { return false }
+        return !stat[end...].hasPrefix(") Z")
+    }
+
     @Test("events wait in a bounded queue while the program is not ready, and the overflow is dropped, counted and logged")
     func boundedEvents() async throws {
         let recorder = LogRecorder()

@@ -193,6 +193,33 @@ struct ExecWireTests {
         }
     }
 
+    @Test("values too large for a duration or a count are refused with the field and the range, not a crash")
+    func configurationRanges() throws {
+        let cases = [
+            ("queueLimit", "1e20", "1 to 1000000"), ("queueLimit", "0.5", "1 to 1000000"), ("maxLineBytes", "1e300", "1 to 67108864"),
+            ("stopTimeout", "1e300", "86400"), ("helloTimeout", "1e300", "86400"), ("restartDelay", "1e300", "86400"),
+            ("maxRestartDelay", "1e300", "86400"), ("stableAfter", "1e300", "86400"), ("stopTimeout", "-1", "86400"),
+        ]
+        for (field, value, range) in cases {
+            do {
+                _ = try JSONDecoder().decode(ExecConfiguration.self, from: Data(#"{"command":["x"],"\#(field)":\#(value)}"#.utf8))
+                Issue.record("\(field): \(value) was accepted")
+            } catch DecodingError.dataCorrupted(let context) {
+                #expect(context.debugDescription.contains("`\(field)`") && context.debugDescription.contains(range), "\(context.debugDescription)")
+            }
+        }
+        // The paths of `--check` and of a reload: YAML, where infinity and NaN can be written.
+        var configuration = AgentConfiguration()
+        configuration.bots = ["queueLimit: .inf", "stopTimeout: .inf", "stableAfter: .nan", "queueLimit: 1000000\nstopTimeout: 86400"].enumerated().map { index, line in
+            BotConfiguration(name: "b\(index)", token: .inline("t"), plugins: [.named("exec", configuration: "command: [x]\n" + line)])
+        }
+        let errors = Agent.check(configuration, plugins: [ExecPlugin.factory]).map(\.message)
+        #expect(errors.count == 3, "\(errors)")
+        #expect(errors.contains { $0.contains("bot b0") && $0.contains("queueLimit") })
+        #expect(errors.contains { $0.contains("bot b1") && $0.contains("stopTimeout") })
+        #expect(errors.contains { $0.contains("bot b2") && $0.contains("stableAfter") })
+    }
+
     @Test("a program is found on PATH, and a missing one is named with the fix")
     func findingPrograms() throws {
         #expect(try ExecProcess.findExecutable("sh", environment: [:]).hasSuffix("/sh"))

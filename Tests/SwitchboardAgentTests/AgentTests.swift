@@ -1,5 +1,7 @@
 import EchoBot
 import Foundation
+import Logging
+import ServiceLifecycle
 import Synchronization
 import Testing
 @testable import SwitchboardAgent
@@ -62,6 +64,26 @@ struct Censor: Middleware {
     func handle(_ event: AgentEvent, context: PluginContext, next: () async throws -> Void) async throws {
         if case .message(let message) = event, message.content.contains("censored") { return }
         try await next()
+    }
+}
+
+/// A command that never answers until it is cancelled, and says when it started and was cancelled.
+struct Hanger: Plugin {
+    let started = Signal()
+    let cancelled = Signal()
+
+    var name: String { "hanger" }
+
+    var commands: [Command] {
+        [
+            Command("hang", help: "Waits an hour.") { _, _ in
+                started.fire()
+                do { try await Task.sleep(for: .seconds(3600)) } catch {
+                    cancelled.fire()
+                    throw error
+                }
+            }
+        ]
     }
 }
 
@@ -159,6 +181,19 @@ struct AgentTests {
         }
     }
 
+    @Test func storageKeysStartingWithAPrefixOfCombinedCharacters() async throws {
+        let store = try await AgentStore.open(path: ":memory:", logger: Logger(label: "test"))
+        let storage = PluginStorage(store: store, bot: "b", plugin: "p")
+        // "👍🏽" is one Character of two scalars, "e\u{301}" (é) one of two; SQLite counts scalars.
+        for key in ["👍🏽:ana", "👍🏽:bo", "👍:cy", "e\u{301}t\u{e9}", "et\u{e9}", "plain"] { try await storage.set(key, 1) }
+        #expect(try await storage.keys(prefix: "👍🏽") == ["👍🏽:ana", "👍🏽:bo"])
+        #expect(try await storage.keys(prefix: "👍🏽:a") == ["👍🏽:ana"])
+        #expect(try await storage.keys(prefix: "e\u{301}") == ["e\u{301}t\u{e9}"])
+        #expect(try await storage.keys(prefix: "pl") == ["plain"])
+        #expect(try await storage.keys().count == 6)
+        await store.close()
+    }
+
     @Test func aDirectRoomMadeLaterIsFollowedFromItsFirstMessage() async throws {
         try await BotTest.run(plugins: [EchoPlugin()]) { test in
             // The direct room does not exist when the bot starts: the client follows it when it appears.
@@ -218,6 +253,36 @@ struct AgentTests {
             var broken = test.configuration
             broken.bots[0].plugins.append(.named("missing"))
             await #expect(throws: ConfigurationErrors.self) { try await test.agent.reload(to: broken) }
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func aHandlerThatNeverEndsIsCancelledWhenGracefulShutdownTakesTooLong() async throws {
+        try await BotTest.run(plugins: [EchoPlugin()]) { test in
+            let (stuck, token) = try await BotTest.makeBotUser(test.server, named: "stuck")
+            _ = try await test.server.request(.POST, "/api/rooms/\(test.room.id)/members", token: test.tester.token, json: UserIdRequest(userId: stuck.id))
+            let hanger = Hanger()
+            var configuration = test.configuration
+            configuration.storage = ":memory:"
+            configuration.bots = [BotConfiguration(name: "stuck", token: .inline(token), plugins: [.instance(hanger)])]
+            let logger = Logger(label: "stuck")
+            let agent = Agent(configuration: configuration, logger: logger)
+            var groupConfiguration = ServiceGroupConfiguration(services: [.init(service: agent)], logger: logger)
+            groupConfiguration.maximumGracefulShutdownDuration = .milliseconds(200)
+            let group = ServiceGroup(configuration: groupConfiguration)
+            let stopped = Signal()
+            Task {
+                try? await group.run()
+                stopped.fire()
+            }
+            #expect(await agent.waitUntilReady())
+            _ = try await test.say("stuck: hang")
+            await hanger.started.wait()
+
+            await group.triggerGracefulShutdown()
+            await stopped.wait()  // waited for the hour: the handler was never cancelled (ends at the time limit)
+            #expect(stopped.hasFired)
+            #expect(hanger.cancelled.hasFired)
         }
     }
 

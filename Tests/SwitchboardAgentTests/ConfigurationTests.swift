@@ -121,6 +121,73 @@ struct ConfigurationTests {
         #expect(errors.contains { $0.contains("bot two, plugin silent: takes no config") })
         #expect(errors.contains { $0.contains("bot three") && $0.contains("SWITCHBOARD_AGENT_TEST_UNSET_VARIABLE") })
     }
+
+    @Test func pluginNamesTheFactoryAndNameTheInstanceSoOneFactoryRunsTwice() throws {
+        let configuration = try AgentConfiguration.parse(yaml: """
+            bots:
+              - name: one
+                token: t
+                plugins:
+                  - plugin: exec
+                    name: pybot
+                    config: {command: [python3, bot.py]}
+                  - plugin: exec
+                    name: nodebot
+                    config: {command: [node, bot.js]}
+                  - plugin: silent
+                  - name: greeting
+                    config: {text: hi}
+              - name: two
+                token: t
+                plugins:
+                  - plugin: nope
+                    name: other
+                  - plugin: exec
+                    config: {command: [a]}
+                  - plugin: exec
+                    config: {command: [b]}
+            """)
+        let one = configuration.bots[0]
+        let factories = testFactories + [ExecPlugin.factory]
+        let made = try Agent.prepare(one, factories: factories).map { "\($0.name) \(type(of: $0.plugin))" }
+        #expect(made == ["pybot ExecPlugin", "nodebot ExecPlugin", "silent Silent", "greeting Silent"])
+        let errors = Agent.check(configuration, plugins: factories).map(\.message)
+        #expect(errors.count == 2, "\(errors)")
+        #expect(errors.contains { $0.contains("bot two: unknown plugin nope") && $0.contains("exec, greeting, silent") })
+        #expect(errors.contains { $0.contains("bot two: the plugin exec is listed twice") && $0.contains("name:") })
+    }
+
+    /// The ```yaml blocks of a file of the package, in order.
+    static func yamlBlocks(in file: String) throws -> [String] {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let text = try String(contentsOf: root.appendingPathComponent(file), encoding: .utf8)
+        var blocks: [String] = []
+        var block: [Substring]?
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if block == nil, trimmed == "```yaml" {
+                block = []
+            } else if let lines = block, trimmed == "```" {
+                blocks.append(lines.joined(separator: "\n"))
+                block = nil
+            } else {
+                block?.append(line)
+            }
+        }
+        return blocks
+    }
+
+    @Test func theDocumentedExecAndWebhooksExamplesParse() throws {
+        let guide = try Self.yamlBlocks(in: "Sources/SwitchboardAgent/SwitchboardAgent.docc/ExecWebhooksHealth.md")
+        let example = try #require(guide.first)
+        let pybot = try #require(try AgentConfiguration.parse(yaml: example).bots.first)
+        #expect(try Agent.prepare(pybot, factories: [ExecPlugin.factory]).map { "\($0.name) \(type(of: $0.plugin))" } == ["exec ExecPlugin"])
+
+        let readme = try #require(Self.yamlBlocks(in: "README.md").first { $0.contains("plugin: exec") })
+        let indented = readme.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n")
+        let bot = try #require(AgentConfiguration.parse(yaml: "bots:\n  - name: hooks\n    token: t\n" + indented).bots.first)
+        #expect(bot.plugins.map(\.name) == ["exec", "webhooks"])
+    }
 }
 
 @Suite("Commands")

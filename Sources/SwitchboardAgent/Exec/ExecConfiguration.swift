@@ -3,7 +3,8 @@ import SwitchboardProtocol
 
 /// The configuration of an exec plugin: the program to run and how to keep it running.
 ///
-/// Only `command` is required:
+/// Only `command` is required. Every number of seconds is above 0 and at most 86400 (a day); a
+/// configuration read from YAML or JSON with a value out of range is refused, naming the field.
 ///
 /// ```yaml
 /// plugins:
@@ -34,8 +35,10 @@ public struct ExecConfiguration: Sendable, Hashable, Decodable {
     /// Seconds a program has to end after `SIGTERM`, before `SIGKILL`.
     public var stopTimeout: Double = 5
     /// Events held for a program that is slow or restarting; more are dropped and logged.
+    /// 1 to 1000000.
     public var queueLimit: Int = 256
     /// The longest line read from the program, in bytes; longer ones are dropped and logged.
+    /// 1 to 67108864 (64 MiB).
     public var maxLineBytes: Int = 1 << 20
 
     /// A configuration running `command`, with the defaults for the rest.
@@ -61,21 +64,40 @@ public struct ExecConfiguration: Sendable, Hashable, Decodable {
         workingDirectory = try container.decodeIfPresent(String.self, forKey: .workingDirectory)
         environment = try container.decodeIfPresent([String: String].self, forKey: .environment) ?? [:]
         config = try container.decodeIfPresent(JSONValue.self, forKey: .config)
-        restartDelay = try positive(.restartDelay, in: container) ?? restartDelay
-        maxRestartDelay = try positive(.maxRestartDelay, in: container) ?? maxRestartDelay
-        stableAfter = try positive(.stableAfter, in: container) ?? stableAfter
-        helloTimeout = try positive(.helloTimeout, in: container) ?? helloTimeout
-        stopTimeout = try positive(.stopTimeout, in: container) ?? stopTimeout
-        queueLimit = try positive(.queueLimit, in: container).map(Int.init) ?? queueLimit
-        maxLineBytes = try positive(.maxLineBytes, in: container).map(Int.init) ?? maxLineBytes
+        restartDelay = try seconds(.restartDelay, in: container) ?? restartDelay
+        maxRestartDelay = try seconds(.maxRestartDelay, in: container) ?? maxRestartDelay
+        stableAfter = try seconds(.stableAfter, in: container) ?? stableAfter
+        helloTimeout = try seconds(.helloTimeout, in: container) ?? helloTimeout
+        stopTimeout = try seconds(.stopTimeout, in: container) ?? stopTimeout
+        queueLimit = try count(.queueLimit, upTo: Self.maxQueueLimit, in: container) ?? queueLimit
+        maxLineBytes = try count(.maxLineBytes, upTo: Self.maxLineBytesLimit, in: container) ?? maxLineBytes
     }
 
-    private func positive(_ key: CodingKeys, in container: KeyedDecodingContainer<CodingKeys>) throws -> Double? {
+    /// The longest wait a configuration may give, in seconds: a day. Larger values would overflow
+    /// a `Duration` (1e300) and mean "never" anyway.
+    static let maxSeconds: Double = 86400
+    /// The most events a queue may hold.
+    static let maxQueueLimit = 1_000_000
+    /// The longest line a configuration may allow: 64 MiB.
+    static let maxLineBytesLimit = 64 << 20
+
+    private func seconds(_ key: CodingKeys, in container: KeyedDecodingContainer<CodingKeys>) throws -> Double? {
         guard let value = try container.decodeIfPresent(Double.self, forKey: key) else { return nil }
-        guard value > 0 else {
-            throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "`\(key.stringValue)` must be above 0, not \(value)")
+        // Written so that NaN fails too.
+        guard value > 0, value <= Self.maxSeconds else {
+            throw DecodingError.dataCorruptedError(
+                forKey: key, in: container, debugDescription: "`\(key.stringValue)` must be above 0 and at most \(Int(Self.maxSeconds)) seconds, not \(value)")
         }
         return value
+    }
+
+    private func count(_ key: CodingKeys, upTo limit: Int, in container: KeyedDecodingContainer<CodingKeys>) throws -> Int? {
+        guard let value = try container.decodeIfPresent(Double.self, forKey: key) else { return nil }
+        // Checked as a Double first: Int(1e20) or Int(.infinity) would trap.
+        guard value >= 1, value <= Double(limit), value.rounded() == value else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "`\(key.stringValue)` must be a whole number from 1 to \(limit), not \(value)")
+        }
+        return Int(value)
     }
 
     /// The restart waits as the client's backoff (without jitter: one program, nobody to spread).

@@ -117,12 +117,13 @@ struct ExecProcess {
     }
 
     /// Stops a program whose standard input is closed: a moment to leave by itself, then `SIGTERM`,
-    /// then `SIGKILL` after `timeout`.
+    /// then `SIGKILL` after `timeout`. The signals go to its process group (it has its own), so
+    /// that what it started (`sh -c "… && node bot.js"`) stops with it and is not left running.
     private static func stop(_ process: ChildProcess, timeout: Duration) async {
         if await waitForExit(process, upTo: .milliseconds(200)) { return }
-        process.send(SIGTERM)
+        process.sendToGroup(SIGTERM)
         if await waitForExit(process, upTo: timeout) { return }
-        process.send(SIGKILL)
+        process.sendToGroup(SIGKILL)
         _ = await waitForExit(process, upTo: .seconds(3600))
     }
 
