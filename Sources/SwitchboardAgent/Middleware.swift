@@ -87,6 +87,15 @@ public struct TalkRate: Codable, Sendable, Hashable {
         self.burst = burst
     }
 
+    /// Reads a rate; a field left out takes its default.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = TalkRate()
+        self.init(
+            perSecond: try container.decodeIfPresent(Double.self, forKey: .perSecond) ?? defaults.perSecond,
+            burst: try container.decodeIfPresent(Int.self, forKey: .burst) ?? defaults.burst)
+    }
+
     /// The slowest rate other than none: one message a day (a slower one would wait past what a
     /// `Duration` holds).
     static let slowest = 1.0 / 86400

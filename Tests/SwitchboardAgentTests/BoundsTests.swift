@@ -25,6 +25,21 @@ struct BoundsTests {
         }
     }
 
+    @Test func aTalkRateGivenInPartTakesTheDefaultForTheRest() throws {
+        let configuration = try AgentConfiguration.parse(yaml: """
+            bots:
+              - name: one
+                token: t
+                talkRate: {perSecond: 2}
+                plugins: []
+              - name: two
+                token: t
+                talkRate: {burst: 9}
+                plugins: []
+            """)
+        #expect(configuration.bots.map(\.talkRate) == [TalkRate(perSecond: 2, burst: 5), TalkRate(perSecond: 1, burst: 9)])
+    }
+
     @Test func theSystemClockWaitsForAFarDeadlineWithoutOverflowing() async throws {
         // A schedule every 1e300 seconds comes due that far ahead; the wait until then must not trap.
         let far = ScheduleSpec.every(seconds: 1e300).next(after: Date(), timeZone: .gmt)!
