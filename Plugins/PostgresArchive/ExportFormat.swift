@@ -56,7 +56,7 @@ public enum ExportFormat: String, Sendable, CaseIterable {
             return TerminalText.printableJSON(String(decoding: (try? encoder.encode(message)) ?? Data("{}".utf8), as: UTF8.self)) + "\n"
         case .txt:
             let author = bridge.map { "\($0) (via \(message.username))" } ?? message.username
-            let content = message.deleted ? "(deleted)" : TerminalText.printable(message.content)
+            let content = message.deleted ? "(deleted)" : TerminalText.printable(message.content, indentingLines: true)
             return "[\(time)] #\(message.seq) <\(author)> \(content)\(message.editedAt == nil ? "" : " (edited)")\n"
         case .html:
             let author = Self.escapeHTML(bridge ?? message.displayName) + (bridge == nil ? "" : " <span class=\"via\">via \(Self.escapeHTML(message.username))</span>")

@@ -1,6 +1,6 @@
 /// Whether the bot's rooms must be listed again: requests counted, so that one made while a
 /// listing is under way is not taken as answered by it (that listing may have been read before).
-struct ListingRequests: Sendable, Equatable {
+struct ListingRequests: Sendable {
     private var requested = 1
     private var answered = 0
 

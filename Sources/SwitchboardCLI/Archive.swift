@@ -106,7 +106,7 @@ struct ArchiveSearch: AsyncParsableCommand {
         for hit in hits {
             let time = Date(timeIntervalSince1970: Double(hit.createdAt) / 1000).formatted(date: .numeric, time: .shortened)
             let snippet = hit.snippet.split(whereSeparator: \.isNewline).joined(separator: " ")
-            print(TerminalText.printable("#\(hit.roomName) #\(hit.seq) · \(hit.username) · \(time)\n\(snippet)"))
+            print(TerminalText.printable("#\(hit.roomName) #\(hit.seq) · \(hit.username) · \(time)\n\(snippet)", indentingLines: true))
         }
     }
 }

@@ -267,7 +267,7 @@ struct Tail: AsyncParsableCommand {
                     if json {
                         output(TerminalText.printableJSON(try Wire.encodeString(message)))
                     } else {
-                        output(TerminalText.printable("#\(message.seq) [\(clock(message.createdAt))] \(await names.name(of: message.userId)): \(message.content)"))
+                        output(TerminalText.printable("#\(message.seq) [\(clock(message.createdAt))] \(await names.name(of: message.userId)): \(message.content)", indentingLines: true))
                     }
                 }
                 group.cancelAll()
@@ -676,7 +676,7 @@ actor ChatSession {
     private func print(_ message: Message) async {
         let name = await names.name(of: message.userId)
         let mine = message.userId == me?.id
-        say("[\(clock(message.createdAt))] \(mine ? "you" : name): \(message.content)\(await roomSuffix(message.roomId))")
+        say("[\(clock(message.createdAt))] \(mine ? "you" : name): \(message.content)\(await roomSuffix(message.roomId))", indentingLines: true)
     }
 
     /// ` (in #room)` for a room other than the open one.
@@ -686,8 +686,8 @@ actor ChatSession {
     }
 
     /// Prints a line; any control character in it (from the server: names, messages, errors) shows escaped.
-    private func say(_ text: String) {
-        output(TerminalText.printable(text))
+    private func say(_ text: String, indentingLines: Bool = false) {
+        output(TerminalText.printable(text, indentingLines: indentingLines))
     }
 }
 

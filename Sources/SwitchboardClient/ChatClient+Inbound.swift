@@ -315,9 +315,9 @@ extension ChatClient {
         do {
             let token = try await token()
             let summaries = try await api.rooms(token: token)
-            var starts: [String: Int] = [:]
+            var stored: [String: Int] = [:]
             for summary in summaries {
-                starts[summary.room.id] = try await startPosition(of: summary.room.id) ?? summary.room.lastSeq
+                if let position = try await startPosition(of: summary.room.id) { stored[summary.room.id] = position }
             }
             withState { state in
                 guard state.connection.link?.id == link else { return }
@@ -325,7 +325,10 @@ extension ChatClient {
                     state.directory.learn(summary.room)
                     let id = summary.room.id
                     guard state.subscriptions.rooms[id] == nil, !state.subscriptions.follow.excluded.contains(id) else { continue }
-                    follow(id, after: starts[id], state: &state)
+                    // With no stored position: from its newest, unless it appeared during the listing (a new
+                    // room whose first message the listing's `lastSeq` may already count).
+                    let newest = min(state.subscriptions.follow.appeared[id] ?? summary.room.lastSeq, summary.room.lastSeq)
+                    follow(id, after: stored[id] ?? newest, state: &state)
                 }
                 // Rooms that appeared after the listing was read: followed from the moment they appeared.
                 for (id, lastSeq) in state.subscriptions.follow.appeared.sorted(by: { $0.key < $1.key })

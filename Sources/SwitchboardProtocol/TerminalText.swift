@@ -3,19 +3,19 @@
 /// reversed by a bidirectional override would act instead of showing).
 ///
 /// ```swift
-/// print(TerminalText.printable(message.content))
+/// print(TerminalText.printable(message.content, indentingLines: true))
 /// ```
 public enum TerminalText {
-    /// `text` with every control character shown as `\u{…}`. Tabs are kept, and a line feed starts
-    /// an indented line, so that a message of several lines cannot pass a line of its own for
-    /// another speaker's.
-    public static func printable(_ text: String) -> String {
+    /// `text` with every control character shown as `\u{…}`; tabs and line feeds are kept. With
+    /// `indentingLines`, for a message someone wrote, each line feed starts an indented line, so
+    /// that a message of several lines cannot pass a line of its own for another speaker's.
+    public static func printable(_ text: String, indentingLines: Bool = false) -> String {
         var result = ""
         result.unicodeScalars.reserveCapacity(text.unicodeScalars.count)
         for scalar in text.unicodeScalars {
-            if scalar == "\n" {
+            if scalar == "\n", indentingLines {
                 result += "\n    "
-            } else if scalar == "\t" || !isControl(scalar) {
+            } else if scalar == "\n" || scalar == "\t" || !isControl(scalar) {
                 result.unicodeScalars.append(scalar)
             } else {
                 result += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"

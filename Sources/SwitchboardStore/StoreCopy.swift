@@ -3,8 +3,9 @@ import SwitchboardProtocol
 /// Copies a whole store as JSON lines, and back: `switchboard export` and `switchboard import`.
 ///
 /// The first line is a ``Header`` (format, version, row counts); then one ``TransferRecord`` per
-/// line, table after table in ``TransferTable/allCases`` order. Both directions hold one page of
-/// records at a time, whatever the size of the database.
+/// line, table after table in ``TransferTable/allCases`` order; then (from version 2) an
+/// ``End`` with the rows written, so that a copy cut short is known for one. Both directions hold
+/// one page of records at a time, whatever the size of the database.
 ///
 /// ```swift
 /// try await StoreCopy.export(from: sqlite) { line in output.write(line + "\n") }
@@ -17,12 +18,21 @@ public enum StoreCopy {
         public var format: String
         /// The version of the line format; 1.
         public var version: Int
-        /// Rows per table (by ``TransferTable`` raw value) when the copy was made.
+        /// Rows per table (by ``TransferTable`` raw value) when the copy began (a database in use
+        /// may change while it is copied).
         public var counts: [String: Int]
     }
 
-    /// The version of the line format this program writes and reads.
-    public static let formatVersion = 1
+    /// The last line of a copy (from version 2).
+    public struct End: Codable, Sendable, Hashable {
+        /// Always `switchboard-export-end`.
+        public var format: String
+        /// Rows per table (by ``TransferTable`` raw value) written.
+        public var counts: [String: Int]
+    }
+
+    /// The version of the line format this program writes and reads (2: with an ``End`` line).
+    public static let formatVersion = 2
 
     /// How far a copy has come: `done` rows of `total` in `table`.
     public struct Progress: Sendable, Hashable {
@@ -56,6 +66,7 @@ public enum StoreCopy {
             }
             written[table] = done
         }
+        try await write(try Wire.encodeString(End(format: "switchboard-export-end", counts: Dictionary(uniqueKeysWithValues: written.map { ($0.key.rawValue, $0.value) }))))
         return written
     }
 
@@ -63,8 +74,8 @@ public enum StoreCopy {
     /// must be empty, `batchSize` records per transaction. Returns the rows per table stored.
     ///
     /// Throws ``StoreError`` `.conflict` for a store that already holds users, `.unavailable`
-    /// naming the line for a line that is not part of a copy, and `.unavailable` for a copy with
-    /// fewer rows of a table than its header counts (cut short).
+    /// naming the line for a line that is not part of a copy, and `.unavailable` for a copy
+    /// without its end line (cut short) or with other rows than it counts.
     @discardableResult
     public static func `import`(
         into store: any TransferableStore, batchSize: Int = 1_000, progress: (Progress) -> Void = { _ in },
@@ -83,6 +94,7 @@ public enum StoreCopy {
             throw StoreError(.unavailable, "the copy has format version \(header.version), newer than this program's \(formatVersion); upgrade Switchboard")
         }
         var lineNumber = 1
+        var end: End?
         var batch: [TransferRecord] = []
         var stored: [TransferTable: Int] = [:]
         var table = TransferTable.allCases[0]
@@ -95,10 +107,15 @@ public enum StoreCopy {
         while let line = try await nextLine() {
             lineNumber += 1
             if line.isEmpty { continue }
+            guard end == nil else { throw StoreError(.unavailable, "line \(lineNumber) follows the end of the copy") }
             let record: TransferRecord
             do {
                 record = try Wire.decode(TransferRecord.self, from: line)
             } catch {
+                if let last = try? Wire.decode(End.self, from: line), last.format == "switchboard-export-end" {
+                    end = last
+                    continue
+                }
                 throw StoreError(.unavailable, "line \(lineNumber) is not a record of a switchboard export", cause: error)
             }
             if record.table != table {
@@ -115,19 +132,17 @@ public enum StoreCopy {
             if batch.count >= max(batchSize, 1) { try await flush() }
         }
         try await flush()
-        // Rows are only ever added to a database, so a copy holds at least what its header counted
-        // when it began: fewer means a file cut short (an export that failed, a partial transfer).
-        for table in TransferTable.allCases {
-            let expected = header.counts[table.rawValue] ?? 0
-            let found = stored[table] ?? 0
-            if found < expected {
-                throw StoreError(
-                    .unavailable,
-                    """
-                    the copy ends early: it holds \(found) of the \(expected) \(table.rawValue) its header counts (an export cut \
-                    short?); what it held is stored: drop this database, export again and import the whole copy
-                    """)
-            }
+        // Version 1 copies have no end line: nothing to check them against.
+        guard header.version >= 2 else { return stored }
+        guard let end else {
+            throw StoreError(
+                .unavailable,
+                "the copy ends early, at line \(lineNumber), before its end line (an export cut short?); what it held is stored: drop this database, export again and import the whole copy")
+        }
+        for table in TransferTable.allCases where (stored[table] ?? 0) != (end.counts[table.rawValue] ?? 0) {
+            throw StoreError(
+                .unavailable,
+                "the copy holds \(stored[table] ?? 0) \(table.rawValue) where its end line counts \(end.counts[table.rawValue] ?? 0); export again and import into a new database")
         }
         return stored
     }

@@ -158,6 +158,8 @@ struct IRCClientTests {
             // Open again: the bridge joins on its next try, and speaks there.
             try await op.send("MODE \(channel) -i")
             _ = try await op.next(timeout: .seconds(20)) { $0.command == "JOIN" && $0.sourceNick == nick }
+            // The bridge has read its own JOIN too (before, it would still drop the channel's lines).
+            try await events.joined(channel)
             try await client.send(["after the rejoin"], to: channel)
             #expect(try await op.privmsg(to: channel).parameters[1] == "after the rejoin")
         }

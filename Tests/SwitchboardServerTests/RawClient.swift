@@ -212,7 +212,12 @@ final class RawClient: Sendable {
                 while let (frame, end) = Self.parseFrame(bytes, at: offset) {
                     offset = end
                     counts[frame.opcode, default: 0] += 1
-                    if frame.opcode == 0x1, frame.text.contains("\"ref\":\"\(ref)\"") { return counts }
+                    if frame.opcode == 0x1, frame.text.contains("\"ref\":\"\(ref)\"") {
+                        // What came after it is for the next reader.
+                        let rest = Array(bytes[end...])
+                        self.state.withLock { $0.inbox.bytes = rest + $0.inbox.bytes }
+                        return counts
+                    }
                 }
                 bytes.removeFirst(offset)
             }

@@ -33,7 +33,8 @@ struct CopyTests {
     }
 
     func records(_ lines: [String]) throws -> [TransferRecord] {
-        try lines.dropFirst().map { try Wire.decode(TransferRecord.self, from: $0) }
+        // Between the header and the end line.
+        try lines.dropFirst().dropLast().map { try Wire.decode(TransferRecord.self, from: $0) }
     }
 
     func importLines(_ lines: [String], into store: any ChatStore) async throws {
@@ -45,8 +46,8 @@ struct CopyTests {
         try await TestDatabase.sqlite.withStore(logger: testLogger) { source in
             try await populate(source)
             let original = try await export(source)
-            // The header, 3 users, 2 tokens, 2 rooms, 5 members, 27 messages, 3 reactions.
-            let expectedLines = 43
+            // The header, 3 users, 2 tokens, 2 rooms, 5 members, 27 messages, 3 reactions, the end.
+            let expectedLines = 44
             #expect(original.count == expectedLines)
             try await TestDatabase.postgres.withStore(logger: testLogger) { postgres in
                 try await importLines(original, into: postgres)
@@ -94,7 +95,33 @@ struct CopyTests {
             let lines = Array(try await export(source).dropLast(5))
             try await TestDatabase.sqlite.withStore(logger: testLogger) { destination in
                 let error = await #expect(throws: StoreError.self) { try await importLines(lines, into: destination) }
-                #expect(error?.message.contains("the copy ends early: it holds 25 of the 27 messages") == true, "\(String(describing: error))")
+                #expect(error?.message.contains("the copy ends early, at line 39, before its end line") == true, "\(String(describing: error))")
+            }
+        }
+    }
+
+    @Test func aCopyOfADatabaseThatChangedWhileItWasCopiedIsWhole() async throws {
+        try await TestDatabase.sqlite.withStore(logger: testLogger) { source in
+            try await populate(source)
+            var lines = try await export(source)
+            // A reaction removed between the count and its page: the header says 3, the copy holds 2.
+            lines[0] = lines[0].replacingOccurrences(of: #""reactions":3"#, with: #""reactions":4"#)
+            #expect(lines[0].contains(#""reactions":4"#))
+            try await TestDatabase.sqlite.withStore(logger: testLogger) { destination in
+                try await importLines(lines, into: destination)
+                #expect(try records(try await export(destination)) == records(lines))
+            }
+        }
+    }
+
+    @Test func aCopyWithOtherRowsThanItsEndCountsIsRefused() async throws {
+        try await TestDatabase.sqlite.withStore(logger: testLogger) { source in
+            try await populate(source)
+            var lines = try await export(source)
+            lines.remove(at: 20)
+            try await TestDatabase.sqlite.withStore(logger: testLogger) { destination in
+                let error = await #expect(throws: StoreError.self) { try await importLines(lines, into: destination) }
+                #expect(error?.message.contains("where its end line counts 27") == true, "\(String(describing: error))")
             }
         }
     }

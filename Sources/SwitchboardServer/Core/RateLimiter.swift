@@ -45,9 +45,9 @@ struct TokenBucket: Sendable {
 /// Per-key token buckets for one kind of request (keys: users, addresses, usernames), shared by
 /// every connection of the key.
 ///
-/// The table stays small without ever forgetting a key that is still limited: once it holds more
-/// than `sweepAbove` buckets, those that have refilled (a new bucket would be the same) are
-/// dropped, at most once a second.
+/// The table holds the keys seen within about `burst / rate` seconds, and never forgets one that
+/// is still refilling: once it holds more than `sweepAbove` buckets, those that have refilled (a
+/// new bucket would be the same) are dropped, at most once a second.
 final class RateLimiter: Sendable {
     private struct Table {
         var buckets: [String: TokenBucket] = [:]

@@ -457,9 +457,10 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
         close(code: WebSocketErrorCode(codeNumber: Int(end.closeCode.rawValue)), reason: end.reason)
     }
 
-    /// Writes a close frame, behind the frames queued so far on the connection's loop (answers to
-    /// requests read before the close go out through the loop's queue, see `SocketWriter.send`).
-    /// The session ends at once: the close may wait for the client's answer.
+    /// Writes a close frame, behind the frames queued so far on the connection's loop (answers
+    /// given to requests read before the close go out through the loop's queue, see
+    /// `SocketWriter.send`; one still waiting for the store, such as a message's ack, is not
+    /// sent). The session ends at once: the close may wait for the client's answer.
     ///
     /// Answering the client's close, it then closes the connection. Otherwise it only closes its
     /// sending side, and reads (and drops) what the client still sends until its close frame or the

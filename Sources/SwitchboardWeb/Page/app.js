@@ -138,11 +138,14 @@ function setupSignIn() {
     await signIn('/api/register', body).catch(showError);
   });
   byId('sign-out').addEventListener('click', async () => {
-    await state.api.post('/api/logout').catch(() => {});
     // Signing out on purpose leaves nothing of the user in this browser (a shared computer):
-    // not the text of unsent messages, nor the reactions. An expired session keeps them.
+    // not the text of unsent messages, nor the reactions (an expired session keeps them). The
+    // connection stops first: the server closes it when the token goes, which would reload the
+    // page before this is done.
+    state.connection?.stop();
     localStorage.removeItem(`switchboard.outbox.${state.me.id}`);
     localStorage.removeItem(reactionsKey());
+    await state.api.post('/api/logout').catch(() => {});
     signOut();
   });
 }
