@@ -37,9 +37,9 @@ public final class Agent: Service, Sendable {
     let reloadContinuation: AsyncStream<AgentConfiguration>.Continuation
     let storeBox = Mutex<AgentStore?>(nil)
     let started = Signal()
-    /// Fired when the agent's run is cancelled (graceful shutdown took too long): handlers that run
-    /// to their end through a bot's stop are cancelled then.
-    let aborted = Signal()
+    /// Handlers that run to their end through a bot's stop; cancelled when the agent's run is
+    /// (graceful shutdown took too long).
+    let handlers = UninterruptedWork()
     let metrics = AgentMetrics()
 
     /// How long a graceful shutdown (SIGTERM, SIGINT) may take before the agent is cancelled,
@@ -137,7 +137,7 @@ public final class Agent: Service, Sendable {
         await withTaskCancellationHandler {
             await runUntilShutdown(configuration, store: store)
         } onCancel: {
-            self.aborted.fire()
+            self.handlers.cancelAll()
         }
         await store.close()
         logger.info("agent stopped")
@@ -166,7 +166,7 @@ public final class Agent: Service, Sendable {
     private func apply(_ next: AgentConfiguration, store: AgentStore, group: inout DiscardingTaskGroup) {
         let environment = BotEnvironment(
             server: next.server, store: store, clock: clock, timeZone: TimeZone(identifier: next.timeZone) ?? TimeZone(identifier: "UTC")!,
-            admins: next.admins, tokenProvider: tokenProvider, metrics: metrics, aborted: aborted, logger: logger)
+            admins: next.admins, tokenProvider: tokenProvider, metrics: metrics, handlers: handlers, logger: logger)
         let (stopped, started) = runners.withLock { runners -> ([BotRunner], [BotRunner]) in
             var stopped: [BotRunner] = []
             var started: [BotRunner] = []
@@ -259,21 +259,8 @@ struct BotEnvironment: Sendable {
     var admins: [String]
     var tokenProvider: Agent.TokenProvider?
     var metrics: AgentMetrics
-    var aborted: Signal
+    var handlers: UninterruptedWork
     var logger: Logger
-
-    /// Runs `work` to its end even when the caller is cancelled (a bot stopping: the event in hand
-    /// is handled and its position recorded, so a restart neither loses nor repeats it), unless the
-    /// agent is cancelled: then a handler that never ends does not keep the process from stopping.
-    func finish(_ work: @escaping @Sendable () async -> Void) async {
-        let task = Task { await work() }
-        let abort = Task {
-            await aborted.wait()
-            if aborted.hasFired { task.cancel() }
-        }
-        await task.value
-        abort.cancel()
-    }
 }
 
 /// Keeps one bot running: connects, follows its rooms, dispatches, and starts again with backoff
@@ -360,7 +347,7 @@ final class BotRunner: Sendable {
                 }
                 group.addTask {
                     for await event in events {
-                        await self.environment.finish { await runtime.handle(event) }
+                        await self.environment.handlers.run { await runtime.handle(event) }
                         if self.stop.hasFired { break }
                     }
                     ended.fire()
@@ -370,7 +357,7 @@ final class BotRunner: Sendable {
                     await runtime.scheduler.run(logger: self.logger) { plugin, job in
                         guard let entry = runtime.plugins.withLock({ $0.first { $0.name == plugin } }) else { return }
                         // As events: a schedule that fired is handled to the end even when the bot stops.
-                        await self.environment.finish {
+                        await self.environment.handlers.run {
                             await runtime.deliver(.schedule(job), roomId: nil, only: entry) { plugin, context in try await plugin.onSchedule(job, context: context) }
                         }
                     }

@@ -131,3 +131,40 @@ struct BotPositions: PositionStore {
         try await store.setPosition(bot: bot, room: roomId, seq: seq)
     }
 }
+
+/// Work run to its end even when the caller is cancelled (a bot stopping: the event in hand is
+/// handled and its position recorded, so a restart neither loses nor repeats it), unless
+/// ``cancelAll()`` comes: then a handler that never ends does not keep the process from stopping.
+final class UninterruptedWork: Sendable {
+    private struct State {
+        var cancelled = false
+        var next = 0
+        var running: [Int: Task<Void, Never>] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    /// Runs `work` in a task of its own, which the caller's cancellation does not reach.
+    func run(_ work: @escaping @Sendable () async -> Void) async {
+        let task = Task { await work() }
+        let id = state.withLock { state -> Int? in
+            guard !state.cancelled else { return nil }
+            state.next += 1
+            state.running[state.next] = task
+            return state.next
+        }
+        if id == nil { task.cancel() }
+        await task.value
+        if let id { _ = state.withLock { $0.running.removeValue(forKey: id) } }
+    }
+
+    /// Cancels the work running and all work to come.
+    func cancelAll() {
+        let running = state.withLock { state in
+            state.cancelled = true
+            defer { state.running = [:] }
+            return Array(state.running.values)
+        }
+        for task in running { task.cancel() }
+    }
+}
