@@ -55,12 +55,12 @@ public struct DatabaseAddress: Sendable, Hashable {
     public init(url: String) throws {
         let expected = "expected postgres://USER:PASSWORD@HOST:PORT/DATABASE (port, password and ?sslmode=disable|prefer|require optional)"
         guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(), scheme == "postgres" || scheme == "postgresql" else {
-            throw ArchiveError(.invalid, "\(Self.redacted(url)) is not a PostgreSQL URL; \(expected)")
+            throw ArchiveError(.invalid, "\(RedactedURL.string(url)) is not a PostgreSQL URL; \(expected)")
         }
-        guard let host = components.host, !host.isEmpty else { throw ArchiveError(.invalid, "the PostgreSQL URL \(Self.redacted(url)) names no host; \(expected)") }
+        guard let host = components.host, !host.isEmpty else { throw ArchiveError(.invalid, "the PostgreSQL URL \(RedactedURL.string(url)) names no host; \(expected)") }
         let database = String(components.path.drop { $0 == "/" })
         guard !database.isEmpty, !database.contains("/") else {
-            throw ArchiveError(.invalid, "the PostgreSQL URL \(Self.redacted(url)) names no database; \(expected)")
+            throw ArchiveError(.invalid, "the PostgreSQL URL \(RedactedURL.string(url)) names no database; \(expected)")
         }
         self.host = host
         self.port = components.port ?? 5432
@@ -77,11 +77,6 @@ public struct DatabaseAddress: Sendable, Hashable {
             }
             self.tls = tls
         }
-    }
-
-    /// The URL without its password, for messages and logs.
-    public static func redacted(_ url: String) -> String {
-        RedactedURL.string(url)
     }
 
     /// `host:port/database`, for messages.

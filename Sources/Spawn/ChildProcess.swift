@@ -135,19 +135,12 @@ public final class ChildProcess: Sendable {
         }
     }
 
-    /// Sends `signal` to the child (nothing once it has been reaped).
-    public func send(_ signal: Int32) {
+    /// Sends `signal` to the child, or with `toGroup` to its process group (the child and what it
+    /// started and did not move elsewhere; the group's id is the child's), while the child has
+    /// not been reaped: a reaped id may belong to another process by now.
+    public func send(_ signal: Int32, toGroup: Bool = false) {
         ended.withLock { ended in
-            // A reaped id may belong to another process by now.
-            if ended == nil { _ = kill(id, signal) }
-        }
-    }
-
-    /// Sends `signal` to the child's process group (the child and what it started and did not move
-    /// elsewhere), while the child has not been reaped: the group's id is the child's.
-    public func sendToGroup(_ signal: Int32) {
-        ended.withLock { ended in
-            if ended == nil { _ = kill(-id, signal) }
+            if ended == nil { _ = kill(toGroup ? -id : id, signal) }
         }
     }
 

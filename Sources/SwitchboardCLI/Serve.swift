@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SwitchboardProtocol
 import Logging
 import ServiceLifecycle
 import SwitchboardPostgres
@@ -205,7 +206,7 @@ struct Serve: AsyncParsableCommand {
             logger.warning("synchronous=\(synchronous.rawValue): acked messages may be lost on a power cut")
         }
         try await database.withStore(logger: logger, configuration: storeConfiguration) { store in
-            logger.info("database opened", metadata: ["switchboard.database": "\(PostgresStore.Configuration.redacted(database.database))"])
+            logger.info("database opened", metadata: ["switchboard.database": "\(RedactedURL.string(database.database))"])
             // The agent (--agent) starts once the server listens.
             let inProcessAgent = try (agent.isEmpty ? nil : agent).map { try InProcessAgent(file: $0, store: store, host: host, logger: logger) }
             let server = ChatServer(configuration: configuration, store: store, logger: logger) { port in inProcessAgent?.serverListening(on: port) }

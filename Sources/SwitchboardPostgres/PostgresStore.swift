@@ -93,14 +93,14 @@ public final class PostgresStore: ChatStore {
             guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
                 scheme == "postgres" || scheme == "postgresql"
             else {
-                throw StoreError(.unavailable, "\(Self.redacted(url)) is not a PostgreSQL URL; \(expected)")
+                throw StoreError(.unavailable, "\(RedactedURL.string(url)) is not a PostgreSQL URL; \(expected)")
             }
             guard let host = components.host, !host.isEmpty else {
-                throw StoreError(.unavailable, "the PostgreSQL URL \(Self.redacted(url)) names no host; \(expected)")
+                throw StoreError(.unavailable, "the PostgreSQL URL \(RedactedURL.string(url)) names no host; \(expected)")
             }
             let database = String(components.path.drop { $0 == "/" })
             guard !database.isEmpty, !database.contains("/") else {
-                throw StoreError(.unavailable, "the PostgreSQL URL \(Self.redacted(url)) names no database; \(expected)")
+                throw StoreError(.unavailable, "the PostgreSQL URL \(RedactedURL.string(url)) names no database; \(expected)")
             }
             self.init(
                 host: host, port: components.port ?? 5432, username: components.user ?? "postgres", password: components.password,
@@ -134,11 +134,6 @@ public final class PostgresStore: ChatStore {
         public static func isURL(_ text: String) -> Bool {
             let lowered = text.lowercased()
             return lowered.hasPrefix("postgres://") || lowered.hasPrefix("postgresql://")
-        }
-
-        /// The URL without its password, for messages and logs.
-        public static func redacted(_ url: String) -> String {
-            RedactedURL.string(url)
         }
 
         /// `host:port/database`, for messages.

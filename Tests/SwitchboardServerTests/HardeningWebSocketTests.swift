@@ -101,14 +101,11 @@ struct StalledClientTests {
     func stalledReaderIsCut() async throws {
         let contentLength = 1 << 20
         try await withServer({
-            unlimitedRate(&$0)
-            // Far above what is queued here: only the heartbeat can end this connection.
-            $0.maxOutboundBytes = 256 << 20
+            // The send cap far above what is queued here: only the heartbeat can end this connection.
+            largeBacklog(&$0, contentLength: contentLength)
             // Long enough for the watcher's pongs on a loaded machine; the queue fills well before.
             $0.pingInterval = .seconds(5)
             $0.pingTimeout = .seconds(3)
-            $0.limits.maxContentLength = contentLength + 100
-            $0.limits.maxFrameBytes = contentLength + 64 * 1024
         }) { server in
             let alice = try await server.register("alice")
             let carol = try await server.register("carol")

@@ -21,6 +21,15 @@ func unlimitedRate(_ configuration: inout ServerConfiguration) {
     configuration.messageBurst = 100_000
 }
 
+/// Room for a backlog of messages of `contentLength` bytes queued to a client that stops reading:
+/// no rate limit, messages that large, and a send cap far above what such tests queue.
+func largeBacklog(_ configuration: inout ServerConfiguration, contentLength: Int) {
+    unlimitedRate(&configuration)
+    configuration.maxOutboundBytes = 256 << 20
+    configuration.limits.maxContentLength = contentLength + 100
+    configuration.limits.maxFrameBytes = contentLength + 64 * 1024
+}
+
 // MARK: Expectations
 
 /// Expects an HTTP error answer with the contract's status and body for `code`.

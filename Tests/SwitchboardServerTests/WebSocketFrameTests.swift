@@ -151,12 +151,9 @@ struct WebSocketFrameTests {
     func pingsWithoutReadingQueueNoPongs() async throws {
         let contentLength = 1 << 20
         try await withServer({
-            unlimitedRate(&$0)
-            // Room for what is queued here; and the raw client answers no ping of the server's.
-            $0.maxOutboundBytes = 256 << 20
+            largeBacklog(&$0, contentLength: contentLength)
+            // The raw client answers no ping of the server's.
             $0.pingInterval = .seconds(600)
-            $0.limits.maxContentLength = contentLength + 100
-            $0.limits.maxFrameBytes = contentLength + 64 * 1024
         }) { server in
             let alice = try await server.register("alice")
             let carol = try await server.register("carol")

@@ -55,7 +55,7 @@ struct PostgresTests {
         #expect(short.port == 5432 && short.username == "postgres" && short.password == nil && short.tls == .prefer)
         #expect(short.maxConcurrentCommits == 2)
         #expect(try PostgresStore.Configuration(url: "postgres://127.0.0.1/chat?commits=3").maxConcurrentCommits == 3)
-        #expect(PostgresStore.Configuration.redacted("postgres://ana:secret@h/db") == "postgres://ana:***@h/db")
+        #expect(RedactedURL.string("postgres://ana:secret@h/db") == "postgres://ana:***@h/db")
     }
 
     @Test(arguments: ["mysql://h/db", "postgres://h", "postgres://h/", "postgres:///db", "postgres://h/db?sslmode=maybe", "postgres://h/db?pool=3", "postgres://h/db?commits=0", "postgres://h/db?commits=many"])

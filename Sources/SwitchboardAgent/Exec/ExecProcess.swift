@@ -121,9 +121,9 @@ struct ExecProcess {
     /// that what it started (`sh -c "… && node bot.js"`) stops with it and is not left running.
     private static func stop(_ process: ChildProcess, timeout: Duration) async {
         if await waitForExit(process, upTo: .milliseconds(200)) { return }
-        process.sendToGroup(SIGTERM)
+        process.send(SIGTERM, toGroup: true)
         if await waitForExit(process, upTo: timeout) { return }
-        process.sendToGroup(SIGKILL)
+        process.send(SIGKILL, toGroup: true)
         _ = await waitForExit(process, upTo: .seconds(3600))
     }
 
