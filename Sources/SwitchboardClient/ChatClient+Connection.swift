@@ -85,7 +85,7 @@ extension ChatClient {
         guard let (host, port) = configuration.webSocketHostAndPort else { return nil }
         do {
             let relay = try await ConnectionRelay.start(
-                target: host, port: port, connectTimeout: configuration.connectTimeout, eventLoopGroup: eventLoopGroup
+                target: host, port: port, connectTimeout: configuration.connectTimeout, eventLoopGroup: eventLoopGroup, logger: logger
             )
             relayBox.withLock { $0 = relay }
             return relay
@@ -163,17 +163,13 @@ extension ChatClient {
                 }
             }
             group.addTask {
-                // The watchdog: an upgrade still unanswered after the timeout, or when the client stops, is
-                // cut at the relay (see ConnectionRelay for why the library cannot be asked to stop).
-                try? await Task.sleep(for: connectTimeout)
-                let stuck = attempt.state.withLock { !$0.opened && !$0.finished }
-                guard stuck else { return nil }
-                if Task.isCancelled {
+                // An upgrade under way when the client stops is cut at the relay (see ConnectionRelay for why
+                // the library cannot be asked to stop; the relay itself cuts one the server leaves unanswered).
+                while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+                if attempt.state.withLock({ !$0.opened && !$0.finished }) {
                     connectionLogger.debug("the client stops during a WebSocket upgrade; cutting it")
-                } else {
-                    connectionLogger.warning("the WebSocket upgrade got no answer in time; cutting it")
+                    relay?.cutAll()
                 }
-                relay?.cutAll()
                 return nil
             }
             var outcome: Result<WebSocketCloseFrame?, any Error> = .failure(CancellationError())

@@ -23,7 +23,7 @@ public struct ClientConfiguration: Sendable {
     public var fallback: Fallback = Fallback()
     /// How long an HTTP request or a WebSocket request may wait for its answer.
     public var requestTimeout: Duration = .seconds(30)
-    /// How long opening a WebSocket (TCP, then the HTTP upgrade) may take before the attempt is abandoned.
+    /// How long opening a WebSocket (TCP, then the server's answer to the HTTP upgrade) may take before the attempt is abandoned.
     public var connectTimeout: Duration = .seconds(10)
     /// How long ``ChatClient/disconnect()`` waits for the outbox to drain before giving up on it.
     public var shutdownFlushTimeout: Duration = .seconds(5)

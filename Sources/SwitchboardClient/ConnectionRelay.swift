@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -23,6 +24,10 @@ import Darwin
 /// uses the same cut for a connection it finds dead, rather than waiting for a close handshake that
 /// cannot complete.
 ///
+/// The relay also gives up an upgrade that the server has not answered within the connect timeout,
+/// on its event loop: a timer in a task could find an upgrade unanswered that was answered while the
+/// task waited for a thread, and cut a connection that had just opened.
+///
 /// The relay listens on 127.0.0.1 only, relays only to the client's server, and only for requests
 /// that carry its random secret, so that nothing else on the machine can use it.
 final class ConnectionRelay: Sendable {
@@ -39,8 +44,11 @@ final class ConnectionRelay: Sendable {
         self.secret = secret
     }
 
-    /// Starts a relay that forwards to `host:port` only.
-    static func start(target host: String, port targetPort: Int, connectTimeout: Duration, eventLoopGroup: any EventLoopGroup) async throws -> ConnectionRelay {
+    /// Starts a relay that forwards to `host:port` only. `connectTimeout` bounds the connection to
+    /// the server and, from the library's connection to the relay, the server's answer to the upgrade.
+    static func start(
+        target host: String, port targetPort: Int, connectTimeout: Duration, eventLoopGroup: any EventLoopGroup, logger: Logger
+    ) async throws -> ConnectionRelay {
         let secret = "Bearer " + (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 36) }.joined()
         let box = RelayBox()
         let channel = try await ServerBootstrap(group: eventLoopGroup)
@@ -50,7 +58,7 @@ final class ConnectionRelay: Sendable {
                     try channel.pipeline.syncOperations.addHandler(
                         RelayFrontHandler(
                             relay: relay, allowedHost: host, allowedPort: targetPort,
-                            connectTimeout: .nanoseconds(connectTimeout.nanoseconds)
+                            connectTimeout: .nanoseconds(connectTimeout.nanoseconds), logger: logger
                         )
                     )
                 }
@@ -121,18 +129,42 @@ private final class RelayFrontHandler: ChannelInboundHandler {
     private let allowedHost: String
     private let allowedPort: Int
     private let connectTimeout: TimeAmount
+    private let logger: Logger
     private var state: State = .readingRequest(nil)
+    /// Resets the connection unless the server has answered the upgrade by then.
+    private var upgradeDeadline: Scheduled<Void>?
 
-    init(relay: ConnectionRelay, allowedHost: String, allowedPort: Int, connectTimeout: TimeAmount) {
+    init(relay: ConnectionRelay, allowedHost: String, allowedPort: Int, connectTimeout: TimeAmount, logger: Logger) {
         self.relay = relay
         self.allowedHost = allowedHost
         self.allowedPort = allowedPort
         self.connectTimeout = connectTimeout
+        self.logger = logger
     }
 
     func channelActive(context: ChannelHandlerContext) {
         relay.track(context.channel)
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        upgradeDeadline = context.eventLoop.scheduleTask(in: connectTimeout) {
+            handler.value.upgradeTimedOut(context: boundContext.value)
+        }
         context.fireChannelActive()
+    }
+
+    private func upgradeTimedOut(context: ChannelHandlerContext) {
+        upgradeDeadline = nil
+        switch state {
+        case .closed, .closingAfterNextRead:
+            return
+        case .relaying(_, spoken: false):
+            // See userInboundEventTriggered: a reset before the library has spoken is lost on it.
+            state = .closingAfterNextRead
+        default:
+            state = .closed
+            reset(context.channel)
+        }
+        logger.warning("the WebSocket upgrade got no answer in time; cutting it")
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -244,6 +276,11 @@ private final class RelayFrontHandler: ChannelInboundHandler {
     /// handler a moment after the 200, and a reset in that moment is lost on it, so the relay
     /// waits until the library has written (its upgrade request).
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is UpgradeAnswered {
+            upgradeDeadline?.cancel()
+            upgradeDeadline = nil
+            return
+        }
         guard let closed = event as? BackClosed else { return context.fireUserInboundEventTriggered(event) }
         switch state {
         case .relaying(_, spoken: false) where !closed.answered:
@@ -266,6 +303,8 @@ private final class RelayFrontHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        upgradeDeadline?.cancel()
+        upgradeDeadline = nil
         if case .relaying(let back, _) = state { back.close(promise: nil) }
         state = .closed
         relay.untrack(context.channel)
@@ -283,20 +322,51 @@ private struct BackClosed {
     var answered: Bool
 }
 
+/// Told to the library's side when the server has sent the whole head of its answer to the upgrade:
+/// the library needs nothing more from the network to finish it.
+private struct UpgradeAnswered {}
+
+/// Finds the end of an HTTP response head (an empty line) in bytes that come in pieces.
+struct ResponseHeadEnd {
+    /// How much of "\r\n\r\n" the last bytes were.
+    private var matched = 0
+    /// Whether the head has ended.
+    private(set) var found = false
+
+    /// Reads the next bytes; true once the head has ended.
+    mutating func scan(_ bytes: some Sequence<UInt8>) -> Bool {
+        guard !found else { return true }
+        for byte in bytes {
+            switch (matched, byte) {
+            case (0, UInt8(ascii: "\r")), (2, UInt8(ascii: "\r")), (1, UInt8(ascii: "\n")): matched += 1
+            case (3, UInt8(ascii: "\n")):
+                found = true
+                return true
+            case (_, UInt8(ascii: "\r")): matched = 1
+            default: matched = 0
+            }
+        }
+        return false
+    }
+}
+
 /// The server's side of a relayed connection: pipes back, and closes the library's side when it ends.
 private final class RelayBackHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     private let front: any Channel
     private var answered = false
+    private var headEnd = ResponseHeadEnd()
 
     init(front: any Channel) {
         self.front = front
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data)
         answered = true
-        front.writeAndFlush(unwrapInboundIn(data), promise: nil)
+        if !headEnd.found, headEnd.scan(bytes.readableBytesView) { front.pipeline.fireUserInboundEventTriggered(UpgradeAnswered()) }
+        front.writeAndFlush(bytes, promise: nil)
         // Back-pressure: while the library does not read (the application is slow), the relay reads no more
         // from the server either, so that the server, not this relay, holds what waits, and applies its rule
         // for slow clients.
