@@ -67,7 +67,9 @@ public struct BotTest: Sendable {
             try await running.start()
             do {
                 let result = try await TestUser.with(server: server, auth: tester) { user in
-                    try await user.client.subscribe(to: room.id)
+                    // From the room's start: what the bot says before the tester has joined (a plugin's run
+                    // speaking at once, while the machine is busy) is not missed.
+                    try await user.client.subscribe(to: room.id, after: 0)
                     return try await body(BotTest(server: server, clock: clock, bot: bot, tester: user, room: room, configuration: agentConfiguration, running: running))
                 }
                 await running.stop()
