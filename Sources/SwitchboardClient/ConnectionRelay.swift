@@ -45,7 +45,7 @@ final class ConnectionRelay: Sendable {
     }
 
     /// Starts a relay that forwards to `host:port` only. `connectTimeout` bounds the connection to
-    /// the server and, from the library's connection to the relay, the server's answer to the upgrade.
+    /// the server and, from the library's `CONNECT`, the server's answer to the upgrade.
     static func start(
         target host: String, port targetPort: Int, connectTimeout: Duration, eventLoopGroup: any EventLoopGroup, logger: Logger
     ) async throws -> ConnectionRelay {
@@ -131,7 +131,7 @@ private final class RelayFrontHandler: ChannelInboundHandler {
     private let connectTimeout: TimeAmount
     private let logger: Logger
     private var state: State = .readingRequest(nil)
-    /// Resets the connection unless the server has answered the upgrade by then.
+    /// From the library's `CONNECT`: resets the connection unless the server has answered the upgrade by then.
     private var upgradeDeadline: Scheduled<Void>?
 
     init(relay: ConnectionRelay, allowedHost: String, allowedPort: Int, connectTimeout: TimeAmount, logger: Logger) {
@@ -144,11 +144,6 @@ private final class RelayFrontHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         relay.track(context.channel)
-        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-        upgradeDeadline = context.eventLoop.scheduleTask(in: connectTimeout) {
-            handler.value.upgradeTimedOut(context: boundContext.value)
-        }
         context.fireChannelActive()
     }
 
@@ -232,6 +227,9 @@ private final class RelayFrontHandler: ChannelInboundHandler {
         let front = context.channel
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        upgradeDeadline = context.eventLoop.scheduleTask(in: connectTimeout) {
+            handler.value.upgradeTimedOut(context: boundContext.value)
+        }
         ClientBootstrap(group: context.eventLoop)
             .connectTimeout(connectTimeout)
             .channelInitializer { channel in
