@@ -113,6 +113,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Days a session token from register or login lives; 0: forever (env: SWITCHBOARD_SESSION_DAYS).")
     var sessionDays: Int = environment("SWITCHBOARD_SESSION_DAYS", 30)
 
+    @Option(help: "API tokens one user may hold live; one more is refused until one is revoked (env: SWITCHBOARD_MAX_TOKENS_PER_USER).")
+    var maxTokensPerUser: Int = environment("SWITCHBOARD_MAX_TOKENS_PER_USER", ServerConfiguration().maxTokensPerUser)
+
     @Option(help: "Long-polling sessions one user may hold; a new one ends the oldest (env: SWITCHBOARD_MAX_POLL_SESSIONS_PER_USER).")
     var maxPollSessionsPerUser: Int = environment("SWITCHBOARD_MAX_POLL_SESSIONS_PER_USER", ServerConfiguration().maxPollSessionsPerUser)
 
@@ -141,6 +144,7 @@ struct Serve: AsyncParsableCommand {
         guard (0...100_000).contains(passwordHashQueue) else { throw ValidationError("--password-hash-queue must be 0 to 100000") }
         guard (1...1_000_000).contains(maxConnectionsPerAddress) else { throw ValidationError("--max-connections-per-address must be 1 to 1000000") }
         guard (0...36_500).contains(sessionDays) else { throw ValidationError("--session-days must be 0 (forever) to 36500") }
+        guard (1...1_000_000).contains(maxTokensPerUser) else { throw ValidationError("--max-tokens-per-user must be 1 to 1000000") }
         guard (1...10_000).contains(maxPollSessionsPerUser) else { throw ValidationError("--max-poll-sessions-per-user must be 1 to 10000") }
     }
 
@@ -156,6 +160,7 @@ struct Serve: AsyncParsableCommand {
         configuration.maxConnectionsPerAddress = maxConnectionsPerAddress
         configuration.shutdownTimeout = .milliseconds(shutdownTimeoutMs)
         configuration.sessionLifetime = sessionDays == 0 ? nil : .seconds(sessionDays * 86_400)
+        configuration.maxTokensPerUser = maxTokensPerUser
         configuration.maxPollSessionsPerUser = maxPollSessionsPerUser
         configuration.metricsToken = metricsToken.isEmpty ? nil : metricsToken
     }

@@ -67,19 +67,26 @@ extension PostgresStore {
 // MARK: Tokens
 
 extension PostgresStore {
-    /// Stores a token's hash and returns its record.
+    /// Stores a token's hash and returns its record; `.conflict` past `new.maxLive`.
     public func createToken(_ new: NewToken) async throws -> TokenRecord {
         let record = TokenRecord(
             id: Ids.make("t_"), userId: new.userId, name: new.name, kind: new.kind, createdAt: new.now,
             expiresAt: new.expiresAt, revokedAt: nil)
-        try await read { connection in
-            try await connection.query(
+        let inserted = try await read { connection in
+            try await connection.rows(
                 """
                 INSERT INTO tokens (id, user_id, hash, name, kind, created_at, expires_at)
-                VALUES (\(record.id), \(record.userId), \(ByteBuffer(bytes: new.hash)), \(record.name), \(record.kind.rawValue),
-                        \(record.createdAt), \(record.expiresAt))
+                SELECT \(record.id), \(record.userId), \(ByteBuffer(bytes: new.hash)), \(record.name), \(record.kind.rawValue),
+                       \(record.createdAt), \(record.expiresAt)
+                WHERE \(new.maxLive)::bigint IS NULL OR (
+                    SELECT count(*) FROM tokens
+                    WHERE user_id = \(record.userId) AND kind = \(record.kind.rawValue) AND revoked_at IS NULL
+                      AND (expires_at IS NULL OR expires_at > \(record.createdAt))
+                ) < \(new.maxLive)
+                RETURNING id
                 """, logger: logger)
         }
+        guard !inserted.isEmpty else { throw StoreError(.conflict, "the user holds \(new.maxLive ?? 0) live \(new.kind.rawValue) tokens, the most allowed") }
         return record
     }
 

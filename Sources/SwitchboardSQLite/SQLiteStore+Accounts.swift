@@ -81,19 +81,30 @@ extension SQLiteStore {
 // MARK: Tokens
 
 extension SQLiteStore {
-    /// Stores a token's hash and returns its record.
+    /// Stores a token's hash and returns its record; `.conflict` past `new.maxLive`.
     public func createToken(_ new: NewToken) async throws -> TokenRecord {
         let record = TokenRecord(
             id: Ids.make("t_"), userId: new.userId, name: new.name, kind: new.kind, createdAt: new.now,
             expiresAt: new.expiresAt, revokedAt: nil)
-        try await write { connection in
-            _ = try await connection.query(
-                "INSERT INTO tokens (id, user_id, hash, name, kind, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        let isStored = try await write { connection in
+            try await !connection.query(
+                """
+                INSERT INTO tokens (id, user_id, hash, name, kind, created_at, expires_at)
+                SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+                WHERE ?8 IS NULL OR (
+                    SELECT count(*) FROM tokens
+                    WHERE user_id = ?2 AND kind = ?5 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?6)
+                ) < ?8
+                RETURNING id
+                """,
                 [
                     .text(record.id), .text(record.userId), .blob(ByteBuffer(bytes: new.hash)), .text(record.name),
                     .text(record.kind.rawValue), .integer(record.createdAt), .optionalInteger(record.expiresAt),
-                ])
+                    .optionalInteger(new.maxLive),
+                ]
+            ).isEmpty
         }
+        guard isStored else { throw StoreError(.conflict, "the user holds \(new.maxLive ?? 0) live \(new.kind.rawValue) tokens, the most allowed") }
         return record
     }
 

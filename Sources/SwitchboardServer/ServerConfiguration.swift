@@ -74,6 +74,9 @@ public struct ServerConfiguration: Sendable {
     public var shutdownTimeout: Duration = .seconds(10)
     /// How long a session token from `register` or `login` lives; nil: forever.
     public var sessionLifetime: Duration? = .seconds(30 * 24 * 3600)
+    /// API tokens (`POST /api/tokens`) one user may hold live (not revoked, not expired); one more is
+    /// `conflict` until one is revoked. Session tokens from `register` and `login` do not count.
+    public var maxTokensPerUser: Int = 100
     /// Long-polling sessions one user may hold; a new one past it ends the oldest.
     public var maxPollSessionsPerUser: Int = 8
     /// Bearer token that `GET /metrics` requires; nil: `/metrics` is not served.

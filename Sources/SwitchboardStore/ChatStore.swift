@@ -160,13 +160,18 @@ public struct NewToken: Sendable, Hashable {
     public var kind: TokenKind
     public var now: Int
     public var expiresAt: Int?
-    public init(userId: String, hash: [UInt8], name: String, kind: TokenKind, now: Int, expiresAt: Int?) {
+    /// When set, the token is stored only while its user holds fewer live tokens (not revoked, not
+    /// expired at `now`) of its kind; otherwise ``StoreError/Code/conflict``. Concurrent creations may
+    /// pass it by the few that race.
+    public var maxLive: Int?
+    public init(userId: String, hash: [UInt8], name: String, kind: TokenKind, now: Int, expiresAt: Int?, maxLive: Int? = nil) {
         self.userId = userId
         self.hash = hash
         self.name = name
         self.kind = kind
         self.now = now
         self.expiresAt = expiresAt
+        self.maxLive = maxLive
     }
 }
 

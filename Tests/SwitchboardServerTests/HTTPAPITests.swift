@@ -166,6 +166,30 @@ struct HTTPAPITests {
         }
     }
 
+    @Test("a user holds at most maxTokensPerUser live API tokens: one more is 409 and stores nothing; a revoked one makes room; sessions and other users do not count")
+    func tokenCap() async throws {
+        try await withServer({ $0.maxTokensPerUser = 3 }) { server in
+            let alice = try await server.register("alice")
+            let bob = try await server.register("bob")
+            var made: [CreateTokenResponse] = []
+            for index in 1...3 { made.append(try await server.createToken(token: alice.token, name: "script \(index)")) }
+
+            let refused = try await server.request(.POST, "/api/tokens", token: alice.token, json: CreateTokenRequest(name: "one more"))
+            expectHTTPError(refused, 409, .conflict)
+            #expect(refused.error?.message.contains("DELETE /api/tokens/") == true, "\(refused.text)")
+            let listed = try await server.request(.GET, "/api/tokens", token: alice.token).decode(TokensResponse.self)
+            #expect(listed.tokens.count == 4, "the session and the three scripts: \(listed.tokens.map(\.name))")
+            #expect(!listed.tokens.contains { $0.name == "one more" })
+
+            _ = try await server.createToken(token: bob.token, name: "bob's own")
+            #expect(try await server.request(.POST, "/api/login", json: LoginRequest(username: "alice", password: "password123")).status == 200)
+
+            #expect(try await server.request(.DELETE, "/api/tokens/\(made[0].id)", token: alice.token).status == 204)
+            _ = try await server.createToken(token: alice.token, name: "in its place")
+            expectHTTPError(try await server.request(.POST, "/api/tokens", token: alice.token, json: CreateTokenRequest(name: "again")), 409, .conflict)
+        }
+    }
+
     @Test("a token made with expiresInSeconds works until then, is refused after, and its socket is closed with 4001")
     func expiringToken() async throws {
         try await withServer { server in

@@ -164,6 +164,32 @@ struct TokenTests {
         }
     }
 
+    @Test(arguments: TestDatabase.allCases) func maxLiveCountsOnlyTheUsersLiveTokensOfTheKind(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
+            let ana = try await store.makeUser("ana")
+            let bob = try await store.makeUser("bob")
+            func capped(_ user: User, _ hashByte: UInt8, now: Int = 1_000, kind: TokenKind = .api, expiresAt: Int? = nil) -> NewToken {
+                var new = token(user, hashByte, now: now, expiresAt: expiresAt)
+                new.kind = kind
+                new.maxLive = 2
+                return new
+            }
+            let first = try await store.createToken(capped(ana, 1))
+            _ = try await store.createToken(capped(ana, 2, expiresAt: 5_000))
+            await #expect(throws: StoreError.self) { try await store.createToken(capped(ana, 3)) }
+            #expect(try await store.activeToken(hash: Array(repeating: 3, count: 32), now: 1_000) == nil, "the refused token is not stored")
+
+            // Neither another user's tokens nor sessions count.
+            _ = try await store.createToken(capped(bob, 4))
+            _ = try await store.createToken(capped(ana, 5, kind: .session))
+            // Revoked and expired ones do not either.
+            _ = try #require(try await store.revokeToken(id: first.id, ownerId: ana.id, now: 1_500))
+            _ = try await store.createToken(capped(ana, 6, now: 2_000))
+            await #expect(throws: StoreError.self) { try await store.createToken(capped(ana, 7, now: 4_999)) }
+            _ = try await store.createToken(capped(ana, 8, now: 5_000))
+        }
+    }
+
     @Test(arguments: TestDatabase.allCases) func tokensAreListedNewestFirstPerUserOrForEverybody(_ database: TestDatabase) async throws {
         try await withStore(database) { store in
             let ana = try await store.makeUser("ana")

@@ -70,8 +70,15 @@ struct Accounts: Sendable {
         let name = try Validation.displayName(request.name, limits: configuration.limits)
         let now = WallClock.milliseconds()
         let expiresAt = try request.expiresInSeconds.map { seconds throws(ProtocolError) in try Credentials.expiry(now: now, seconds: seconds) }
-        let (record, token) = try await issueToken(for: identity.user, name: name, kind: .api, now: now, expiresAt: expiresAt)
-        return CreateTokenResponse(id: record.id, token: token)
+        do {
+            let (record, token) = try await issueToken(
+                for: identity.user, name: name, kind: .api, now: now, expiresAt: expiresAt, maxLive: configuration.maxTokensPerUser)
+            return CreateTokenResponse(id: record.id, token: token)
+        } catch let error as ProtocolError where error.code == .conflict {
+            throw ProtocolError(
+                .conflict,
+                "you hold \(configuration.maxTokensPerUser) live API tokens, the most allowed; revoke one first (GET /api/tokens lists them, DELETE /api/tokens/{id} revokes one)")
+        }
     }
 
     /// The caller's live tokens, newest first.
@@ -102,10 +109,12 @@ struct Accounts: Sendable {
         return AuthResponse(user: user, token: token, tokenId: record.id, expiresAt: record.expiresAt)
     }
 
-    private func issueToken(for user: User, name: String, kind: TokenKind, now: Int, expiresAt: Int?) async throws -> (TokenRecord, String) {
+    private func issueToken(
+        for user: User, name: String, kind: TokenKind, now: Int, expiresAt: Int?, maxLive: Int? = nil
+    ) async throws -> (TokenRecord, String) {
         let (token, hash) = Credentials.newToken()
         let record = try await service.storeCall {
-            try await store.createToken(NewToken(userId: user.id, hash: hash, name: name, kind: kind, now: now, expiresAt: expiresAt))
+            try await store.createToken(NewToken(userId: user.id, hash: hash, name: name, kind: kind, now: now, expiresAt: expiresAt, maxLive: maxLive))
         }
         return (record, token)
     }
