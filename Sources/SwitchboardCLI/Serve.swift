@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
-import SwitchboardProtocol
 import Logging
 import ServiceLifecycle
 import SwitchboardPostgres
+import SwitchboardProtocol
 import SwitchboardServer
 import SwitchboardSQLite
 import SwitchboardStore
