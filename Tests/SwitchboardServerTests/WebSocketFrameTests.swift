@@ -165,6 +165,7 @@ struct WebSocketFrameTests {
             try await stalled.setReading(false)
             // More than the kernel's buffers hold: past them, carol's socket takes no more writes.
             let watcher = try await server.connect(token: alice.token)
+            try await watcher.join(room.id)
             let body = String(repeating: "x", count: contentLength)
             for index in 1...(2 * SlowConsumerTests.kernelSendBufferMax() / contentLength + 4) {
                 _ = try await watcher.sendMessage("\(index) \(body)", roomId: room.id)
@@ -172,7 +173,12 @@ struct WebSocketFrameTests {
             let pings = 2_000
             let ping = RawClient.clientFrame(opcode: 0x9, payload: Array(repeating: 0x70, count: 125))
             for _ in 0..<(pings / 500) { try await stalled.write((0..<500).flatMap { _ in ping }) }
-            try await stalled.sendText(#"{"type":"ping","ref":"after"}"#)
+            // A connection's requests are answered in the order read: once alice sees this message,
+            // the server has read every ping before it, all while carol's socket took no writes.
+            // (Reading again before that, on a busy machine, let the server read pings while carol
+            // drained her backlog, and answer those: 756 of 2,000 once.)
+            try await stalled.sendText(json(#"{"type":"message","roomId":"ROOM","ref":"after","data":{"content":"after"}}"#, roomId: room.id))
+            _ = try await watcher.next(timeout: .seconds(40)) { $0.type == "message" && $0.data?["content"]?.stringValue == "after" }
             try await stalled.setReading(true)
             let before = try await stalled.countFramesThrough(ref: "after", timeout: .seconds(40))
             // The newest ping is answered once the socket takes writes again (around the answer
