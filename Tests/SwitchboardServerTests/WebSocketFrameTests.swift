@@ -165,11 +165,12 @@ struct WebSocketFrameTests {
             try await stalled.setReading(false)
             // More than the kernel's buffers hold: past them, carol's socket takes no more writes.
             let watcher = try await server.connect(token: alice.token)
-            try await watcher.join(room.id)
             let body = String(repeating: "x", count: contentLength)
             for index in 1...(2 * SlowConsumerTests.kernelSendBufferMax() / contentLength + 4) {
                 _ = try await watcher.sendMessage("\(index) \(body)", roomId: room.id)
             }
+            // Only now, so that alice is not sent her own large messages.
+            try await watcher.join(room.id)
             let pings = 2_000
             let ping = RawClient.clientFrame(opcode: 0x9, payload: Array(repeating: 0x70, count: 125))
             for _ in 0..<(pings / 500) { try await stalled.write((0..<500).flatMap { _ in ping }) }
