@@ -35,16 +35,37 @@ public struct ArchiveDatabase: Sendable {
     /// Runs the pool until the task is cancelled.
     public func run() async { await client.run() }
 
+    /// Runs `body` while the pool runs in a detached task, started before `body` and stopped after.
+    ///
+    /// Detached, apart from the caller: postgres-nio's client stops at a service group's graceful
+    /// shutdown, which a child task sees the moment it is asked, and a write under way would then
+    /// wait for ever. `body` starts once the pool runs: a query before that waits for it anyway,
+    /// but postgres-nio warns that `run()` has not been called.
+    func withPool<Result>(_ body: () async throws -> Result) async rethrows -> Result {
+        let (started, signal) = AsyncStream<Void>.makeStream()
+        let pool = Task.detached { [client] in
+            signal.finish()
+            await client.run()
+        }
+        for await _ in started {}
+        do {
+            let result = try await body()
+            pool.cancel()
+            await pool.value
+            return result
+        } catch {
+            pool.cancel()
+            await pool.value
+            throw error
+        }
+    }
+
     /// Runs `body` with a database whose pool runs meanwhile.
     public static func withDatabase<Result: Sendable>(
         url: String, schema: String = "switchboard_archive", logger: Logger, _ body: @Sendable (ArchiveDatabase) async throws -> Result
     ) async throws -> Result {
         let database = try ArchiveDatabase(url: url, schema: schema, logger: logger)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await database.run() }
-            defer { group.cancelAll() }
-            return try await body(database)
-        }
+        return try await database.withPool { try await body(database) }
     }
 
     /// Whether `name` can be put in SQL as it is: lower-case letters, digits and `_`, not first a digit.

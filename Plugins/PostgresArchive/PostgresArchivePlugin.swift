@@ -64,24 +64,20 @@ public struct PostgresArchivePlugin: Plugin {
         let database = try ArchiveDatabase(url: configuration.url, schema: configuration.schema, logger: logger)
         let archiver = Archiver(configuration: configuration, database: database, logger: logger, statistics: statistics)
         let events = context.client.events()
-        // The pool runs detached, apart from the agent: postgres-nio's client stops at the service
-        // group's graceful shutdown (`cancelWhenGracefulShutdown`), which a child task or a `Task {}`
-        // sees (a task-local) the moment the agent is asked to stop. The archiver or a command could
-        // then be in the middle of a write, which waited for ever, so the agent never stopped. The
-        // pool stops here, once the archiver and the commands no longer use it.
-        let pool = Task.detached { await database.run() }
-        current.set(database)
-        await withDiscardingTaskGroup { group in
-            group.addTask {
-                for await event in events { archiver.observe(event) }
+        // The pool stops once the archiver and the commands no longer use it (a graceful shutdown
+        // of the agent stops neither it nor a write under way: see `withPool`).
+        await database.withPool {
+            current.set(database)
+            await withDiscardingTaskGroup { group in
+                group.addTask {
+                    for await event in events { archiver.observe(event) }
+                }
+                // Returns when the bot stops (the task is cancelled).
+                await archiver.run(client: context.client)
+                group.cancelAll()
             }
-            // Returns when the bot stops (the task is cancelled).
-            await archiver.run(client: context.client)
-            group.cancelAll()
+            await current.clear()
         }
-        await current.clear()
-        pool.cancel()
-        await pool.value
     }
 
     public func onSchedule(_ job: ScheduledJob, context: PluginContext) async throws {

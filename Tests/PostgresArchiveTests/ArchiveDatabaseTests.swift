@@ -1,5 +1,6 @@
 import Foundation
 import SwitchboardProtocol
+import SwitchboardTesting
 import Testing
 
 @testable import PostgresArchive
@@ -68,6 +69,18 @@ import Testing
             #expect(error?.code == .invalid)
             #expect(error?.description.contains("pg_ts_config") == true)
         }
+    }
+
+    @Test func queriesStartOnlyOnceThePoolRuns() async throws {
+        // A query before the pool's `run()` waits for it, but postgres-nio warns that it was not called,
+        // which users of the archive saw at every start.
+        let recorder = LogRecorder()
+        for _ in 0..<20 {
+            try await ArchiveDatabase.withDatabase(url: try TestPostgres.url, logger: recorder.logger()) { archive in
+                _ = try await archive.client.query("SELECT 1")
+            }
+        }
+        #expect(recorder.all.filter { $0.hasPrefix("warning") }.isEmpty, "\(recorder.all.filter { $0.hasPrefix("warning") })")
     }
 
     @Test func badConfigurationIsRefused() throws {

@@ -203,6 +203,19 @@ struct PostgresTests {
         try await PostgresStore.dropSchema(try #require(configuration.schema), server: configuration, logger: testLogger)
     }
 
+    @Test func theFirstQueryFindsThePoolRunning() async throws {
+        // A query before the pool's `run()` waits for it, but postgres-nio warns that it was not called.
+        let recorder = LogRecorder()
+        try await withDatabase { configuration in
+            for index in 0..<10 {
+                let store = try await PostgresStore.open(configuration: configuration, logger: recorder.logger())
+                _ = try await store.makeUser("user\(index)")
+                try await store.close()
+            }
+        }
+        #expect(recorder.all.filter { $0.hasPrefix("warning") }.isEmpty, "\(recorder.all.filter { $0.hasPrefix("warning") })")
+    }
+
     @Test func aRefusedPasswordSaysToCheckIt() async throws {
         var configuration = try strictServer("SWITCHBOARD_TEST_POSTGRES_PASSWORD_URL")
         try await expectWorks(configuration)
