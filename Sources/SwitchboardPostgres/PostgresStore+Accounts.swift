@@ -135,4 +135,14 @@ extension PostgresStore {
             try await connection.rows("SELECT id FROM tokens WHERE revoked_at >= \(since)", logger: logger).map { try $0["id"].decode(String.self) }
         }
     }
+
+    /// Deletes a user's expired tokens, and those revoked before `revokedBefore`.
+    public func deleteDeadTokens(userId: String, now: Int, revokedBefore: Int) async throws -> Int {
+        try await read { connection in
+            try await connection.rows(
+                "DELETE FROM tokens WHERE user_id = \(userId) AND (expires_at <= \(now) OR revoked_at < \(revokedBefore)) RETURNING id",
+                logger: logger
+            ).count
+        }
+    }
 }

@@ -155,4 +155,14 @@ extension SQLiteStore {
             try await connection.query("SELECT id FROM tokens WHERE revoked_at >= ?", [.integer(since)]).map { try $0.text("id") }
         }
     }
+
+    /// Deletes a user's expired tokens, and those revoked before `revokedBefore`.
+    public func deleteDeadTokens(userId: String, now: Int, revokedBefore: Int) async throws -> Int {
+        try await write { connection in
+            try await connection.query(
+                "DELETE FROM tokens WHERE user_id = ?1 AND (expires_at <= ?2 OR revoked_at < ?3) RETURNING id",
+                [.text(userId), .integer(now), .integer(revokedBefore)]
+            ).count
+        }
+    }
 }

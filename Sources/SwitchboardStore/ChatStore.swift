@@ -34,6 +34,10 @@ public protocol ChatStore: Sendable {
     /// Ids of tokens revoked at or after `since`: how a server learns of revocations made by another
     /// process (the admin command) or another node.
     func tokensRevoked(since: Int) async throws -> [String]
+    /// Deletes a user's tokens that can never be used again: those expired at `now`, and those
+    /// revoked before `revokedBefore` (kept until then, so that every server sees the revocation in
+    /// ``tokensRevoked(since:)``). Returns how many it deleted.
+    func deleteDeadTokens(userId: String, now: Int, revokedBefore: Int) async throws -> Int
 
     // MARK: Rooms and members
 

@@ -379,6 +379,29 @@ struct SessionTests {
         }
     }
 
+    @Test("a user's expired tokens are deleted as a new one is made; a revoked one is kept for other servers to see")
+    func deadTokensAreDeleted() async throws {
+        try await withServer({ $0.sessionLifetime = .seconds(2) }) { server in
+            let alice = try await server.register("alice")
+            let bob = try await server.register("bob")
+            let script = try await server.createToken(token: alice.token, name: "script")
+            let socket = try await server.connect(token: alice.token)
+            #expect(try await socket.closed(timeout: .seconds(10)) == 4001)
+            #expect(try await server.request(.DELETE, "/api/tokens/\(script.id)", token: script.token).status == 204)
+            #expect(try await server.request(.POST, "/api/login", json: LoginRequest(username: "alice", password: "password123")).status == 200)
+
+            let store = try await TestDatabase.selected.openStore(server.databasePath, logger: .init(label: "test"))
+            let tokens = try await store.tokens(userId: alice.user.id)
+            let bobs = try await store.tokens(userId: bob.user.id)
+            try await store.close()
+            #expect(!tokens.contains { $0.id == alice.tokenId }, "the expired session is deleted")
+            #expect(tokens.contains { $0.id == script.id && $0.revokedAt != nil }, "the revoked token is kept")
+            #expect(tokens.count == 2)
+            #expect(bobs.map(\.id) == [bob.tokenId], "another user's expired session stays until he makes a token")
+            expectHTTPError(try await server.me(token: alice.token), 401, .unauthorized)
+        }
+    }
+
     @Test("DELETE of one's own session token and POST /api/logout close that token's connections at once")
     func logoutAndRevokeSession() async throws {
         try await withServer { server in

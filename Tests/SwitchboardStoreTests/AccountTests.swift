@@ -164,6 +164,27 @@ struct TokenTests {
         }
     }
 
+    @Test(arguments: TestDatabase.allCases) func deleteDeadTokensTakesOnlyTheUsersExpiredAndLongRevokedTokens(_ database: TestDatabase) async throws {
+        try await withStore(database) { store in
+            let ana = try await store.makeUser("ana")
+            let bob = try await store.makeUser("bob")
+            _ = try await store.createToken(token(ana, 1, expiresAt: 500))
+            let live = try await store.createToken(token(ana, 2))
+            let expiring = try await store.createToken(token(ana, 3, expiresAt: 1_001))
+            let revokedLongAgo = try await store.createToken(token(ana, 4))
+            let revokedLately = try await store.createToken(token(ana, 5))
+            let bobs = try await store.createToken(token(bob, 6, expiresAt: 500))
+            _ = try await store.revokeToken(id: revokedLongAgo.id, ownerId: nil, now: 300)
+            _ = try await store.revokeToken(id: revokedLately.id, ownerId: nil, now: 900)
+
+            #expect(try await store.deleteDeadTokens(userId: ana.id, now: 1_000, revokedBefore: 800) == 2)
+            #expect(Set(try await store.tokens(userId: ana.id).map(\.id)) == [live.id, expiring.id, revokedLately.id])
+            #expect(try await store.tokens(userId: bob.id).map(\.id) == [bobs.id])
+            #expect(try await store.tokensRevoked(since: 0) == [revokedLately.id])
+            #expect(try await store.deleteDeadTokens(userId: ana.id, now: 1_000, revokedBefore: 800) == 0)
+        }
+    }
+
     @Test(arguments: TestDatabase.allCases) func maxLiveCountsOnlyTheUsersLiveTokensOfTheKind(_ database: TestDatabase) async throws {
         try await withStore(database) { store in
             let ana = try await store.makeUser("ana")

@@ -116,8 +116,19 @@ struct Accounts: Sendable {
         let record = try await service.storeCall {
             try await store.createToken(NewToken(userId: user.id, hash: hash, name: name, kind: kind, now: now, expiresAt: expiresAt, maxLive: maxLive))
         }
+        // Each login adds a token, and an expired one would stay for ever: a user's dead tokens go
+        // as a new one comes. Revoked ones stay a while: other servers on the same database learn
+        // of revocations from them. (The new token is made already: a failure here only logs.)
+        do {
+            _ = try await store.deleteDeadTokens(userId: user.id, now: now, revokedBefore: now - Self.revokedTokenRetention)
+        } catch {
+            service.logger.warning("cannot delete dead tokens", metadata: ["switchboard.user": "\(user.id)", "switchboard.error": "\(error)"])
+        }
         return (record, token)
     }
+
+    /// How long a revoked token is kept (milliseconds): a week.
+    static let revokedTokenRetention = 7 * 24 * 3600 * 1000
 
     /// Takes one attempt from the client address's budget and the username's. Names that cannot
     /// be usernames (up to a request body long) share one budget: kept one by one, they would
