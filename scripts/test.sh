@@ -23,7 +23,7 @@ done
 
 echo "== building (the first build takes about 10 minutes on 2 cores)"
 swift build --build-tests 2>&1
-# Six tests at a time (Swift Testing's width; unset, it starts all 578 at once): the run takes about
+# Six tests at a time (Swift Testing's width; unset, it starts every test at once): the run takes about
 # as long (109 s against 104 s on 2 cores), and a busy machine no longer starves the tests that wait
 # on timers. With two more busy processes beside it, all at once failed 3 runs of 3 (polls, pongs,
 # upgrades, replays past their time limits); six at a time passed 2 of 2.
