@@ -29,7 +29,7 @@ public struct ArchiveDatabase: Sendable {
         self.address = try DatabaseAddress(url: url)
         self.schema = schema
         self.logger = logger
-        self.client = PostgresClient(configuration: address.clientConfiguration, backgroundLogger: logger)
+        self.client = PostgresClient(configuration: address.clientConfiguration, backgroundLogger: PoolLogHandler.logger(logger))
     }
 
     /// Runs the pool until the task is cancelled.
@@ -39,15 +39,9 @@ public struct ArchiveDatabase: Sendable {
     ///
     /// Detached, apart from the caller: postgres-nio's client stops at a service group's graceful
     /// shutdown, which a child task sees the moment it is asked, and a write under way would then
-    /// wait for ever. `body` starts once the pool runs: a query before that waits for it anyway,
-    /// but postgres-nio warns that `run()` has not been called.
+    /// wait for ever.
     func withPool<Result>(_ body: () async throws -> Result) async rethrows -> Result {
-        let (started, signal) = AsyncStream<Void>.makeStream()
-        let pool = Task.detached { [client] in
-            signal.finish()
-            await client.run()
-        }
-        for await _ in started {}
+        let pool = Task.detached { [client] in await client.run() }
         do {
             let result = try await body()
             pool.cancel()

@@ -220,16 +220,10 @@ public final class PostgresStore: ChatStore {
     /// a newer schema than this program.
     public static func open(configuration: Configuration, logger: Logger) async throws -> PostgresStore {
         try await migrate(configuration: configuration, logger: logger)
-        let client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: logger)
+        let client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: PoolLogHandler.logger(logger))
         // Detached: a graceful shutdown of the caller's service group must not stop the pool under
-        // writes still being committed (`close()` stops it once they are). Returned once the pool
-        // runs: a query before that waits for it anyway, but postgres-nio warns that it did not run.
-        let (started, signal) = AsyncStream<Void>.makeStream()
-        let clientTask = Task.detached {
-            signal.finish()
-            await client.run()
-        }
-        for await _ in started {}
+        // writes still being committed (`close()` stops it once they are).
+        let clientTask = Task.detached { await client.run() }
         return PostgresStore(configuration: configuration, logger: logger, client: client, clientTask: clientTask)
     }
 

@@ -71,9 +71,9 @@ import Testing
         }
     }
 
-    @Test func queriesStartOnlyOnceThePoolRuns() async throws {
-        // A query before the pool's `run()` waits for it, but postgres-nio warns that it was not called,
-        // which users of the archive saw at every start.
+    @Test func startingThePoolRightBeforeAQueryLogsNoWarning() async throws {
+        // The query can come before the pool's `run()` (it waits for it); postgres-nio then warns that
+        // `run()` was not called, which users of the archive saw at every start.
         let recorder = LogRecorder()
         for _ in 0..<20 {
             try await ArchiveDatabase.withDatabase(url: try TestPostgres.url, logger: recorder.logger()) { archive in

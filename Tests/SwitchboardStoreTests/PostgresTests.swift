@@ -203,8 +203,9 @@ struct PostgresTests {
         try await PostgresStore.dropSchema(try #require(configuration.schema), server: configuration, logger: testLogger)
     }
 
-    @Test func theFirstQueryFindsThePoolRunning() async throws {
-        // A query before the pool's `run()` waits for it, but postgres-nio warns that it was not called.
+    @Test func aQueryRightAfterOpeningLogsNoWarning() async throws {
+        // The query can come before the pool's `run()` (it waits for it); postgres-nio then warned that
+        // `run()` was not called, at every start of a server on PostgreSQL.
         let recorder = LogRecorder()
         try await withDatabase { configuration in
             for index in 0..<10 {
