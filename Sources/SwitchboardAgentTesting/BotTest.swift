@@ -108,20 +108,20 @@ public struct BotTest: Sendable {
     }
 
     /// The next message of the bot that the tester sees (in any followed room).
-    public func reply(timeout: Duration = .seconds(10)) async throws -> Message {
-        try await tester.nextMessage(from: bot.id, timeout: timeout)
+    public func reply(timeout: Duration = .seconds(10), fileID: String = #fileID, line: Int = #line) async throws -> Message {
+        try await tester.nextMessage(from: bot.id, timeout: timeout, fileID: fileID, line: line)
     }
 
     /// Says `text` in ``room`` and returns the content of the bot's next message.
-    public func ask(_ text: String, timeout: Duration = .seconds(10)) async throws -> String {
+    public func ask(_ text: String, timeout: Duration = .seconds(10), fileID: String = #fileID, line: Int = #line) async throws -> String {
         try await say(text)
-        return try await reply(timeout: timeout).content
+        return try await reply(timeout: timeout, fileID: fileID, line: line).content
     }
 
     /// Says `text` to the bot directly and returns the content of its next message.
-    public func askDirect(_ text: String, timeout: Duration = .seconds(10)) async throws -> String {
+    public func askDirect(_ text: String, timeout: Duration = .seconds(10), fileID: String = #fileID, line: Int = #line) async throws -> String {
         try await sayDirect(text)
-        return try await reply(timeout: timeout).content
+        return try await reply(timeout: timeout, fileID: fileID, line: line).content
     }
 
     /// Moves the schedules' clock forward.
@@ -229,9 +229,13 @@ public struct TestUser: Sendable {
 
     /// The next message seen from `userId` (anyone when nil), optionally in one room.
     ///
-    /// - Throws: ``TestFailure`` when none comes within `timeout`.
-    public func nextMessage(from userId: String? = nil, in roomId: String? = nil, timeout: Duration = .seconds(10)) async throws -> Message {
-        try await inbox.next(timeout: timeout) { message in
+    /// - Throws: ``TestFailure`` when none comes within `timeout`, naming the caller's line, what
+    ///   was awaited and the messages seen meanwhile that did not match.
+    public func nextMessage(
+        from userId: String? = nil, in roomId: String? = nil, timeout: Duration = .seconds(10), fileID: String = #fileID, line: Int = #line
+    ) async throws -> Message {
+        let wanted = "a message from \(userId ?? "anyone")\(roomId.map { " in room \($0)" } ?? "") for \(user.username) (\(fileID):\(line))"
+        return try await inbox.next(timeout: timeout, wanted: wanted) { message in
             (userId == nil || message.userId == userId) && (roomId == nil || message.roomId == roomId)
         }
     }
@@ -252,13 +256,13 @@ actor Inbox {
         }
     }
 
-    func next(timeout: Duration, where match: @escaping @Sendable (Message) -> Bool) async throws -> Message {
+    func next(timeout: Duration, wanted: String, where match: @escaping @Sendable (Message) -> Bool) async throws -> Message {
         if let index = messages.firstIndex(where: match) { return messages.remove(at: index) }
         nextID += 1
         let id = nextID
         let timer = Task {
             try await Task.sleep(for: timeout)
-            self.expire(id, after: timeout)
+            self.expire(id, wanted: wanted, after: timeout)
         }
         defer { timer.cancel() }
         return try await withCheckedThrowingContinuation { continuation in
@@ -266,8 +270,12 @@ actor Inbox {
         }
     }
 
-    private func expire(_ id: Int, after timeout: Duration) {
-        waiters.removeValue(forKey: id)?.continuation.resume(throwing: TestFailure("no matching message within \(timeout)"))
+    private func expire(_ id: Int, wanted: String, after timeout: Duration) {
+        // What came instead tells a lost message from a slow one, or from one that went elsewhere.
+        let seen = messages.suffix(5).map { "\($0.roomId)#\($0.seq) from \($0.userId): \($0.content.prefix(60))" }
+        let failure = TestFailure(
+            "no \(wanted) within \(timeout); \(messages.count) other messages seen and not taken\(seen.isEmpty ? "" : ", the last: " + seen.joined(separator: " | "))")
+        waiters.removeValue(forKey: id)?.continuation.resume(throwing: failure)
     }
 }
 

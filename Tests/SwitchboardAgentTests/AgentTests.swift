@@ -203,6 +203,20 @@ struct AgentTests {
         }
     }
 
+    @Test func aReplyThatDoesNotComeNamesTheWaitAndWhatCameInstead() async throws {
+        try await BotTest.run(plugins: [EchoPlugin()]) { test in
+            try await test.withUser("olga") { olga in
+                try await olga.client.subscribe(to: test.room.id)
+                try await test.say("not from the bot")
+                let line = #line + 1
+                let failure = await #expect(throws: TestFailure.self) { try await olga.nextMessage(from: test.bot.id, timeout: .milliseconds(500)) }
+                let text = failure?.description ?? ""
+                #expect(text.contains("AgentTests.swift:\(line)") && text.contains("for olga"), "\(text)")
+                #expect(text.contains("1 other messages") && text.contains("not from the bot"), "\(text)")
+            }
+        }
+    }
+
     @Test func schedulesFireOnTheClockAndSurviveRestarts() async throws {
         try await BotTest.run(plugins: [Probe()]) { test in
             #expect(try await test.ask("!later 60 one") == "scheduled")
