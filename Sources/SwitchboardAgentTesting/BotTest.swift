@@ -48,13 +48,15 @@ public struct BotTest: Sendable {
     ///   - factories: plugins by name, for bots configured by name in `configure`.
     ///   - clock: the schedules' clock; it starts at the current time.
     ///   - configure: changes to the agent's configuration (its only bot is `bots[0]`).
+    ///   - server: the server's configuration (say, a higher message rate for a test that sends hundreds).
     public static func run<Result: Sendable>(
         plugins: [any Plugin], factories: [PluginFactory] = [], clock: TestClock = TestClock(),
         configure: @Sendable (inout AgentConfiguration) -> Void = { _ in },
+        server serverConfiguration: ServerConfiguration = TestServer.testConfiguration(),
         logger: Logger = Logger(label: "switchboard.bottest"),
         _ body: @Sendable (BotTest) async throws -> Result
     ) async throws -> Result {
-        try await TestServer.withServer(logger: logger) { server in
+        try await TestServer.withServer(configuration: serverConfiguration, logger: logger) { server in
             let (bot, token) = try await makeBotUser(server, named: "testbot")
             let tester = try await server.register("tester")
             let room = try await server.createRoom("test-room", token: tester.token, members: [bot.id])

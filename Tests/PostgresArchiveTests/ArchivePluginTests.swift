@@ -14,6 +14,13 @@ import Testing
         PostgresArchivePlugin(configuration: ArchiveConfiguration(url: url, schema: schema, batchSize: 100, retention: retention), logger: TestPostgres.logger)
     }
 
+    /// A server that lets the tester send hundreds of messages at once (at the default 10 a second,
+    /// the 500 of the backfill took 48 s).
+    static let server = TestServer.testConfiguration { configuration in
+        configuration.messagesPerSecond = 10_000
+        configuration.messageBurst = 10_000
+    }
+
     /// Runs `body` with a bot that archives into a new schema, and that schema to read.
     static func withArchivingBot(
         url: String? = nil, retention: ArchiveConfiguration.Retention = .init(), clock: TestClock = TestClock(),
@@ -22,7 +29,7 @@ import Testing
         let url = try url ?? TestPostgres.url
         let schema = TestPostgres.uniqueSchema()
         try await ArchiveDatabase.withDatabase(url: url, schema: schema, logger: TestPostgres.logger) { archive in
-            try await BotTest.run(plugins: [plugin(url: url, schema: schema, retention: retention)], clock: clock, logger: TestPostgres.logger) { test in
+            try await BotTest.run(plugins: [plugin(url: url, schema: schema, retention: retention)], clock: clock, server: server, logger: TestPostgres.logger) { test in
                 try await body(test, archive)
             }
         }
