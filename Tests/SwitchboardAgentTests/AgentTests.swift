@@ -87,6 +87,24 @@ struct Hanger: Plugin {
     }
 }
 
+/// A command that answers only once the test lets it, so that events pile up behind it.
+struct Holder: Plugin {
+    let entered = Signal()
+    let release = Signal()
+
+    var name: String { "holder" }
+
+    var commands: [Command] {
+        [
+            Command("hold", help: "Answers when released.") { _, context in
+                entered.fire()
+                await release.wait()
+                try await context.reply("released")
+            }
+        ]
+    }
+}
+
 final class Counter: Sendable {
     private let value = Mutex(0)
     func increment() -> Int { value.withLock { $0 += 1; return $0 } }
@@ -214,6 +232,25 @@ struct AgentTests {
                 #expect(text.contains("AgentTests.swift:\(line)") && text.contains("for olga"), "\(text)")
                 #expect(text.contains("1 other messages") && text.contains("not from the bot"), "\(text)")
             }
+        }
+    }
+
+    @Test func aHandlerThatSendsWhileThousandsOfEventsWaitIsAnswered() async throws {
+        // The bot handles its events one at a time. While one handler runs, more events than the
+        // client's queues hold arrive; the handler's send then waits for an ack that comes after them.
+        let holder = Holder()
+        let flood = TestServer.testConfiguration { configuration in
+            configuration.messagesPerSecond = 100_000
+            configuration.messageBurst = 100_000
+        }
+        try await BotTest.run(plugins: [holder, EchoPlugin()], server: flood) { test in
+            try await test.say("!hold")
+            await holder.entered.wait()
+            for index in 1...2_500 { try await test.say("flood \(index)") }
+            holder.release.fire()
+            #expect(try await test.reply(timeout: .seconds(30)).content == "released")
+            let ping = try await test.say("!ping")
+            #expect(try await test.reply(timeout: .seconds(60)).replyTo == ping.id)
         }
     }
 
