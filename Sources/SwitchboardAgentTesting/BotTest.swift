@@ -236,7 +236,7 @@ public struct TestUser: Sendable {
     public func nextMessage(
         from userId: String? = nil, in roomId: String? = nil, timeout: Duration = .seconds(10), fileID: String = #fileID, line: Int = #line
     ) async throws -> Message {
-        let wanted = "a message from \(userId ?? "anyone")\(roomId.map { " in room \($0)" } ?? "") for \(user.username) (\(fileID):\(line))"
+        let wanted = "message from \(userId ?? "anyone")\(roomId.map { " in room \($0)" } ?? "") for \(user.username) (\(fileID):\(line))"
         return try await inbox.next(timeout: timeout, wanted: wanted) { message in
             (userId == nil || message.userId == userId) && (roomId == nil || message.roomId == roomId)
         }

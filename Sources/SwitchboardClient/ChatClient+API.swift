@@ -467,6 +467,7 @@ extension ChatClient {
             }
             let ref = state.requests.makeRef("c")
             state.requests.pending[ref] = PendingRequest(link: link.id, kind: .awaiting)
+            bus.allowOverflow(true)
             return (writer, ref, link.id)
         }
         let (writer, ref, linkID) = target

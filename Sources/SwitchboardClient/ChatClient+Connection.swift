@@ -251,7 +251,11 @@ extension ChatClient {
                         case .text(let text): self.handleFrame(Array(text.utf8), link: linkID)
                         case .binary: logger.debug("ignoring a binary frame")
                         }
-                        // Back-pressure: read no more while the application has not taken what came.
+                        // Back-pressure: read no more while the application has not taken what came, unless
+                        // an answer is awaited (see `EventBuffers.overflow`).
+                        if self.bus.isBeyondCapacity {
+                            self.withState { state in self.bus.allowOverflow(state.requests.awaitsAnswers(on: linkID)) }
+                        }
                         if self.bus.isFull {
                             attempt.state.withLock { $0.readerPaused = true }
                             await self.bus.waitForSpace()
@@ -321,6 +325,7 @@ extension ChatClient {
                 let ref = withState { state in
                     let ref = state.requests.makeRef("j")
                     state.requests.pending[ref] = PendingRequest(link: link.id, kind: .join(roomId: room.roomId, generation: room.generation))
+                    bus.allowOverflow(true)
                     return ref
                 }
                 logger.debug("joining", metadata: ["switchboard.room": "\(room.roomId)", "switchboard.since": "\(room.since.map(String.init) ?? "live")"])
@@ -342,6 +347,7 @@ extension ChatClient {
                 let next = state.outbox.next(at: .now)
                 if case .send(let message) = next {
                     state.requests.pending["o:" + message.clientId] = PendingRequest(link: link.id, kind: .outbox(clientId: message.clientId))
+                    bus.allowOverflow(true)
                 }
                 return next
             }

@@ -158,7 +158,9 @@ public final class ChatClient: Sendable {
         if case .token(let token) = configuration.credentials { state.connection.token = token }
         self.state = Mutex(state)
         hub = EventHub(buffers: configuration.eventBuffers)
-        bus = EventQueue(capacity: configuration.eventBuffers.messages, lossyCapacity: configuration.eventBuffers.live)
+        bus = EventQueue(
+            capacity: configuration.eventBuffers.messages, lossyCapacity: configuration.eventBuffers.live,
+            overflowCapacity: configuration.eventBuffers.messages + configuration.eventBuffers.overflow)
         (fetches, fetchContinuation) = AsyncStream.makeStream(of: FetchRequest.self, bufferingPolicy: .unbounded)
         if !restored.isEmpty {
             logger.info("restored messages from the outbox file", metadata: ["switchboard.outbox.count": "\(restored.count)"])
@@ -365,6 +367,18 @@ public final class ChatClient: Sendable {
         mutating func makeRef(_ prefix: String) -> String {
             nextRef += 1
             return "\(prefix)\(nextRef)"
+        }
+
+        /// Whether an answer that a caller or the outbox waits for is still to come on `link` (not one
+        /// only the logs want, nor one already in).
+        func awaitsAnswers(on link: Int) -> Bool {
+            pending.values.contains { request in
+                guard request.link == link else { return false }
+                switch request.kind {
+                case .ignore, .answered: return false
+                case .join, .outbox, .awaiting, .call: return true
+                }
+            }
         }
 
         /// Forgets the requests whose callers wait in ``Waiters`` (they are failed there).

@@ -161,8 +161,9 @@ public struct ClientConfiguration: Sendable {
     /// The policy depends on the event. Messages and everything the application must not miss (sent and
     /// refused messages, gaps, membership changes, rooms, `caughtUp`, `ready`) are never dropped: when
     /// `messages` of them wait in one queue, the client stops reading from the server until the reader
-    /// catches up, so a reader that cannot keep up meets the server's rule for slow clients (it is
-    /// disconnected, and the client recovers the messages after it reconnects). Live-only events
+    /// catches up (it reads on, up to `overflow` more, while an answer to a request is awaited), so a
+    /// reader that cannot keep up meets the server's rule for slow clients (it is disconnected, and the
+    /// client recovers the messages after it reconnects). Live-only events
     /// (typing, presence, statuses, joins and leaves of connections) never hold anything up: past
     /// `live` of them, the oldest waiting is dropped and the newest kept.
     ///
@@ -173,6 +174,14 @@ public struct ClientConfiguration: Sendable {
         public var messages: Int = 1000
         /// Most live-only events waiting in one queue; past it the oldest is dropped.
         public var live: Int = 100
+        /// More events the client reads past `messages` while it waits for an answer from the server
+        /// (a send's ack, a join's, a reaction's), when the application has not taken what came.
+        ///
+        /// The answer comes after the events the server sent before it. An application that sends
+        /// from its own event loop (a bot replying to a message while thousands more arrive) would
+        /// otherwise wait for an ack that the client never reads. The default is about what the
+        /// server itself holds for a slow client (4 MB of small messages).
+        public var overflow: Int = 16_000
 
         /// The defaults.
         public init() {}

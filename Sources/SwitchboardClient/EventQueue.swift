@@ -34,10 +34,13 @@ final class EventQueue<Element: Sendable>: Sendable {
         var closed = false
         /// The producer is stopping: lossless elements are kept past the capacity rather than waited for.
         var unbounded = false
+        /// Lossless elements kept before the producer waits: the capacity, or the overflow capacity
+        /// while ``EventQueue/allowOverflow(_:)`` allows it.
+        var limit: Int
 
         /// Whether a lossless element may be added (or dropped, once the queue ended) without waiting.
-        func hasRoom(capacity: Int) -> Bool {
-            closed || finished || unbounded || lossless < capacity
+        var hasRoom: Bool {
+            closed || finished || unbounded || lossless < limit
         }
 
         /// Takes every waiting producer, to resume outside the lock.
@@ -49,11 +52,15 @@ final class EventQueue<Element: Sendable>: Sendable {
 
     let capacity: Int
     let lossyCapacity: Int
-    private let state = Mutex(State())
+    /// Lossless elements kept while ``allowOverflow(_:)`` allows more than `capacity`.
+    let overflowCapacity: Int
+    private let state: Mutex<State>
 
-    init(capacity: Int, lossyCapacity: Int) {
+    init(capacity: Int, lossyCapacity: Int, overflowCapacity: Int = 0) {
         self.capacity = max(1, capacity)
         self.lossyCapacity = max(1, lossyCapacity)
+        self.overflowCapacity = max(self.capacity, overflowCapacity)
+        self.state = Mutex(State(limit: self.capacity))
     }
 
     /// Adds an element; a lossless one waits while `capacity` lossless ones wait already.
@@ -61,7 +68,7 @@ final class EventQueue<Element: Sendable>: Sendable {
         while true {
             let full = state.withLock { state -> Bool in
                 guard !state.closed, !state.finished else { return false }
-                if !lossy && !state.hasRoom(capacity: capacity) { return true }
+                if !lossy && !state.hasRoom { return true }
                 append(Entry(element: element, lossy: lossy), to: &state)
                 return false
             }
@@ -70,7 +77,7 @@ final class EventQueue<Element: Sendable>: Sendable {
             // away, or the producer stops waiting.
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let now = state.withLock { state -> Bool in
-                    if state.hasRoom(capacity: capacity) { return true }
+                    if state.hasRoom { return true }
                     state.nextProducer += 1
                     state.producers[state.nextProducer] = continuation
                     return false
@@ -99,7 +106,7 @@ final class EventQueue<Element: Sendable>: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let now = state.withLock { state -> Bool in
-                    if state.hasRoom(capacity: capacity) || Task.isCancelled { return true }
+                    if state.hasRoom || Task.isCancelled { return true }
                     state.producers[id] = continuation
                     return false
                 }
@@ -120,8 +127,21 @@ final class EventQueue<Element: Sendable>: Sendable {
         for producer in producers { producer.resume() }
     }
 
-    /// Whether `capacity` lossless elements or more wait.
-    var isFull: Bool { state.withLock { $0.lossless >= capacity } }
+    /// Lets the producer add up to `overflowCapacity` lossless elements (or, `false`, again `capacity`);
+    /// a producer waiting for space goes on when the new limit leaves room.
+    func allowOverflow(_ allowed: Bool) {
+        let producers = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.limit = allowed ? overflowCapacity : capacity
+            return state.hasRoom ? state.takeProducers() : []
+        }
+        for producer in producers { producer.resume() }
+    }
+
+    /// Whether as many lossless elements wait as the producer may add now.
+    var isFull: Bool { state.withLock { !$0.hasRoom } }
+
+    /// Whether `capacity` lossless elements or more wait (the overflow aside).
+    var isBeyondCapacity: Bool { state.withLock { $0.lossless >= capacity } }
 
     private func append(_ entry: Entry, to state: inout State) {
         if let consumer = state.consumer {
@@ -150,7 +170,7 @@ final class EventQueue<Element: Sendable>: Sendable {
                     if state.closed { return (.some(nil), []) }
                     if let entry = state.entries.popFirst() {
                         if entry.lossy { state.lossy -= 1 } else { state.lossless -= 1 }
-                        return (.some(entry.element), state.lossless < capacity ? state.takeProducers() : [])
+                        return (.some(entry.element), state.hasRoom ? state.takeProducers() : [])
                     }
                     if state.finished || Task.isCancelled { return (.some(nil), []) }
                     state.consumer = continuation

@@ -33,6 +33,27 @@ struct BoundsTests {
         #expect(await queue.next() == 3)
     }
 
+    @Test("while overflow is allowed a producer waiting for space goes on, up to the overflow capacity")
+    func overflowWhileAnswersAreAwaited() async throws {
+        let queue = EventQueue<Int>(capacity: 2, lossyCapacity: 2, overflowCapacity: 4)
+        queue.pushNow(1)
+        queue.pushNow(2)
+        #expect(queue.isFull && queue.isBeyondCapacity)
+        let waited = Task { await queue.waitForSpace() }
+        queue.allowOverflow(true)
+        try await withTimeout(.seconds(5)) { await waited.value }
+        #expect(!queue.isFull)
+        queue.pushNow(3)
+        queue.pushNow(4)
+        #expect(queue.isFull)
+        // Back to the capacity: full until the reader takes three.
+        queue.allowOverflow(false)
+        for expected in 1...2 { #expect(await queue.next() == expected) }
+        #expect(queue.isFull)
+        #expect(await queue.next() == 3)
+        #expect(!queue.isFull)
+    }
+
     @Test("a lossy push never waits: past the bound the oldest lossy element goes, lossless ones stay")
     func lossyKeepsNewest() async {
         let queue = EventQueue<String>(capacity: 10, lossyCapacity: 2)
