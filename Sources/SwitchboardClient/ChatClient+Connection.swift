@@ -255,12 +255,12 @@ extension ChatClient {
                         // an answer is awaited (see `EventBuffers.overflow`).
                         if self.bus.isBeyondCapacity {
                             self.withState { state in self.bus.allowOverflow(state.requests.awaitsAnswers(on: linkID)) }
-                        }
-                        if self.bus.isFull {
-                            attempt.state.withLock { $0.readerPaused = true }
-                            await self.bus.waitForSpace()
-                            attempt.state.withLock { $0.readerPaused = false }
-                            monitor.withLock { $0.received(at: .now) }
+                            if self.bus.isFull {
+                                attempt.state.withLock { $0.readerPaused = true }
+                                await self.bus.waitForSpace()
+                                attempt.state.withLock { $0.readerPaused = false }
+                                monitor.withLock { $0.received(at: .now) }
+                            }
                         }
                     }
                 } catch {
