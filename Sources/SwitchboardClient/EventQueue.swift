@@ -7,7 +7,9 @@ import Synchronization
 /// - A **lossless** element (a message, a sent or refused message, a membership change…) is never
 ///   dropped: when `capacity` of them wait, ``push(_:lossy:)`` waits until the consumer takes one. The
 ///   dispatcher waits with it, the client stops reading its socket, and the server's rule for slow
-///   clients applies: back-pressure from the reader to the server.
+///   clients applies: back-pressure from the reader to the server. ``allowOverflow(_:)`` raises the
+///   bound to `overflowCapacity` for as long as the producer must read on (an answer it waits for
+///   comes after the elements before it).
 /// - A **lossy** element (typing, presence, a status) never waits: past `lossyCapacity` of them, the
 ///   oldest waiting lossy element is dropped, so the newest is kept.
 ///
@@ -63,7 +65,7 @@ final class EventQueue<Element: Sendable>: Sendable {
         self.state = Mutex(State(limit: self.capacity))
     }
 
-    /// Adds an element; a lossless one waits while `capacity` lossless ones wait already.
+    /// Adds an element; a lossless one waits while as many lossless ones wait as the limit allows (`capacity`, or `overflowCapacity`).
     func push(_ element: Element, lossy: Bool) async {
         while true {
             let full = state.withLock { state -> Bool in
