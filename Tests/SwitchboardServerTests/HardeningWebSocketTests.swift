@@ -310,6 +310,8 @@ struct CapTests {
         try await withServer({
             $0.roomCacheSize = 5
             $0.roomsPerHour = 1_000
+            // 31 messages in a moment: past the default burst (30), the last would wait on the rate limit.
+            $0.messageBurst = 1_000
             $0.metricsToken = censusToken
         }) { server in
             let alice = try await server.register("alice")
