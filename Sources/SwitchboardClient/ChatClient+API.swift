@@ -427,7 +427,7 @@ extension ChatClient {
         let target = withState { state -> (WebSocketOutboundWriter, String)? in
             guard let link = state.connection.link, case .webSocket(let writer) = link.kind else { return nil }
             let ref = state.requests.makeRef("t")
-            state.requests.pending[ref] = PendingRequest(link: link.id, kind: .ignore)
+            register(PendingRequest(link: link.id, kind: .ignore), ref: ref, state: &state)
             return (writer, ref)
         }
         guard let (writer, ref) = target else { return false }
@@ -466,8 +466,7 @@ extension ChatClient {
                 throw ClientError(.unavailable, "\(type) needs the WebSocket, and the client is long polling")
             }
             let ref = state.requests.makeRef("c")
-            state.requests.pending[ref] = PendingRequest(link: link.id, kind: .awaiting)
-            bus.allowOverflow(true)
+            register(PendingRequest(link: link.id, kind: .awaiting), ref: ref, state: &state)
             return (writer, ref, link.id)
         }
         let (writer, ref, linkID) = target

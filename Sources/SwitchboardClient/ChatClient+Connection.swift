@@ -312,7 +312,7 @@ extension ChatClient {
             for roomId in leaves {
                 let ref = withState { state in
                     let ref = state.requests.makeRef("l")
-                    state.requests.pending[ref] = PendingRequest(link: link.id, kind: .ignore)
+                    register(PendingRequest(link: link.id, kind: .ignore), ref: ref, state: &state)
                     return ref
                 }
                 do {
@@ -324,8 +324,7 @@ extension ChatClient {
             for room in rooms {
                 let ref = withState { state in
                     let ref = state.requests.makeRef("j")
-                    state.requests.pending[ref] = PendingRequest(link: link.id, kind: .join(roomId: room.roomId, generation: room.generation))
-                    bus.allowOverflow(true)
+                    register(PendingRequest(link: link.id, kind: .join(roomId: room.roomId, generation: room.generation)), ref: ref, state: &state)
                     return ref
                 }
                 logger.debug("joining", metadata: ["switchboard.room": "\(room.roomId)", "switchboard.since": "\(room.since.map(String.init) ?? "live")"])
@@ -346,8 +345,7 @@ extension ChatClient {
             let next = withState { state -> OutboxMachine.Next in
                 let next = state.outbox.next(at: .now)
                 if case .send(let message) = next {
-                    state.requests.pending["o:" + message.clientId] = PendingRequest(link: link.id, kind: .outbox(clientId: message.clientId))
-                    bus.allowOverflow(true)
+                    register(PendingRequest(link: link.id, kind: .outbox(clientId: message.clientId)), ref: "o:" + message.clientId, state: &state)
                 }
                 return next
             }

@@ -369,16 +369,9 @@ public final class ChatClient: Sendable {
             return "\(prefix)\(nextRef)"
         }
 
-        /// Whether an answer that a caller or the outbox waits for is still to come on `link` (not one
-        /// only the logs want, nor one already in).
+        /// Whether an answer that a caller or the outbox waits for is still to come on `link`.
         func awaitsAnswers(on link: Int) -> Bool {
-            pending.values.contains { request in
-                guard request.link == link else { return false }
-                switch request.kind {
-                case .ignore, .answered: return false
-                case .join, .outbox, .awaiting, .call: return true
-                }
-            }
+            pending.values.contains { $0.link == link && $0.awaitsAnswer }
         }
 
         /// Forgets the requests whose callers wait in ``Waiters`` (they are failed there).
@@ -462,6 +455,22 @@ public final class ChatClient: Sendable {
         }
         var link: Int
         var kind: Kind
+
+        /// Whether a caller or the outbox waits for its answer (not only the logs, and not come yet).
+        var awaitsAnswer: Bool {
+            switch kind {
+            case .ignore, .answered: false
+            case .join, .outbox, .awaiting, .call: true
+            }
+        }
+    }
+
+    /// Registers a request about to go out on the WebSocket. While an answer is awaited the reader
+    /// reads past the bus's bound (`EventBuffers.overflow`): the answer comes after what the server
+    /// sent before it, and the application may be waiting for it instead of reading.
+    func register(_ request: PendingRequest, ref: String, state: inout State) {
+        state.requests.pending[ref] = request
+        if request.awaitsAnswer { bus.allowOverflow(true) }
     }
 
     /// A page of history to read.
