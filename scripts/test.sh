@@ -23,9 +23,9 @@ done
 
 echo "== building (the first build takes about 10 minutes on 2 cores)"
 swift build --build-tests 2>&1
-# Six tests at a time (Swift Testing's width; unset, it starts every test at once): the run takes about
-# as long (109 s against 104 s on 2 cores), and a busy machine no longer starves the tests that wait
-# on timers. With two more busy processes beside it, all at once failed 3 runs of 3 (polls, pongs,
+# Six tests at a time (Swift Testing's width; unset, it starts every test at once): the run took about
+# as long (109 s against 104 s on 2 cores; about 70 s since), and a busy machine no longer starves the
+# tests that wait on timers. With two more busy processes beside it, all at once failed 3 runs of 3 (polls, pongs,
 # upgrades, replays past their time limits); six at a time passed 2 of 2.
 echo "== running the Swift tests"
 SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=6 swift test --skip-build 2>&1
