@@ -116,7 +116,7 @@ public final class SQLiteStore: ChatStore {
             try await Schema.configureWriter(writer, configuration: configuration, logger: logger)
             try await Schema.migrate(writer, logger: logger)
             let directWriter = try await writerThreadPool.runIfActive { [configuration] in
-                let connection = try DirectConnection(path: path)
+                let connection = try DirectConnection(path: path, gathersLogWrites: configuration.synchronous == .full)
                 do {
                     try Schema.configureBatchWriter(connection, configuration: configuration)
                     return connection

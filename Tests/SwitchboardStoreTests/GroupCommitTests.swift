@@ -93,6 +93,73 @@ struct GroupCommitTests {
         }
     }
 
+    /// A commit's log is written in a few large writes (`CSQLiteGatheredWAL`), and what it wrote
+    /// reads back, from other connections and after the file is opened again. The batch's log is
+    /// several times the gathering buffer, which the default VFS's largest write bounds.
+    @Test func aLargeCommitsLogIsWrittenInFewWritesAndReadsBack() async throws {
+        try await withTemporaryDirectory { directory in
+            let path = directory + "/chat.db"
+            let count = 300
+            let rooms = try await withStore(at: path) { store in
+                let ana = try await store.makeUser("ana")
+                let rooms = [try await store.makeRoom("General", creator: ana), try await store.makeRoom("Random", creator: ana)]
+                let before = try #require(try await store.writerThreadPool.runIfActive { store.batchWriter.logWriteCounts() })
+                let batchesBefore = store.committedBatches.load(ordering: .relaxed)
+                let release = await store.holdWriter()
+                try await withThrowingTaskGroup { group in
+                    for index in 0..<count {
+                        group.addTask {
+                            try await store.send(Self.content(index), in: rooms[index % 2], from: ana, clientId: "c-\(index)")
+                        }
+                    }
+                    await store.waitForPendingAppends(count)
+                    release()
+                    try await group.waitForAll()
+                }
+                #expect(store.committedBatches.load(ordering: .relaxed) == batchesBefore + 1)
+                let after = try #require(try await store.writerThreadPool.runIfActive { store.batchWriter.logWriteCounts() })
+                let writes = after.writes - before.writes
+                let flushes = after.flushes - before.flushes
+                // 300 messages of 2 KB: some 150 pages, each a header and a page: 300 writes and more.
+                #expect(writes >= 300)
+                #expect(flushes * 20 <= writes, "\(writes) writes made \(flushes) system calls")
+                try await expectAll(count, in: rooms, of: store)
+                return rooms
+            }
+
+            try await withStore(at: path) { reopened in try await expectAll(count, in: rooms, of: reopened) }
+        }
+    }
+
+    @Test func logWritesAreGatheredOnlyWhenCommitsSyncTheLog() async throws {
+        try await withTemporaryDirectory { directory in
+            try await withStore(at: directory + "/chat.db", configuration: .init(synchronous: .normal)) { store in
+                let ana = try await store.makeUser("ana")
+                try await store.send("hello", in: try await store.makeRoom("General", creator: ana), from: ana)
+                #expect(try await store.writerThreadPool.runIfActive { store.batchWriter.logWriteCounts() } == nil)
+            }
+        }
+    }
+
+    private static func content(_ index: Int) -> String {
+        "\(index) " + String(repeating: "abcdefghij", count: 200)
+    }
+
+    private func expectAll(_ count: Int, in rooms: [Room], of store: SQLiteStore) async throws {
+        var contents: Set<String> = []
+        for room in rooms {
+            var after = 0
+            while true {
+                let page = try await store.history(roomId: room.id, after: after, before: nil, limit: 100).messages
+                guard let last = page.last else { break }
+                contents.formUnion(page.map(\.content))
+                after = last.seq
+            }
+        }
+        let missing = (0..<count).filter { !contents.contains(Self.content($0)) }
+        #expect(contents.count == count && missing.isEmpty, "\(contents.count) messages read back; missing: \(missing.prefix(10))")
+    }
+
     @Test func closedConnectionRefusesStatements() async throws {
         try await withTemporaryDirectory { directory in
             let path = directory + "/chat.db"

@@ -37,16 +37,21 @@ func withStore<T>(_ database: TestDatabase, _ body: (any ChatStore) async throws
 /// A SQLite store on a new file, closed after `body` whether it succeeds or not: for the tests of
 /// what only the SQLite backend has (its writer queue, its file).
 func withStore<T>(_ body: (SQLiteStore) async throws -> T) async throws -> T {
-    try await withTemporaryDirectory { directory in
-        let store = try await openStore(at: directory + "/chat.db")
-        do {
-            let value = try await body(store)
-            try await store.close()
-            return value
-        } catch {
-            try? await store.close()
-            throw error
-        }
+    try await withTemporaryDirectory { directory in try await withStore(at: directory + "/chat.db", body) }
+}
+
+/// A SQLite store on the file at `path`, closed after `body` whether it succeeds or not.
+func withStore<T>(
+    at path: String, configuration: SQLiteStore.Configuration = .init(), _ body: (SQLiteStore) async throws -> T
+) async throws -> T {
+    let store = try await SQLiteStore.open(path: path, configuration: configuration, logger: testLogger)
+    do {
+        let value = try await body(store)
+        try await store.close()
+        return value
+    } catch {
+        try? await store.close()
+        throw error
     }
 }
 
