@@ -19,7 +19,7 @@ final class DirectConnection: @unchecked Sendable {
     /// Opens the database file at `path`, which must exist already.
     ///
     /// With `gathersLogWrites`, the connection writes each commit's frames of the write-ahead log
-    /// in one system call rather than two per page (`CSQLiteGatheredWAL`); only for a connection
+    /// in a few system calls rather than two a page (`CSQLiteGatheredWAL`); only for a connection
     /// whose commits sync the log (`synchronous = FULL`), which is when the gathered writes go out.
     init(path: String, gathersLogWrites: Bool = false) throws {
         var vfs: UnsafePointer<CChar>?

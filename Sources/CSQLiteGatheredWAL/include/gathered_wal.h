@@ -3,12 +3,12 @@
 
 #include "sqlite_nio_sqlite3.h"
 
-/// The name of a SQLite VFS that gathers the writes of a commit to the write-ahead log into one
-/// write(2) each, made when SQLite syncs the log (or reads it, or writes elsewhere in it).
+/// The name of a SQLite VFS that gathers the writes of a commit to the write-ahead log into
+/// writes of up to 124 KB, made when SQLite syncs the log (or reads it, or writes elsewhere in it).
 ///
 /// SQLite writes each frame of the log as two writes, a 24-byte header and a page, so a commit
-/// of a few hundred pages makes a few hundred system calls. Every other file, and every other
-/// method, is the default VFS's own.
+/// of a few hundred pages makes a few hundred system calls; gathered, a few. Every other file,
+/// and every other method, is the default VFS's own.
 ///
 /// Only for connections with `PRAGMA synchronous = FULL` or `EXTRA`: with `NORMAL` SQLite does
 /// not sync the log at a commit, so the commit's frames would stay in the buffer after other
