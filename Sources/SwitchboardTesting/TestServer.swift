@@ -28,6 +28,14 @@ public struct TestServer: Sendable {
     /// The configuration it runs with.
     public let configuration: ServerConfiguration
 
+    /// A handle on a server started elsewhere (such as the `switchboard` binary run by a test) that
+    /// listens on `port` of 127.0.0.1, for the HTTP and WebSocket helpers.
+    public init(port: Int, databasePath: String, configuration: ServerConfiguration = testConfiguration()) {
+        self.port = port
+        self.databasePath = databasePath
+        self.configuration = configuration
+    }
+
     /// `http://127.0.0.1:PORT`.
     public var baseURL: String { "http://127.0.0.1:\(port)" }
     /// `ws://127.0.0.1:PORT/ws`.

@@ -103,6 +103,15 @@ final class Command: Sendable {
         }
     }
 
+    /// Waits until the lines printed so far on standard error (the server's log) satisfy `done`,
+    /// and returns them.
+    func errorLines(timeout: Duration = .seconds(20), until done: @escaping @Sendable ([String]) -> Bool) async throws -> [String] {
+        try await waitFor(timeout: timeout, "the expected log lines") { collected in
+            let lines = collected.errors.split(separator: "\n").map(String.init)
+            return done(lines) ? lines : nil
+        }
+    }
+
     /// Waits for `count` lines of output.
     func lines(count: Int) async throws -> [String] {
         try await lines { $0.count >= count }
@@ -118,6 +127,11 @@ final class Command: Sendable {
     /// Ends the process (SIGTERM).
     func stop() {
         process.send(SIGTERM)
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would: it cleans nothing up.
+    func kill() {
+        process.send(SIGKILL)
     }
 
     private func waitFor<Value: Sendable>(
