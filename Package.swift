@@ -47,7 +47,7 @@ let package = Package(
         // The storage seam: the protocol every backend implements, its values, and the rules of
         // appending shared by every backend. No driver.
         .target(name: "SwitchboardStore", dependencies: ["SwitchboardProtocol"]),
-        // A SQLite VFS that writes a commit's write-ahead log in one system call (C: SQLite's VFS
+        // A SQLite VFS that writes a commit's write-ahead log in a few system calls (C: SQLite's VFS
         // is a table of C function pointers over a file struct SQLite allocates).
         .target(name: "CSQLiteGatheredWAL", dependencies: [.product(name: "SQLiteNIO", package: "sqlite-nio")]),
         // The SQLite storage backend, the default: one file, one process.
