@@ -119,44 +119,21 @@ static int gatheredDeviceCharacteristics(sqlite3_file *base) {
     return file->real->pMethods->xDeviceCharacteristics(file->real);
 }
 
-static int gatheredShmMap(sqlite3_file *base, int page, int pageSize, int extend, void volatile **memory) {
-    FLUSHED(file);
-    return file->real->pMethods->xShmMap(file->real, page, pageSize, extend, memory);
-}
-
-static int gatheredShmLock(sqlite3_file *base, int offset, int count, int flags) {
-    FLUSHED(file);
-    return file->real->pMethods->xShmLock(file->real, offset, count, flags);
-}
-
-static void gatheredShmBarrier(sqlite3_file *base) {
-    GatheredFile *file = (GatheredFile *)base;
-    (void)flush(file);
-    file->real->pMethods->xShmBarrier(file->real);
-}
-
-static int gatheredShmUnmap(sqlite3_file *base, int deleteFlag) {
-    FLUSHED(file);
-    return file->real->pMethods->xShmUnmap(file->real, deleteFlag);
-}
-
-static int gatheredFetch(sqlite3_file *base, sqlite3_int64 offset, int amount, void **pointer) {
-    FLUSHED(file);
-    return file->real->pMethods->xFetch(file->real, offset, amount, pointer);
-}
-
-static int gatheredUnfetch(sqlite3_file *base, sqlite3_int64 offset, void *pointer) {
-    FLUSHED(file);
-    return file->real->pMethods->xUnfetch(file->real, offset, pointer);
-}
-
+// Version 1: SQLite maps and shares memory through the database file only, never its log.
 static const sqlite3_io_methods gatheredMethods = {
-    3,
-    gatheredClose, gatheredRead, gatheredWrite, gatheredTruncate, gatheredSync, gatheredFileSize,
-    gatheredLock, gatheredUnlock, gatheredCheckReservedLock, gatheredFileControl,
-    gatheredSectorSize, gatheredDeviceCharacteristics,
-    gatheredShmMap, gatheredShmLock, gatheredShmBarrier, gatheredShmUnmap,
-    gatheredFetch, gatheredUnfetch,
+    .iVersion = 1,
+    .xClose = gatheredClose,
+    .xRead = gatheredRead,
+    .xWrite = gatheredWrite,
+    .xTruncate = gatheredTruncate,
+    .xSync = gatheredSync,
+    .xFileSize = gatheredFileSize,
+    .xLock = gatheredLock,
+    .xUnlock = gatheredUnlock,
+    .xCheckReservedLock = gatheredCheckReservedLock,
+    .xFileControl = gatheredFileControl,
+    .xSectorSize = gatheredSectorSize,
+    .xDeviceCharacteristics = gatheredDeviceCharacteristics,
 };
 
 static int gatheredOpen(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *base, int flags, int *outFlags) {

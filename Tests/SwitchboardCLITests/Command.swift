@@ -97,17 +97,20 @@ final class Command: Sendable {
 
     /// Waits until the lines printed so far satisfy `done`, and returns them.
     func lines(timeout: Duration = .seconds(20), until done: @escaping @Sendable ([String]) -> Bool) async throws -> [String] {
-        try await waitFor(timeout: timeout, "the expected output") { collected in
-            let lines = collected.output.split(separator: "\n").map(String.init)
-            return done(lines) ? lines : nil
-        }
+        try await lines(of: \.output, timeout: timeout, "the expected output", until: done)
     }
 
     /// Waits until the lines printed so far on standard error (the server's log) satisfy `done`,
     /// and returns them.
     func errorLines(timeout: Duration = .seconds(20), until done: @escaping @Sendable ([String]) -> Bool) async throws -> [String] {
-        try await waitFor(timeout: timeout, "the expected log lines") { collected in
-            let lines = collected.errors.split(separator: "\n").map(String.init)
+        try await lines(of: \.errors, timeout: timeout, "the expected log lines", until: done)
+    }
+
+    private func lines(
+        of text: KeyPath<Collected, String> & Sendable, timeout: Duration, _ what: String, until done: @escaping @Sendable ([String]) -> Bool
+    ) async throws -> [String] {
+        try await waitFor(timeout: timeout, what) { collected in
+            let lines = collected[keyPath: text].split(separator: "\n").map(String.init)
             return done(lines) ? lines : nil
         }
     }
